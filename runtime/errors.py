@@ -1,0 +1,141 @@
+"""The one error hierarchy of ray-durable.
+
+Every error crosses Ray process boundaries, so each keeps its constructor arguments in
+``self.args`` (what pickle uses) and builds its message from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FailureDetails:
+    """What is kept of an exception once it has crossed a process or a restart."""
+
+    error_type: str
+    message: str
+    stack_trace: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.error_type}: {self.message}"
+
+
+class DurableError(Exception):
+    """Base class of every error raised by ray-durable."""
+
+
+class SerializationError(DurableError):
+    """A value (input, output, state) could not be pickled or unpickled."""
+
+    def __init__(self, what: str, cause: str) -> None:
+        super().__init__(what, cause)
+        self.what = what
+        self.cause_text = cause
+
+    def __str__(self) -> str:
+        return f"cannot serialize {self.what}: {self.cause_text}"
+
+
+class NotRegisteredError(DurableError):
+    """A name refers to no registered orchestrator, activity or entity."""
+
+    def __init__(self, kind: str, name: str, known: tuple[str, ...] = ()) -> None:
+        super().__init__(kind, name, tuple(known))
+        self.kind = kind
+        self.name = name
+        self.known = tuple(known)
+
+    def __str__(self) -> str:
+        known = ", ".join(sorted(self.known)) or "none"
+        return f"no {self.kind} named {self.name!r} is registered (registered: {known})"
+
+
+class OrchestratorNotFoundError(NotRegisteredError):
+    """``start_new`` named an orchestrator the hub does not know."""
+
+    def __init__(self, name: str, known: tuple[str, ...] = ()) -> None:
+        super().__init__("orchestrator", name, known)
+        self.args = (name, tuple(known))
+
+
+class ActivityNotFoundError(NotRegisteredError):
+    """An orchestration called an activity the hub does not know."""
+
+    def __init__(self, name: str, known: tuple[str, ...] = ()) -> None:
+        super().__init__("activity", name, known)
+        self.args = (name, tuple(known))
+
+
+class InstanceExistsError(DurableError):
+    """``start_new`` was given the id of an instance that is not finished."""
+
+    def __init__(self, instance_id: str, status: str) -> None:
+        super().__init__(instance_id, status)
+        self.instance_id = instance_id
+        self.status = status
+
+    def __str__(self) -> str:
+        return (
+            f"an orchestration with instance id {self.instance_id!r} already exists "
+            f"and is {self.status}; pick another id or wait until it finishes"
+        )
+
+
+class InstanceNotFoundError(DurableError):
+    """An operation named an instance the hub does not know."""
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(instance_id)
+        self.instance_id = instance_id
+
+    def __str__(self) -> str:
+        return f"no orchestration instance with id {self.instance_id!r}"
+
+
+class InvalidOperationError(DurableError):
+    """The operation does not apply to the instance in its current state."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class HubConfigError(DurableError):
+    """The hub's configuration is invalid or conflicts with the running hub."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class TaskFailedError(DurableError):
+    """Raised inside an orchestrator when an activity (or child) it awaited failed.
+
+    ``details.error_type`` names the original exception's class, ``details.stack_trace``
+    carries its traceback, so compensation code can decide by type.
+    """
+
+    def __init__(self, message: str, details: FailureDetails) -> None:
+        super().__init__(message, details)
+        self.details = details
+
+    def __str__(self) -> str:
+        return f"{self.args[0]}: {self.details}"
+
+
+class NonDeterminismError(DurableError):
+    """Replaying an orchestrator did not reproduce its recorded history."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class OrchestrationFailedError(DurableError):
+    """Raised by ``wait_for_completion(..., raise_on_failure=True)`` for a failed instance."""
+
+    def __init__(self, instance_id: str, details: FailureDetails) -> None:
+        super().__init__(instance_id, details)
+        self.instance_id = instance_id
+        self.details = details
+
+    def __str__(self) -> str:
+        return f"orchestration {self.instance_id!r} failed: {self.details}"

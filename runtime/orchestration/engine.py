@@ -1,0 +1,566 @@
+"""The pure replay engine.
+
+``OrchestrationExecutor`` runs one execution of an orchestrator generator against its
+history. It imports neither Ray nor sqlite3 and reads no clock: time arrives in
+``OrchestratorStarted`` events. A host keeps one executor per live instance and feeds it
+only new events, so the normal path never replays; replay happens once, on activation,
+and costs O(history).
+
+``execute`` never raises for a user's error: failures become an ``ExecutionCompleted``
+event with status ``Failed``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..errors import FailureDetails, NonDeterminismError
+from ..serialization import failure_of
+from . import history as h
+from .status import OrchestrationStatus
+from .tasks import (
+    ActivityTask,
+    EventTimeoutError,
+    ExternalEventTask,
+    SubOrchestrationTask,
+    Task,
+    TimerTask,
+    WhenAllTask,
+    WhenAnyTask,
+)
+
+_UUID_NAMESPACE = uuid.UUID("9e952958-5e33-4daf-827f-2fa12937b875")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How ``call_activity_with_retry`` retries; the waits are durable timers."""
+
+    first_retry_interval: timedelta
+    max_number_of_attempts: int
+    backoff_coefficient: float = 1.0
+    max_retry_interval: timedelta | None = None
+    retry_timeout: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_number_of_attempts < 1:
+            raise ValueError("max_number_of_attempts must be at least 1")
+        if self.first_retry_interval <= timedelta(0):
+            raise ValueError("first_retry_interval must be positive")
+        if self.backoff_coefficient < 1.0:
+            raise ValueError("backoff_coefficient must be at least 1.0")
+
+    def delay(self, attempt: int) -> timedelta:
+        """The wait after failed attempt number ``attempt`` (1-based)."""
+        delay = self.first_retry_interval * (self.backoff_coefficient ** (attempt - 1))
+        if self.max_retry_interval is not None:
+            delay = min(delay, self.max_retry_interval)
+        return delay
+
+
+@dataclass
+class Step:
+    """What one ``execute`` call produced: events to append and the resulting status."""
+
+    new_events: list[h.HistoryEvent] = field(default_factory=list)
+    status: str = OrchestrationStatus.RUNNING
+    output: Any = None
+    failure: FailureDetails | None = None
+    custom_status: Any = None
+    continued_as_new: h.ContinuedAsNew | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True if the execution ended (including by continue-as-new)."""
+        return self.status != OrchestrationStatus.RUNNING
+
+
+class _RetryableTask(Task):
+    """An activity or child with retries; each attempt and wait is its own action."""
+
+    def __init__(
+        self, ctx: OrchestrationContext, policy: RetryPolicy, attempt: Callable[[], Task]
+    ) -> None:
+        super().__init__()
+        self._ctx = ctx
+        self._policy = policy
+        self._start_attempt = attempt
+        self._attempts = 0
+        self._started = ctx.current_utc_datetime
+        self._next()
+
+    def _next(self) -> None:
+        self._attempts += 1
+        child = self._start_attempt()
+        child._parents.append(self)  # type: ignore[arg-type]
+        if child.is_complete:
+            self._on_child_done(child)
+
+    def _on_child_done(self, child: Task) -> None:
+        if isinstance(child, TimerTask):
+            self._next()
+        elif not child.is_failed:
+            self._complete(child._result)
+        elif self._may_retry():
+            timer = self._ctx.create_timer(
+                self._ctx.current_utc_datetime + self._policy.delay(self._attempts)
+            )
+            timer._parents.append(self)  # type: ignore[arg-type]
+        else:
+            self._fail(child.get_exception())  # type: ignore[arg-type]
+
+    def _may_retry(self) -> bool:
+        if self._attempts >= self._policy.max_number_of_attempts:
+            return False
+        timeout = self._policy.retry_timeout
+        if timeout is None:
+            return True
+        waited = self._ctx.current_utc_datetime - self._started
+        return waited + self._policy.delay(self._attempts) <= timeout
+
+
+class OrchestrationContext:
+    """What an orchestrator function sees: its input, deterministic time and actions."""
+
+    def __init__(self, executor: OrchestrationExecutor) -> None:
+        self._ex = executor
+
+    @property
+    def instance_id(self) -> str:
+        """This instance's id."""
+        return self._ex.instance_id
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the engine re-runs code for events already in history."""
+        return self._ex.is_replaying
+
+    @property
+    def current_utc_datetime(self) -> datetime:
+        """The time of the current episode, the same on every replay."""
+        return self._ex.current_time
+
+    def get_input(self) -> Any:
+        """The input the instance was started (or continued as new) with."""
+        return self._ex.input
+
+    def new_uuid(self) -> str:
+        """A UUID that is the same on every replay of this point of the code."""
+        self._ex.uuid_counter += 1
+        name = f"{self.instance_id}_{self.current_utc_datetime.isoformat()}"
+        return str(uuid.uuid5(_UUID_NAMESPACE, f"{name}_{self._ex.uuid_counter}"))
+
+    def set_custom_status(self, value: Any) -> None:
+        """Publish a value that clients see in the instance's status while it runs."""
+        self._ex.custom_status = value
+
+    def call_activity(self, activity: Any, input: Any = None) -> Task:
+        """Schedule an activity (an ``@activity`` function or its registered name)."""
+        name = _name_of(activity)
+        task = ActivityTask(name)
+        self._ex.schedule(h.TaskScheduled(self._ex.next_seq(), name, input), task, activity)
+        return task
+
+    def call_activity_with_retry(
+        self, activity: Any, retry_policy: RetryPolicy, input: Any = None
+    ) -> Task:
+        """Schedule an activity that is retried after durable waits when it fails."""
+        return _RetryableTask(self, retry_policy, lambda: self.call_activity(activity, input))
+
+    def call_sub_orchestrator(
+        self,
+        orchestrator: Any,
+        input: Any = None,
+        instance_id: str | None = None,
+        version: str = "",
+    ) -> Task:
+        """Start a child orchestration and wait for its output."""
+        name = _name_of(orchestrator)
+        seq = self._ex.next_seq()
+        child_id = instance_id or f"{self.instance_id}:{seq}"
+        task = SubOrchestrationTask(name)
+        event = h.SubOrchestrationCreated(seq, name, child_id, input, version)
+        self._ex.schedule(event, task, orchestrator)
+        return task
+
+    def call_sub_orchestrator_with_retry(
+        self,
+        orchestrator: Any,
+        retry_policy: RetryPolicy,
+        input: Any = None,
+        instance_id: str | None = None,
+    ) -> Task:
+        """Start a child orchestration, retried (as a new child) when it fails."""
+
+        def attempt() -> Task:
+            child_id = None if instance_id is None else f"{instance_id}:{self._ex.seq}"
+            return self.call_sub_orchestrator(orchestrator, input, child_id)
+
+        return _RetryableTask(self, retry_policy, attempt)
+
+    def create_timer(self, fire_at: datetime | timedelta) -> TimerTask:
+        """A durable timer due at ``fire_at`` (an aware datetime, or a delay from now)."""
+        if isinstance(fire_at, timedelta):
+            fire_at = self.current_utc_datetime + fire_at
+        if not isinstance(fire_at, datetime) or fire_at.tzinfo is None:
+            raise ValueError("create_timer needs a timezone-aware datetime (UTC) or timedelta")
+        task = TimerTask(fire_at)
+        self._ex.schedule(h.TimerCreated(self._ex.next_seq(), fire_at), task, None)
+        return task
+
+    def wait_for_external_event(self, name: str, timeout: timedelta | None = None) -> Task:
+        """The data of the next event ``name`` (case-insensitive), in arrival order."""
+        task = ExternalEventTask(name)
+        self._ex.wait_for_event(task)
+        if timeout is None or task.is_complete:
+            return task
+        timer = self.create_timer(timeout)
+        return _EventWithTimeout(task, timer)
+
+    def task_all(self, tasks: Iterable[Task]) -> WhenAllTask:
+        """A task that completes with every result, or fails with the first failure."""
+        return WhenAllTask(list(tasks))
+
+    def task_any(self, tasks: Iterable[Task]) -> WhenAnyTask:
+        """A task that completes with the first of ``tasks`` to complete."""
+        return WhenAnyTask(list(tasks))
+
+    def continue_as_new(self, input: Any = None, save_events: bool = True) -> None:
+        """End this execution and start the instance afresh with ``input``."""
+        self._ex.continue_as_new(input, save_events)
+
+
+class _EventWithTimeout(Task):
+    """An external event task that fails with EventTimeoutError when its timer fires."""
+
+    def __init__(self, event: ExternalEventTask, timer: TimerTask) -> None:
+        super().__init__()
+        self.name = event.name
+        self._event = event
+        self._timer = timer
+        event._parents.append(self)  # type: ignore[arg-type]
+        timer._parents.append(self)  # type: ignore[arg-type]
+
+    def _on_child_done(self, child: Task) -> None:
+        if child is self._event:
+            self._timer.cancel()
+            self._complete(child._result)
+        else:
+            self._event._fail(EventTimeoutError(self.name))
+            self._fail(EventTimeoutError(self.name))
+
+
+def _name_of(target: Any) -> str:
+    if isinstance(target, str):
+        return target
+    name = getattr(target, "name", None) or getattr(target, "__name__", None)
+    if not isinstance(name, str):
+        raise TypeError(f"expected a registered function or its name, got {target!r}")
+    return name
+
+
+class OrchestrationExecutor:
+    """Runs one execution of an orchestrator function against its history."""
+
+    def __init__(self, fn: Callable[..., Any], instance_id: str) -> None:
+        self.fn = fn
+        self.instance_id = instance_id
+        self.input: Any = None
+        self.current_time = datetime.min
+        self.is_replaying = False
+        self.custom_status: Any = None
+        self.uuid_counter = 0
+        self.seq = 0
+        self._ctx = OrchestrationContext(self)
+        self._gen: Any = None
+        self._awaiting: Task | None = None
+        self._open: dict[int, Task] = {}
+        self._scheduled: dict[int, h.HistoryEvent] = {}
+        self._pending: dict[int, h.HistoryEvent] = {}
+        self.targets: dict[int, Any] = {}
+        self._waiters: dict[str, deque[ExternalEventTask]] = {}
+        self._inbox: dict[str, deque[h.EventRaised]] = {}
+        self._done: Step | None = None
+        self._continue: h.ContinuedAsNew | None = None
+        self._out: list[h.HistoryEvent] = []
+
+    # -- the entry point --------------------------------------------------------------
+
+    def execute(
+        self, old_events: Sequence[h.HistoryEvent], new_events: Sequence[h.HistoryEvent]
+    ) -> Step:
+        """Replay ``old_events``, apply ``new_events``; return what to append and status.
+
+        ``old_events`` are already stored; ``new_events`` are appended unless they are
+        duplicates (a completion for an action that is already complete).
+        """
+        self._out = []
+        try:
+            self.is_replaying = True
+            for event in old_events:
+                self._apply(event, replay=True)
+            self._check_episode_matched()
+            self.is_replaying = False
+            for event in new_events:
+                if self._done is not None:
+                    break
+                # Recorded before its handler runs, so the events it causes follow it.
+                self._out.append(event)
+                if not self._apply(event, replay=False):
+                    self._out.pop()
+            self._flush_actions()
+        except NonDeterminismError as exc:
+            self.is_replaying = False
+            self._finish_failed(exc)
+        return self._step()
+
+    def open_actions(self) -> list[h.HistoryEvent]:
+        """Actions recorded in history but not answered yet (to re-dispatch on activation)."""
+        return list(self._scheduled.values())
+
+    # -- called by the context -------------------------------------------------------
+
+    def next_seq(self) -> int:
+        """The sequence number of the next action."""
+        seq = self.seq
+        self.seq += 1
+        return seq
+
+    def schedule(self, action: h.HistoryEvent, task: Task, target: Any) -> None:
+        """Record an action the orchestrator took; it matches history or becomes new."""
+        seq = action.seq  # type: ignore[attr-defined]
+        self._open[seq] = task
+        self._pending[seq] = action
+        if target is not None and not isinstance(target, str):
+            self.targets[seq] = target
+
+    def wait_for_event(self, task: ExternalEventTask) -> None:
+        """Complete ``task`` with a buffered event, or queue it for the next one."""
+        key = task.name.casefold()
+        buffered = self._inbox.get(key)
+        if buffered:
+            task._complete(buffered.popleft().data)
+        else:
+            self._waiters.setdefault(key, deque()).append(task)
+
+    def continue_as_new(self, input: Any, save_events: bool) -> None:
+        """Mark the execution to restart with ``input`` when the generator next pauses."""
+        carried: tuple[h.EventRaised, ...] = ()
+        if save_events:
+            carried = tuple(e for queue in self._inbox.values() for e in queue)
+        self._continue = h.ContinuedAsNew(input, carried)
+
+    # -- applying events --------------------------------------------------------------
+
+    def _apply(self, event: h.HistoryEvent, replay: bool) -> bool:
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            raise NonDeterminismError(f"unknown history event type {type(event).__name__}")
+        return handler(self, event, replay)
+
+    def _on_execution_started(self, event: h.ExecutionStarted, replay: bool) -> bool:
+        self.input = event.input
+        self._start()
+        return True
+
+    def _on_orchestrator_started(self, event: h.OrchestratorStarted, replay: bool) -> bool:
+        if replay:
+            self._check_episode_matched()
+        self.current_time = event.timestamp
+        return True
+
+    def _on_scheduled(self, event: Any, replay: bool) -> bool:
+        action = self._pending.pop(event.seq, None)
+        if action is None or type(action) is not type(event) or _key(action) != _key(event):
+            raise NonDeterminismError(_mismatch(event.seq, event, action))
+        self._scheduled[event.seq] = event
+        return True
+
+    def _on_completion(self, event: Any, replay: bool) -> bool:
+        task = self._open.pop(event.seq, None)
+        if self._scheduled.pop(event.seq, None) is None:
+            if replay:
+                raise NonDeterminismError(
+                    f"history answers action #{event.seq}, which the code did not take"
+                )
+            return False  # a late or repeated answer: already recorded, keep it once
+        if task is None:
+            return True
+        if isinstance(event, (h.TaskFailed, h.SubOrchestrationFailed)):
+            task._fail_with(event.failure)  # type: ignore[attr-defined]
+        elif isinstance(event, h.TimerFired):
+            if not task.is_cancelled:  # type: ignore[attr-defined]
+                task._complete(None)
+        else:
+            task._complete(event.result)
+        self._resume()
+        return True
+
+    def _on_event_raised(self, event: h.EventRaised, replay: bool) -> bool:
+        key = event.name.casefold()
+        waiters = self._waiters.get(key)
+        while waiters:
+            task = waiters.popleft()
+            if not task.is_complete:
+                task._complete(event.data)
+                self._resume()
+                return True
+        self._inbox.setdefault(key, deque()).append(event)
+        return True
+
+    def _on_terminated(self, event: h.ExecutionTerminated, replay: bool) -> bool:
+        self._close_generator()
+        self._done = Step(status=OrchestrationStatus.TERMINATED, output=event.reason)
+        self._out_terminal(h.ExecutionCompleted(OrchestrationStatus.TERMINATED, event.reason))
+        return True
+
+    def _on_history_only(self, event: h.HistoryEvent, replay: bool) -> bool:
+        return True
+
+    # -- running the generator --------------------------------------------------------
+
+    def _start(self) -> None:
+        try:
+            result = self.fn(self._ctx, self.input) if _takes_input(self.fn) else self.fn(self._ctx)
+        except Exception as exc:
+            self._finish_failed(exc)
+            return
+        if inspect.isgenerator(result):
+            self._gen = result
+            self._advance(lambda: next(self._gen))
+        else:
+            self._finish(result)
+
+    def _resume(self) -> None:
+        while self._done is None and self._awaiting is not None and self._awaiting.is_complete:
+            task, self._awaiting = self._awaiting, None
+            if task.is_failed:
+                exc = task.get_exception()
+                self._advance(lambda exc=exc: self._gen.throw(exc))
+            else:
+                value = task._result
+                self._advance(lambda value=value: self._gen.send(value))
+
+    def _advance(self, step: Callable[[], Any]) -> None:
+        try:
+            yielded = step()
+        except StopIteration as stop:
+            self._finish(stop.value)
+            return
+        except Exception as exc:
+            self._finish_failed(exc)
+            return
+        if self._continue is not None:
+            self._finish(None)
+        elif not isinstance(yielded, Task):
+            self._close_generator()
+            self._finish_failed(
+                TypeError(
+                    f"orchestrators must yield tasks from the context, got {type(yielded).__name__}"
+                )
+            )
+        else:
+            self._awaiting = yielded
+
+    def _finish(self, output: Any) -> None:
+        if self._continue is not None:
+            self._done = Step(
+                status=OrchestrationStatus.CONTINUED_AS_NEW, continued_as_new=self._continue
+            )
+            self._out_terminal(self._continue)
+            return
+        self._done = Step(status=OrchestrationStatus.COMPLETED, output=output)
+        self._out_terminal(h.ExecutionCompleted(OrchestrationStatus.COMPLETED, output))
+
+    def _finish_failed(self, exc: BaseException) -> None:
+        details = failure_of(exc)
+        self._done = Step(status=OrchestrationStatus.FAILED, failure=details)
+        self._out_terminal(h.ExecutionCompleted(OrchestrationStatus.FAILED, None, details))
+
+    def _out_terminal(self, event: h.HistoryEvent) -> None:
+        # Actions the code took but did not await die with the execution, as in Temporal.
+        self._pending.clear()
+        if not self.is_replaying:
+            self._out.append(event)
+
+    def _close_generator(self) -> None:
+        if self._gen is not None:
+            self._gen.close()
+
+    def _flush_actions(self) -> None:
+        for seq in sorted(self._pending):
+            action = self._pending[seq]
+            self._scheduled[seq] = action
+            self._out.append(action)
+        self._pending.clear()
+
+    def _check_episode_matched(self) -> None:
+        if self._pending:
+            seq = min(self._pending)
+            raise NonDeterminismError(_mismatch(seq, None, self._pending[seq]))
+
+    def _step(self) -> Step:
+        step = self._done or Step()
+        step.new_events = self._out
+        step.custom_status = self.custom_status
+        return step
+
+
+def _takes_input(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def _key(action: Any) -> tuple[Any, ...]:
+    if isinstance(action, h.TimerCreated):
+        return ()
+    if isinstance(action, h.SubOrchestrationCreated):
+        return (action.name, action.instance_id)
+    return (action.name,)
+
+
+def _describe(action: Any) -> str:
+    if action is None:
+        return "nothing"
+    if isinstance(action, h.TimerCreated):
+        return "a durable timer"
+    if isinstance(action, h.SubOrchestrationCreated):
+        return f"sub-orchestration {action.name!r} ({action.instance_id})"
+    return f"activity {action.name!r}"
+
+
+def _mismatch(seq: int, recorded: Any, now: Any) -> str:
+    return (
+        f"non-deterministic orchestrator: at action #{seq} the history recorded "
+        f"{_describe(recorded)} but the code now schedules {_describe(now)}. "
+        "Most likely the orchestrator's code changed after this instance started; "
+        "deploy changed code under a new version (or a new task hub) instead."
+    )
+
+
+_HANDLERS: dict[type, Callable[[OrchestrationExecutor, Any, bool], bool]] = {
+    h.ExecutionStarted: OrchestrationExecutor._on_execution_started,
+    h.OrchestratorStarted: OrchestrationExecutor._on_orchestrator_started,
+    h.TaskScheduled: OrchestrationExecutor._on_scheduled,
+    h.TimerCreated: OrchestrationExecutor._on_scheduled,
+    h.SubOrchestrationCreated: OrchestrationExecutor._on_scheduled,
+    h.TaskCompleted: OrchestrationExecutor._on_completion,
+    h.TaskFailed: OrchestrationExecutor._on_completion,
+    h.TimerFired: OrchestrationExecutor._on_completion,
+    h.SubOrchestrationCompleted: OrchestrationExecutor._on_completion,
+    h.SubOrchestrationFailed: OrchestrationExecutor._on_completion,
+    h.EventRaised: OrchestrationExecutor._on_event_raised,
+    h.ExecutionTerminated: OrchestrationExecutor._on_terminated,
+    h.ExecutionCompleted: OrchestrationExecutor._on_history_only,
+    h.ContinuedAsNew: OrchestrationExecutor._on_history_only,
+}

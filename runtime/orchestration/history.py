@@ -1,0 +1,146 @@
+"""History events: the append-only record of one orchestration execution.
+
+Events are small frozen dataclasses. Payloads (inputs, results) are kept as Python
+values here; the store pickles whole events. Events that carry a ``seq`` answer or
+record the orchestrator's action with that sequence number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..errors import FailureDetails
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """Base class of every history event."""
+
+
+@dataclass(frozen=True)
+class ExecutionStarted(HistoryEvent):
+    """The first event of an execution: what to run and with which input."""
+
+    name: str
+    input: Any = None
+    version: str = ""
+    parent_instance_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OrchestratorStarted(HistoryEvent):
+    """Opens one episode; its timestamp is ``ctx.current_utc_datetime`` for the episode."""
+
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class TaskScheduled(HistoryEvent):
+    """The orchestrator called an activity; also the outbox entry to dispatch it."""
+
+    seq: int
+    name: str
+    input: Any = None
+
+
+@dataclass(frozen=True)
+class TaskCompleted(HistoryEvent):
+    """The activity with ``seq`` returned ``result``."""
+
+    seq: int
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class TaskFailed(HistoryEvent):
+    """The activity with ``seq`` raised."""
+
+    seq: int
+    failure: FailureDetails
+
+
+@dataclass(frozen=True)
+class TimerCreated(HistoryEvent):
+    """The orchestrator created a durable timer due at ``fire_at`` (UTC)."""
+
+    seq: int
+    fire_at: datetime
+
+
+@dataclass(frozen=True)
+class TimerFired(HistoryEvent):
+    """The timer with ``seq`` is due."""
+
+    seq: int
+    fire_at: datetime
+
+
+@dataclass(frozen=True)
+class EventRaised(HistoryEvent):
+    """An external event arrived (kept until the orchestrator waits for it)."""
+
+    name: str
+    data: Any = None
+
+
+@dataclass(frozen=True)
+class SubOrchestrationCreated(HistoryEvent):
+    """The orchestrator started a child orchestration."""
+
+    seq: int
+    name: str
+    instance_id: str
+    input: Any = None
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class SubOrchestrationCompleted(HistoryEvent):
+    """The child started with ``seq`` completed with ``result``."""
+
+    seq: int
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class SubOrchestrationFailed(HistoryEvent):
+    """The child started with ``seq`` failed."""
+
+    seq: int
+    failure: FailureDetails
+
+
+@dataclass(frozen=True)
+class ExecutionTerminated(HistoryEvent):
+    """A client terminated the instance."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ExecutionCompleted(HistoryEvent):
+    """The last event of an execution: its terminal status and outcome."""
+
+    status: str
+    output: Any = None
+    failure: FailureDetails | None = None
+
+
+@dataclass(frozen=True)
+class ContinuedAsNew(HistoryEvent):
+    """The orchestrator restarted itself with ``input``; ``carried`` events move over."""
+
+    input: Any = None
+    carried: tuple[EventRaised, ...] = ()
+
+
+#: Events that answer an action and so must match exactly one scheduling event.
+COMPLETIONS = (
+    TaskCompleted,
+    TaskFailed,
+    TimerFired,
+    SubOrchestrationCompleted,
+    SubOrchestrationFailed,
+)

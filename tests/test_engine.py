@@ -1,0 +1,303 @@
+"""Pure tests of the replay engine: no Ray, no store, no clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from runtime.errors import FailureDetails, TaskFailedError
+from runtime.orchestration import OrchestrationExecutor, RetryPolicy
+from runtime.orchestration import history as h
+from runtime.orchestration.tasks import EventTimeoutError
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def started(name="orch", input=None, at=T0):
+    return [h.OrchestratorStarted(at), h.ExecutionStarted(name, input)]
+
+
+def episode(*events, at=T0):
+    return [h.OrchestratorStarted(at), *events]
+
+
+class Run:
+    """Drives an executor the way a host does and keeps the whole history."""
+
+    def __init__(self, fn, input=None, iid="i1"):
+        self.fn = fn
+        self.iid = iid
+        self.ex = OrchestrationExecutor(fn, iid)
+        self.history: list = []
+        self.step = self._feed(started(input=input))
+
+    def _feed(self, events):
+        step = self.ex.execute([], events)
+        self.history.extend(step.new_events)
+        return step
+
+    def feed(self, *events, at=T0):
+        self.step = self._feed(episode(*events, at=at))
+        return self.step
+
+    def scheduled(self, kind=h.TaskScheduled):
+        return [e for e in self.step.new_events if isinstance(e, kind)]
+
+    def replay(self, new_events=()):
+        """A fresh executor over the stored history, as on activation."""
+        ex = OrchestrationExecutor(self.fn, self.iid)
+        return ex, ex.execute(self.history, list(new_events))
+
+
+def chain(ctx, x):
+    a = yield ctx.call_activity("inc", x)
+    b = yield ctx.call_activity("double", a)
+    return b
+
+
+def test_chain_schedules_one_activity_at_a_time_and_completes():
+    run = Run(chain, input=1)
+    assert [(e.seq, e.name, e.input) for e in run.scheduled()] == [(0, "inc", 1)]
+    run.feed(h.TaskCompleted(0, 2))
+    assert [(e.seq, e.name, e.input) for e in run.scheduled()] == [(1, "double", 2)]
+    step = run.feed(h.TaskCompleted(1, 4))
+    assert step.status == "Completed" and step.output == 4
+    assert isinstance(step.new_events[-1], h.ExecutionCompleted)
+
+
+def test_replay_of_history_reproduces_state_without_new_actions():
+    run = Run(chain, input=1)
+    run.feed(h.TaskCompleted(0, 2))
+    ex, step = run.replay()
+    assert step.new_events == [] and step.status == "Running"
+    assert [e.seq for e in ex.open_actions()] == [1]
+    step = ex.execute([], episode(h.TaskCompleted(1, 4)))
+    assert step.output == 4
+
+
+def test_fan_out_fan_in_of_many_completes_once_all_results_are_in():
+    def fan(ctx, n):
+        results = yield ctx.task_all([ctx.call_activity("w", i) for i in range(n)])
+        return sum(results)
+
+    run = Run(fan, input=1000)
+    assert len(run.scheduled()) == 1000
+    run.feed(*[h.TaskCompleted(i, i) for i in range(500)])
+    assert run.step.status == "Running"
+    step = run.feed(*[h.TaskCompleted(i, i) for i in range(500, 1000)])
+    assert step.output == sum(range(1000))
+
+
+def test_duplicate_completion_is_dropped_not_recorded_twice():
+    run = Run(chain, input=1)
+    run.feed(h.TaskCompleted(0, 2))
+    step = run.feed(h.TaskCompleted(0, 2))
+    assert step.new_events == [h.OrchestratorStarted(T0)]
+    assert sum(isinstance(e, h.TaskCompleted) and e.seq == 0 for e in run.history) == 1
+
+
+def test_activity_failure_raises_task_failed_error_with_original_type():
+    def compensating(ctx, _):
+        try:
+            yield ctx.call_activity("charge")
+        except TaskFailedError as err:
+            yield ctx.call_activity("refund", err.details.error_type)
+            return "compensated"
+
+    run = Run(compensating)
+    run.feed(h.TaskFailed(0, FailureDetails("ValueError", "card declined", "tb")))
+    assert [(e.name, e.input) for e in run.scheduled()] == [("refund", "ValueError")]
+    assert run.feed(h.TaskCompleted(1)).output == "compensated"
+
+
+def test_unhandled_error_fails_the_instance_with_details():
+    def boom(ctx, _):
+        yield ctx.call_activity("a")
+        raise KeyError("missing")
+
+    run = Run(boom)
+    step = run.feed(h.TaskCompleted(0))
+    assert step.status == "Failed"
+    assert step.failure.error_type == "KeyError" and "missing" in step.failure.message
+    assert "raise KeyError" in step.failure.stack_trace
+
+
+def test_changed_code_is_a_non_determinism_failure_naming_both_sides():
+    run = Run(chain, input=1)
+    run.feed(h.TaskCompleted(0, 2))
+
+    def changed(ctx, x):
+        a = yield ctx.call_activity("inc", x)
+        return (yield ctx.call_activity("triple", a))
+
+    step = OrchestrationExecutor(changed, "i1").execute(run.history, [])
+    assert step.status == "Failed" and step.failure.error_type == "NonDeterminismError"
+    assert "'double'" in step.failure.message and "'triple'" in step.failure.message
+    assert isinstance(step.new_events[-1], h.ExecutionCompleted)
+
+
+def test_extra_action_in_replayed_episode_is_non_determinism():
+    run = Run(chain, input=1)
+
+    def two(ctx, x):
+        yield ctx.task_all([ctx.call_activity("inc", x), ctx.call_activity("more", x)])
+
+    step = OrchestrationExecutor(two, "i1").execute(run.history, [])
+    assert step.failure.error_type == "NonDeterminismError"
+
+
+def test_yielding_a_non_task_fails_clearly():
+    def bad(ctx, _):
+        yield 42
+
+    assert "must yield tasks" in Run(bad).step.failure.message
+
+
+def test_plain_function_orchestrator_and_no_input_signature():
+    run = Run(lambda ctx: "hi")
+    assert run.step.output == "hi"
+
+
+def test_current_time_and_uuid_are_deterministic_across_replay():
+    seen = []
+
+    def timed(ctx, _):
+        seen.append((ctx.current_utc_datetime, ctx.new_uuid(), ctx.is_replaying))
+        yield ctx.call_activity("a")
+        seen.append((ctx.current_utc_datetime, ctx.new_uuid(), ctx.is_replaying))
+
+    run = Run(timed)
+    run.feed(h.TaskCompleted(0), at=T0 + timedelta(seconds=5))
+    first = list(seen)
+    seen.clear()
+    run.replay()
+    assert [s[:2] for s in seen] == [s[:2] for s in first]
+    assert first[1][0] == T0 + timedelta(seconds=5)
+    assert seen[0][2] is True
+
+
+def test_custom_status_is_reported():
+    def status(ctx, _):
+        ctx.set_custom_status({"stage": 1})
+        yield ctx.call_activity("a")
+
+    assert Run(status).step.custom_status == {"stage": 1}
+
+
+def test_timer_and_external_event_race_with_task_any():
+    def approval(ctx, _):
+        timer = ctx.create_timer(ctx.current_utc_datetime + timedelta(hours=72))
+        event = ctx.wait_for_external_event("Approval")
+        winner = yield ctx.task_any([event, timer])
+        if winner is event:
+            timer.cancel()
+            return event.result
+        return "escalated"
+
+    run = Run(approval)
+    assert run.scheduled(h.TimerCreated)[0].fire_at == T0 + timedelta(hours=72)
+    assert run.feed(h.EventRaised("approval", "yes")).output == "yes"
+    run2 = Run(approval)
+    assert run2.feed(h.TimerFired(0, T0)).output == "escalated"
+
+
+def test_events_raised_early_are_buffered_and_consumed_in_order():
+    def two_events(ctx, _):
+        yield ctx.call_activity("a")
+        first = yield ctx.wait_for_external_event("E")
+        second = yield ctx.wait_for_external_event("E")
+        return [first, second]
+
+    run = Run(two_events)
+    run.feed(h.EventRaised("E", 1), h.EventRaised("E", 2))
+    assert run.feed(h.TaskCompleted(0)).output == [1, 2]
+
+
+def test_wait_for_event_with_timeout_fails_typed():
+    def waits(ctx, _):
+        try:
+            return (yield ctx.wait_for_external_event("E", timeout=timedelta(minutes=5)))
+        except EventTimeoutError:
+            return "timed out"
+
+    run = Run(waits)
+    assert run.feed(h.TimerFired(0, T0)).output == "timed out"
+
+
+def test_naive_datetime_timer_is_rejected():
+    def naive(ctx, _):
+        yield ctx.create_timer(datetime(2026, 1, 1))
+
+    step = Run(naive).step
+    assert step.status == "Failed" and "timezone-aware" in step.failure.message
+
+
+def test_retry_waits_on_durable_timers_then_succeeds():
+    policy = RetryPolicy(timedelta(minutes=5), max_number_of_attempts=3, backoff_coefficient=2)
+
+    def retried(ctx, _):
+        return (yield ctx.call_activity_with_retry("flaky", policy))
+
+    run = Run(retried)
+    fail = FailureDetails("IOError", "down")
+    run.feed(h.TaskFailed(0, fail))
+    assert run.scheduled(h.TimerCreated)[0].fire_at == T0 + timedelta(minutes=5)
+    run.feed(h.TimerFired(1, T0))
+    assert run.scheduled()[0].seq == 2
+    run.feed(h.TaskFailed(2, fail))
+    assert run.scheduled(h.TimerCreated)[0].fire_at == T0 + timedelta(minutes=10)
+    run.feed(h.TimerFired(3, T0))
+    assert run.feed(h.TaskCompleted(4, "ok")).output == "ok"
+    _, step = run.replay()
+    assert step.new_events == []
+
+
+def test_retry_gives_up_after_max_attempts():
+    policy = RetryPolicy(timedelta(seconds=1), max_number_of_attempts=2)
+
+    def retried(ctx, _):
+        return (yield ctx.call_activity_with_retry("flaky", policy))
+
+    run = Run(retried)
+    run.feed(h.TaskFailed(0, FailureDetails("E", "1")))
+    run.feed(h.TimerFired(1, T0))
+    step = run.feed(h.TaskFailed(2, FailureDetails("E", "2")))
+    assert step.status == "Failed" and "2" in step.failure.message
+
+
+def test_continue_as_new_carries_unconsumed_events():
+    def eternal(ctx, n):
+        yield ctx.call_activity("tick")
+        ctx.continue_as_new(n + 1)
+
+    run = Run(eternal, input=0)
+    run.feed(h.EventRaised("later", "x"))
+    step = run.feed(h.TaskCompleted(0))
+    assert step.status == "ContinuedAsNew"
+    assert step.continued_as_new.input == 1
+    assert step.continued_as_new.carried == (h.EventRaised("later", "x"),)
+
+
+def test_sub_orchestration_ids_are_deterministic_and_failures_propagate():
+    def parent(ctx, _):
+        try:
+            yield ctx.call_sub_orchestrator("child", 1)
+        except TaskFailedError:
+            return "child failed"
+
+    run = Run(parent, iid="p")
+    created = run.scheduled(h.SubOrchestrationCreated)[0]
+    assert created.instance_id == "p:0"
+    assert run.feed(h.SubOrchestrationFailed(0, FailureDetails("E", "x"))).output == "child failed"
+
+
+def test_terminate_ends_a_waiting_instance():
+    run = Run(chain, input=1)
+    step = run.feed(h.ExecutionTerminated("stop"))
+    assert step.status == "Terminated" and step.output == "stop"
+
+
+def test_retry_policy_validates_input():
+    with pytest.raises(ValueError):
+        RetryPolicy(timedelta(seconds=1), max_number_of_attempts=0)
