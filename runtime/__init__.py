@@ -1,0 +1,57 @@
+"""ray-durable: durable orchestrations for Ray."""
+
+from .client import DurableClient, OrchestrationState
+from .config import HubConfig
+from .errors import (
+    ActivityNotFoundError,
+    DurableError,
+    FailureDetails,
+    HubConfigError,
+    InstanceExistsError,
+    InstanceNotFoundError,
+    InvalidOperationError,
+    NonDeterminismError,
+    NotRegisteredError,
+    OrchestrationFailedError,
+    OrchestratorNotFoundError,
+    SerializationError,
+    TaskFailedError,
+)
+from .hub import Runtime
+from .orchestration import (
+    EventTimeoutError,
+    OrchestrationContext,
+    OrchestrationStatus,
+    RetryPolicy,
+    Task,
+)
+from .registry import Activity, Orchestrator, activity, orchestrator
+
+__all__ = [
+    "Activity",
+    "ActivityNotFoundError",
+    "DurableClient",
+    "DurableError",
+    "EventTimeoutError",
+    "FailureDetails",
+    "HubConfig",
+    "HubConfigError",
+    "InstanceExistsError",
+    "InstanceNotFoundError",
+    "InvalidOperationError",
+    "NonDeterminismError",
+    "NotRegisteredError",
+    "OrchestrationContext",
+    "OrchestrationFailedError",
+    "OrchestrationState",
+    "OrchestrationStatus",
+    "Orchestrator",
+    "OrchestratorNotFoundError",
+    "RetryPolicy",
+    "Runtime",
+    "SerializationError",
+    "Task",
+    "TaskFailedError",
+    "activity",
+    "orchestrator",
+]

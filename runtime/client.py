@@ -1,0 +1,230 @@
+"""DurableClient: what a Python driver calls to start, query and steer instances."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import ray
+
+from .errors import DurableError, FailureDetails, InstanceExistsError, OrchestrationFailedError
+from .hosts import NAMESPACE
+from .orchestration import history as h
+from .orchestration.status import OrchestrationStatus
+from .registry import as_registrable, encode_code
+from .serialization import dumps, loads
+from .store import InstanceQuery, InstanceRecord
+from .supervisor import supervisor_name
+
+#: How long a client keeps retrying while the supervisor restarts.
+RECONNECT_SECONDS = 60.0
+
+
+@dataclass
+class OrchestrationState:
+    """The status of one instance, as Durable Functions reports it."""
+
+    instance_id: str
+    name: str
+    runtime_status: OrchestrationStatus
+    input: Any
+    output: Any
+    custom_status: Any
+    created_time: datetime
+    last_updated_time: datetime
+    failure_details: FailureDetails | None = None
+    version: str = ""
+    history: list[h.HistoryEvent] | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the instance completed, failed or was terminated."""
+        return self.runtime_status.is_terminal
+
+
+def _state(record: InstanceRecord, history: list[bytes] | None = None) -> OrchestrationState:
+    return OrchestrationState(
+        instance_id=record.instance_id,
+        name=record.name,
+        runtime_status=OrchestrationStatus(record.status),
+        input=loads(record.input, "input"),
+        output=loads(record.output, "output"),
+        custom_status=loads(record.custom_status, "custom status"),
+        created_time=datetime.fromtimestamp(record.created_time, tz=timezone.utc),
+        last_updated_time=datetime.fromtimestamp(record.last_updated_time, tz=timezone.utc),
+        failure_details=loads(record.failure, "failure details"),
+        version=record.version,
+        history=None if history is None else [loads(b, "history event") for b in history],
+    )
+
+
+def _timestamp(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("created_time filters must be timezone-aware datetimes")
+    return value.timestamp()
+
+
+class DurableClient:
+    """A handle on one task hub; cheap to create, safe to share across threads."""
+
+    def __init__(self, hub: str, supervisor: Any) -> None:
+        self.hub = hub
+        self._supervisor = supervisor
+        self._registered: dict[tuple[str, str, str], bytes] = {}
+
+    @classmethod
+    def connect(cls, hub: str = "default", address: str | None = None) -> DurableClient:
+        """A client for a running hub, from any driver on the Ray cluster."""
+        if not ray.is_initialized():
+            ray.init(address=address or "auto")
+        try:
+            handle = ray.get_actor(supervisor_name(hub), namespace=NAMESPACE)
+        except ValueError:
+            raise DurableError(
+                f"no running task hub named {hub!r}; start it with Runtime.start(hub={hub!r})"
+            ) from None
+        return cls(hub, handle)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _call(self, method: str, *args: Any, retry: bool = True) -> Any:
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            try:
+                return ray.get(getattr(self._supervisor, method).remote(*args))
+            except ray.exceptions.RayTaskError as exc:
+                if isinstance(exc.cause, DurableError):
+                    raise exc.cause from None
+                raise
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                # The supervisor is restarting (it is detached and restartable).
+                if not retry or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+                self._reconnect()
+
+    def _reconnect(self) -> None:
+        try:
+            self._supervisor = ray.get_actor(supervisor_name(self.hub), namespace=NAMESPACE)
+        except ValueError:
+            pass
+
+    def register(self, *objects: Any) -> None:
+        """Ship orchestrators, activities and entities to the hub, recorded durably."""
+        items = []
+        for obj in objects:
+            kind, name, version, blob = encode_code(obj)
+            if self._registered.get((kind, name, version)) != blob:
+                items.append((kind, name, version, blob))
+        if items:
+            self._call("register", items)
+            for kind, name, version, blob in items:
+                self._registered[(kind, name, version)] = blob
+
+    # -- orchestrations -----------------------------------------------------------------
+
+    def start_new(
+        self,
+        orchestrator: Any,
+        input: Any = None,
+        instance_id: str | None = None,
+        version: str | None = None,
+    ) -> str:
+        """Start an orchestration (a registered object or name); returns its instance id."""
+        if isinstance(orchestrator, str):
+            name = orchestrator
+        else:
+            obj = as_registrable(orchestrator)
+            self.register(obj)
+            name = obj.name
+            version = version if version is not None else obj.version
+        if instance_id is not None and (not isinstance(instance_id, str) or not instance_id):
+            raise ValueError("instance_id must be a non-empty string")
+        iid = instance_id or uuid.uuid4().hex
+        input_blob = dumps(input, "orchestration input")
+        start_blob = dumps(h.ExecutionStarted(name, input, version or ""), "orchestration input")
+        first = True
+        while True:
+            try:
+                return self._call(
+                    "start_new", name, version, input_blob, start_blob, iid, retry=False
+                )
+            except InstanceExistsError:
+                if first:
+                    raise
+                return iid  # our own earlier attempt landed before the supervisor restarted
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                first = False
+                time.sleep(0.2)
+                self._reconnect()
+
+    def get_status(self, instance_id: str, show_history: bool = False) -> OrchestrationState | None:
+        """The instance's status, or None for an unknown id."""
+        record, history = self._call("get_status", instance_id, show_history)
+        return None if record is None else _state(record, history)
+
+    def get_status_by(
+        self,
+        runtime_status: Iterable[OrchestrationStatus | str] | None = None,
+        created_time_from: datetime | None = None,
+        created_time_to: datetime | None = None,
+        instance_id_prefix: str | None = None,
+        top: int | None = None,
+        skip: int = 0,
+    ) -> list[OrchestrationState]:
+        """Instances matching every filter given, oldest first."""
+        statuses = None
+        if runtime_status is not None:
+            statuses = tuple(str(OrchestrationStatus(s)) for s in runtime_status)
+        query = InstanceQuery(
+            statuses,
+            _timestamp(created_time_from),
+            _timestamp(created_time_to),
+            instance_id_prefix,
+            top,
+            skip,
+        )
+        return [_state(r) for r in self._call("query", query)]
+
+    def wait_for_completion(
+        self, instance_id: str, timeout: float | None = None, raise_on_failure: bool = False
+    ) -> OrchestrationState:
+        """Block until the instance is terminal; TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            record = self._call("wait", instance_id, left)
+            if record is not None:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"orchestration {instance_id!r} did not finish within {timeout} s"
+                )
+        state = _state(record)
+        if raise_on_failure and state.runtime_status == OrchestrationStatus.FAILED:
+            raise OrchestrationFailedError(instance_id, state.failure_details)  # type: ignore
+        return state
+
+    def terminate(self, instance_id: str, reason: str = "") -> None:
+        """Stop a running instance; it ends with status Terminated."""
+        self._call("terminate", instance_id, reason)
+
+    def raise_event(self, instance_id: str, event_name: str, data: Any = None) -> None:
+        """Send an external event to a running instance."""
+        self._call("deliver", instance_id, dumps(h.EventRaised(event_name, data), "event data"))
+
+    # -- for tests and tools ------------------------------------------------------------
+
+    def host_of(self, instance_id: str) -> Any:
+        """The Ray actor handle of the host an instance lives on."""
+        return self._call("host_of", instance_id)
+
+    def supervisor_pid(self) -> int:
+        """The supervisor's process id."""
+        return self._call("pid")

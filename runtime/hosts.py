@@ -1,0 +1,401 @@
+"""Host actors: where orchestration instances live.
+
+A host turns messages into engine calls and store writes, nothing more:
+
+- ``activate`` loads an instance from the store (history + inbox), replays it once and
+  re-dispatches the actions history records as open (their results died with the host
+  that was waiting for them);
+- every arriving event (activity result, message from the supervisor) goes to one queue;
+  a single pump drains it, advances each instance's live executor, commits all the
+  resulting checkpoints in one transaction (group commit) and only then dispatches the
+  new actions (outbox).
+
+With ``placement="dedicated"`` a host holds one instance; with ``"pooled"`` many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import ray
+
+from .errors import DurableError, SerializationError
+from .orchestration import history as h
+from .orchestration.engine import OrchestrationExecutor, Step
+from .orchestration.status import OrchestrationStatus
+from .registry import Activity, CodeCache
+from .serialization import dumps, failure_of, loads
+from .store import Checkpoint, open_store
+
+log = logging.getLogger("ray_durable.host")
+
+NAMESPACE = "ray-durable"
+
+
+@dataclass
+class _Live:
+    """An instance held in a host's memory."""
+
+    instance_id: str
+    execution_id: str
+    name: str
+    version: str
+    executor: OrchestrationExecutor
+    history_length: int
+    parent_instance_id: str | None = None
+    parent_seq: int | None = None
+    seen_messages: set[int] = field(default_factory=set)
+    done: bool = False
+
+
+@dataclass
+class _Arrival:
+    instance_id: str
+    execution_id: str | None
+    event: h.HistoryEvent
+    message_id: int | None = None
+
+
+def now_utc(clock: Callable[[], float] | None = None) -> datetime:
+    """The hub's current time as an aware UTC datetime."""
+    import time
+
+    return datetime.fromtimestamp((clock or time.time)(), tz=timezone.utc)
+
+
+class HostCore:
+    """The host's logic; the Ray actor below only exposes it."""
+
+    def __init__(
+        self,
+        hub: str,
+        store_url: str,
+        durability: str,
+        supervisor_name: str,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.store = open_store(store_url, hub, durability)
+        self.code = CodeCache(self.store)
+        self.supervisor_name = supervisor_name
+        self.clock = clock
+        self.live: dict[str, _Live] = {}
+        self._queue: list[_Arrival] = []
+        self._wake = asyncio.Event()
+        self._remotes: dict[str, Any] = {}
+        self._supervisor: Any = None
+        self._activating: dict[str, asyncio.Future] = {}
+        self._pump_task = asyncio.get_event_loop().create_task(self._pump())
+
+    # -- messages from the supervisor --------------------------------------------------
+
+    async def activate(self, instance_ids: list[str]) -> None:
+        """Make sure each instance is live here (idempotent)."""
+        for iid in instance_ids:
+            if iid not in self.live:
+                self._activate(iid)
+        self._wake.set()
+
+    async def deliver(self, instance_id: str, message_id: int, event_blob: bytes) -> None:
+        """A message the supervisor already stored in the instance's inbox."""
+        live = self.live.get(instance_id)
+        if live is None:
+            self._activate(instance_id)  # reads the message from the inbox
+        elif message_id not in live.seen_messages:
+            live.seen_messages.add(message_id)
+            self._enqueue(_Arrival(instance_id, None, loads(event_blob), message_id))
+
+    async def poke(self, instance_id: str) -> None:
+        """Read the instance's inbox for messages not seen yet (child results, timers)."""
+        live = self.live.get(instance_id)
+        if live is None:
+            self._activate(instance_id)
+            return
+        for message in self.store.load_inbox(instance_id):
+            if message.id not in live.seen_messages:
+                live.seen_messages.add(message.id)
+                self._enqueue(_Arrival(instance_id, None, loads(message.event), message.id))
+
+    def _activate(self, iid: str) -> None:
+        record = self.store.load_instance(iid)
+        if record is None or OrchestrationStatus(record.status).is_terminal:
+            return
+        orchestrator = self.code.get("orchestrator", record.name, record.version)
+        live = _Live(
+            iid,
+            record.execution_id,
+            record.name,
+            record.version,
+            OrchestrationExecutor(orchestrator.fn, iid),
+            record.history_length,
+            record.parent_instance_id,
+            record.parent_seq,
+        )
+        self.live[iid] = live
+        history = [loads(blob, "history event") for blob in self.store.load_history(iid)]
+        step = live.executor.execute(history, [])
+        if step.is_terminal:  # replay itself failed (non-determinism): record it
+            self._commit_now([self._checkpoint(live, step, [])], [(live, step)])
+            return
+        for action in live.executor.open_actions():
+            self._dispatch(live, action)
+        for message in self.store.load_inbox(iid):
+            live.seen_messages.add(message.id)
+            self._enqueue(_Arrival(iid, None, loads(message.event), message.id))
+
+    # -- the pump ---------------------------------------------------------------------
+
+    def _enqueue(self, arrival: _Arrival) -> None:
+        self._queue.append(arrival)
+        self._wake.set()
+
+    async def _pump(self) -> None:
+        loop = asyncio.get_event_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._queue = self._queue, []
+            if not batch:
+                continue
+            try:
+                work = self._advance(batch)
+                if work:
+                    checkpoints = [cp for cp, _ in work]
+                    await loop.run_in_executor(None, self.store.commit, checkpoints)
+                    self._after_commit([item for _, item in work])
+            except Exception:
+                log.exception("host %s: commit failed; re-activating from the store", self.hub)
+                self._reactivate({a.instance_id for a in batch})
+
+    def _advance(self, batch: list[_Arrival]) -> list[tuple[Checkpoint, tuple[_Live, Step]]]:
+        grouped: dict[str, list[_Arrival]] = {}
+        for arrival in batch:
+            grouped.setdefault(arrival.instance_id, []).append(arrival)
+        work = []
+        stamp = h.OrchestratorStarted(now_utc(self.clock))
+        for iid, arrivals in grouped.items():
+            live = self.live.get(iid)
+            if live is None or live.done:
+                continue
+            events = [
+                a.event
+                for a in arrivals
+                if a.execution_id is None or a.execution_id == live.execution_id
+            ]
+            consumed = [a.message_id for a in arrivals if a.message_id is not None]
+            step = live.executor.execute([], [stamp, *events])
+            step = self._continue_as_new(live, step)
+            work.append((self._checkpoint(live, step, consumed), (live, step)))
+        return work
+
+    def _continue_as_new(self, live: _Live, step: Step) -> Step:
+        """Restart the execution in place; the checkpoint will replace the history."""
+        while step.continued_as_new is not None:
+            cont = step.continued_as_new
+            live.execution_id = uuid.uuid4().hex
+            live.history_length = 0
+            live.executor = OrchestrationExecutor(live.executor.fn, live.instance_id)
+            start = [
+                h.OrchestratorStarted(now_utc(self.clock)),
+                h.ExecutionStarted(live.name, cont.input, live.version, live.parent_instance_id),
+                *cont.carried,
+            ]
+            step = live.executor.execute([], start)
+            if step.continued_as_new is None:
+                step.continued_as_new = cont  # tells _checkpoint to replace the history
+                break
+        return step
+
+    def _checkpoint(self, live: _Live, step: Step, consumed: list[int]) -> Checkpoint:
+        try:
+            events = [dumps(e, "history event") for e in step.new_events]
+            custom = dumps(step.custom_status, "custom status")
+            output = dumps(step.output, "orchestration output") if step.is_terminal else None
+        except SerializationError as exc:
+            # The value that does not pickle fails this instance; nothing half-written.
+            live.executor = OrchestrationExecutor(live.executor.fn, live.instance_id)
+            step.status, step.output, step.failure = (
+                OrchestrationStatus.FAILED,
+                None,
+                failure_of(exc),
+            )
+            step.new_events = [h.ExecutionCompleted(OrchestrationStatus.FAILED, None, step.failure)]
+            step.continued_as_new = None
+            events = [dumps(step.new_events[0])]
+            custom, output = None, dumps(None)
+        cp = Checkpoint(
+            instance_id=live.instance_id,
+            execution_id=live.execution_id,
+            events=events,
+            first_index=live.history_length,
+            custom_status=custom,
+            consumed_inbox=consumed,
+            status=str(step.status),
+            output=output,
+            failure=dumps(step.failure) if step.failure else None,
+            timers=[
+                (e.seq, e.fire_at.timestamp())
+                for e in step.new_events
+                if isinstance(e, h.TimerCreated)
+            ],
+        )
+        if step.continued_as_new is not None:
+            cp.replace_history, cp.first_index = True, 0
+            cp.input = dumps(step.continued_as_new.input)
+        if step.is_terminal and live.parent_instance_id is not None:
+            cp.outgoing.append((live.parent_instance_id, dumps(self._answer_parent(live, step))))
+        live.history_length = cp.first_index + len(events)
+        return cp
+
+    def _answer_parent(self, live: _Live, step: Step) -> h.HistoryEvent:
+        if step.status == OrchestrationStatus.COMPLETED:
+            return h.SubOrchestrationCompleted(live.parent_seq or 0, step.output)
+        failure = step.failure or failure_of(DurableError(f"child {step.status}: {step.output}"))
+        return h.SubOrchestrationFailed(live.parent_seq or 0, failure)
+
+    def _commit_now(self, checkpoints: list[Checkpoint], items: list[tuple[_Live, Step]]) -> None:
+        self.store.commit(checkpoints)
+        self._after_commit(items)
+
+    def _after_commit(self, items: list[tuple[_Live, Step]]) -> None:
+        for live, step in items:
+            for event in step.new_events:
+                if isinstance(event, (h.TaskScheduled, h.SubOrchestrationCreated, h.TimerCreated)):
+                    self._dispatch(live, event)
+            if step.status != OrchestrationStatus.RUNNING:
+                live.done = True
+                self.live.pop(live.instance_id, None)
+                self._notify_done(live, step)
+
+    def _reactivate(self, instance_ids: set[str]) -> None:
+        for iid in instance_ids:
+            self.live.pop(iid, None)
+            try:
+                self._activate(iid)
+            except Exception:
+                log.exception("host: cannot re-activate %s", iid)
+
+    # -- dispatching actions ------------------------------------------------------------
+
+    def _dispatch(self, live: _Live, action: h.HistoryEvent) -> None:
+        if isinstance(action, h.TaskScheduled):
+            self._dispatch_activity(live, action)
+        elif isinstance(action, h.SubOrchestrationCreated):
+            self._call_supervisor(
+                "start_child",
+                live.instance_id,
+                action.seq,
+                action.name,
+                action.version,
+                action.instance_id,
+                dumps(action.input),
+            )
+        elif isinstance(action, h.TimerCreated):
+            self._call_supervisor("timer_hint", action.fire_at.timestamp())
+
+    def _dispatch_activity(self, live: _Live, action: h.TaskScheduled) -> None:
+        try:
+            remote = self._remote_for(live, action)
+        except DurableError as exc:
+            self._enqueue(
+                _Arrival(
+                    live.instance_id, live.execution_id, h.TaskFailed(action.seq, failure_of(exc))
+                )
+            )
+            return
+        ref = remote.remote(action.input)
+        asyncio.ensure_future(self._collect(live.instance_id, live.execution_id, action.seq, ref))
+
+    def _remote_for(self, live: _Live, action: h.TaskScheduled) -> Any:
+        remote = self._remotes.get(action.name)
+        if remote is None:
+            target = live.executor.targets.get(action.seq)
+            if target is None:
+                target = self.code.get("activity", action.name)
+            elif not isinstance(target, Activity):
+                target = Activity(target, action.name)
+            remote = self._remotes[action.name] = _make_remote(target)
+        return remote
+
+    async def _collect(self, iid: str, execution_id: str, seq: int, ref: Any) -> None:
+        try:
+            ok, value = await ref
+        except Exception as exc:  # the worker died past Ray's retries, or the result failed
+            ok, value = False, failure_of(exc)
+        event = h.TaskCompleted(seq, value) if ok else h.TaskFailed(seq, value)
+        self._enqueue(_Arrival(iid, execution_id, event))
+
+    # -- talking to the supervisor -------------------------------------------------------
+
+    def _notify_done(self, live: _Live, step: Step) -> None:
+        self._call_supervisor(
+            "instance_done", live.instance_id, str(step.status), live.parent_instance_id
+        )
+
+    def _call_supervisor(self, method: str, *args: Any) -> None:
+        try:
+            if self._supervisor is None:
+                self._supervisor = ray.get_actor(self.supervisor_name, namespace=NAMESPACE)
+            getattr(self._supervisor, method).remote(*args)
+        except Exception:
+            # The supervisor is restarting; on start it re-reads everything from the store.
+            log.warning("host: supervisor unreachable for %s", method)
+            self._supervisor = None
+
+
+def _make_remote(activity: Activity) -> Any:
+    def run(input: Any) -> tuple[bool, Any]:
+        try:
+            return True, activity.run(input)
+        except Exception as exc:
+            return False, failure_of(exc)
+
+    run.__name__ = run.__qualname__ = activity.name
+    options = {"num_cpus": 1, **activity.options}
+    return ray.remote(run).options(**options)
+
+
+@ray.remote(num_cpus=0)
+class Host:
+    """The Ray actor around HostCore; every method is a thin forward."""
+
+    def __init__(
+        self,
+        hub: str,
+        store_url: str,
+        durability: str,
+        supervisor_name: str,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.core = HostCore(hub, store_url, durability, supervisor_name, clock)
+
+    async def activate(self, instance_ids: list[str]) -> None:
+        """Make sure each instance is live here."""
+        await self.core.activate(instance_ids)
+
+    async def deliver(self, instance_id: str, message_id: int, event_blob: bytes) -> None:
+        """A message already stored in the instance's inbox."""
+        await self.core.deliver(instance_id, message_id, event_blob)
+
+    async def poke(self, instance_id: str) -> None:
+        """Check the instance's inbox."""
+        await self.core.poke(instance_id)
+
+    async def watch(self) -> None:
+        """Never returns; the supervisor learns of this host's death when it fails."""
+        await asyncio.Event().wait()
+
+    async def live_instances(self) -> list[str]:
+        """Ids of the instances in memory."""
+        return list(self.core.live)
+
+    async def pid(self) -> int:
+        """The host's process id (failure tests kill it)."""
+        return os.getpid()

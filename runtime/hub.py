@@ -1,0 +1,78 @@
+"""Runtime: start (or attach to) a task hub from a driver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import ray
+
+from .client import DurableClient
+from .config import HubConfig
+from .errors import HubConfigError
+from .hosts import NAMESPACE
+from .supervisor import Supervisor, supervisor_name
+
+
+class Runtime:
+    """A started task hub: its configuration, its supervisor and a client."""
+
+    def __init__(self, config: HubConfig, supervisor: Any) -> None:
+        self.config = config
+        self.supervisor = supervisor
+        self.client = DurableClient(config.hub, supervisor)
+
+    @classmethod
+    def start(
+        cls,
+        hub: str = "default",
+        *,
+        register: Iterable[Any] = (),
+        clock: Callable[[], float] | None = None,
+        address: str | None = None,
+        **settings: Any,
+    ) -> Runtime:
+        """Start local Ray if needed, then create the hub's supervisor or attach to it.
+
+        ``settings`` are HubConfig fields: ``store`` (``sqlite:///path``, default
+        ``.durable/<hub>.db``), ``placement`` (``dedicated`` or ``pooled``), ``pool_size``,
+        ``durability`` (``fsync`` or ``process``), ``warm_hosts``.
+        """
+        config = HubConfig.from_dict({"hub": hub, **settings})
+        if not ray.is_initialized():
+            ray.init(address=address)
+        name = supervisor_name(hub)
+        try:
+            supervisor = ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            supervisor = Supervisor.options(
+                name=name,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                max_restarts=-1,
+                max_task_retries=0,
+                max_concurrency=100_000,
+            ).remote(config.to_dict(), clock)
+        running = ray.get(supervisor.hub_config.remote())
+        if running["store"] != config.store:
+            raise HubConfigError(
+                f"hub {hub!r} is already running on store {running['store']!r}, "
+                f"not {config.store!r}; stop it first or pick another hub name"
+            )
+        ray.get(supervisor.ready.remote())
+        runtime = cls(HubConfig.from_dict(running), supervisor)
+        runtime.register(*register)
+        return runtime
+
+    def register(self, *objects: Any) -> None:
+        """Register orchestrators, activities and entities with the hub."""
+        if objects:
+            self.client.register(*objects)
+
+    def shutdown(self) -> None:
+        """Stop the hub's actors; the store keeps every instance for the next start."""
+        try:
+            ray.get(self.supervisor.shutdown.remote())
+        finally:
+            ray.kill(self.supervisor, no_restart=True)

@@ -1,0 +1,157 @@
+"""``@orchestrator`` and ``@activity``, and the per-process cache of registered code.
+
+Registered code is stored in the hub's store as a cloudpickle blob, so a host can load
+an orchestrator after the driver that registered it has exited. Functions defined in a
+driver's ``__main__`` pickle by value; functions of importable modules by reference (the
+module must be importable on the cluster, as for any Ray task).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from .errors import ActivityNotFoundError, NotRegisteredError
+from .serialization import dumps, loads
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Ray options an activity may set; anything else is a typo worth an error.
+ACTIVITY_OPTIONS = frozenset(
+    {
+        "num_cpus",
+        "num_gpus",
+        "resources",
+        "memory",
+        "max_retries",
+        "retry_exceptions",
+        "runtime_env",
+        "scheduling_strategy",
+        "accelerator_type",
+    }
+)
+
+
+@dataclass
+class Orchestrator:
+    """A registered orchestrator function (a generator taking ``ctx`` and ``input``)."""
+
+    fn: Callable[..., Any]
+    name: str
+    version: str = ""
+    kind: str = field(default="orchestrator", init=False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the plain function (handy in unit tests)."""
+        return self.fn(*args, **kwargs)
+
+
+@dataclass
+class Activity:
+    """A registered activity: a plain function run as a Ray task."""
+
+    fn: Callable[..., Any]
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    kind: str = field(default="activity", init=False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the plain function (handy in unit tests)."""
+        return self.fn(*args, **kwargs)
+
+    def run(self, input: Any) -> Any:
+        """Run the function on one input, as a Ray task does."""
+        if _takes_argument(self.fn):
+            return self.fn(input)
+        return self.fn()
+
+
+@overload
+def orchestrator(fn: F) -> Orchestrator: ...
+@overload
+def orchestrator(*, name: str | None = None, version: str = "") -> Callable[[F], Orchestrator]: ...
+
+
+def orchestrator(fn: Any = None, *, name: str | None = None, version: str = "") -> Any:
+    """Declare an orchestrator: ``@orchestrator`` or ``@orchestrator(name=, version=)``."""
+
+    def wrap(f: Callable[..., Any]) -> Orchestrator:
+        return Orchestrator(f, name or f.__name__, str(version))
+
+    return wrap(fn) if fn is not None else wrap
+
+
+@overload
+def activity(fn: F) -> Activity: ...
+@overload
+def activity(*, name: str | None = None, **ray_options: Any) -> Callable[[F], Activity]: ...
+
+
+def activity(fn: Any = None, *, name: str | None = None, **ray_options: Any) -> Any:
+    """Declare an activity: ``@activity`` or ``@activity(num_cpus=1, max_retries=3, ...)``."""
+    unknown = set(ray_options) - ACTIVITY_OPTIONS
+    if unknown:
+        raise TypeError(
+            f"unknown activity options {sorted(unknown)}; allowed: {sorted(ACTIVITY_OPTIONS)}"
+        )
+
+    def wrap(f: Callable[..., Any]) -> Activity:
+        return Activity(f, name or f.__name__, dict(ray_options))
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def as_registrable(obj: Any) -> Any:
+    """An Orchestrator/Activity/entity object for ``obj`` (a plain generator is an orchestrator)."""
+    if getattr(obj, "kind", None) in ("orchestrator", "activity", "entity"):
+        return obj
+    if inspect.isgeneratorfunction(obj):
+        return Orchestrator(obj, obj.__name__)
+    raise TypeError(
+        f"cannot register {obj!r}: decorate it with @orchestrator, @activity or @entity"
+    )
+
+
+def encode_code(obj: Any) -> tuple[str, str, str, bytes]:
+    """(kind, name, version, blob) of a registrable object."""
+    obj = as_registrable(obj)
+    return obj.kind, obj.name, getattr(obj, "version", ""), dumps(obj, f"{obj.kind} {obj.name}")
+
+
+class CodeCache:
+    """Loads registered code from the store once per process."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._cache: dict[tuple[str, str, str | None], Any] = {}
+
+    def get(self, kind: str, name: str, version: str | None = None) -> Any:
+        """The registered object; NotRegisteredError if the hub does not know it."""
+        key = (kind, name, version)
+        found = self._cache.get(key)
+        if found is None:
+            row = self._store.load_code(kind, name, version)
+            if row is None:
+                known = tuple(self._store.code_names(kind))
+                if kind == "activity":
+                    raise ActivityNotFoundError(name, known)
+                raise NotRegisteredError(kind, name, known)
+            # Hosts ask for exact orchestrator versions, so caching by name is safe.
+            found = self._cache[key] = loads(row[1], f"{kind} {name}")
+        return found
+
+    def remember(self, obj: Any) -> None:
+        """Cache an object that arrived with the call that uses it."""
+        self._cache[(obj.kind, obj.name, getattr(obj, "version", ""))] = obj
+
+
+def _takes_argument(fn: Callable[..., Any]) -> bool:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params
+    )

@@ -1,0 +1,168 @@
+"""The Store protocol: the only durable thing in a hub.
+
+A store keeps, per task hub: instances (one row each), their histories (append-only
+pickled events), an inbox of messages not yet recorded in a history, durable timers,
+and the code registry. Payloads are opaque bytes here; pickling is the caller's job, so
+a value that does not pickle fails before any transaction starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class InstanceRecord:
+    """One instance row."""
+
+    instance_id: str
+    name: str
+    version: str
+    status: str
+    execution_id: str
+    created_time: float
+    last_updated_time: float
+    input: bytes | None = None
+    output: bytes | None = None
+    custom_status: bytes | None = None
+    failure: bytes | None = None
+    parent_instance_id: str | None = None
+    parent_seq: int | None = None
+    host: str | None = None
+    history_length: int = 0
+
+
+@dataclass
+class Checkpoint:
+    """Everything one orchestration operation changes, committed in one transaction.
+
+    ``events`` are appended at ``first_index`` of the history; the primary key
+    ``(hub, instance_id, idx)`` makes a second writer of the same slot fail instead of
+    silently forking the history. With ``replace_history`` (continue-as-new) the old
+    history is dropped and ``events`` start a new execution ``execution_id``.
+    """
+
+    instance_id: str
+    execution_id: str
+    events: list[bytes]
+    first_index: int
+    status: str | None = None
+    output: bytes | None = None
+    failure: bytes | None = None
+    custom_status: bytes | None = None
+    input: bytes | None = None
+    consumed_inbox: list[int] = field(default_factory=list)
+    timers: list[tuple[int, float]] = field(default_factory=list)
+    outgoing: list[tuple[str, bytes]] = field(default_factory=list)
+    replace_history: bool = False
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    """A message for an instance, kept until a checkpoint records it."""
+
+    id: int
+    instance_id: str
+    event: bytes
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """A durable timer."""
+
+    instance_id: str
+    execution_id: str
+    seq: int
+    fire_at: float
+
+
+@dataclass(frozen=True)
+class InstanceQuery:
+    """Filters of ``Store.query``; None means "any"."""
+
+    statuses: tuple[str, ...] | None = None
+    created_from: float | None = None
+    created_to: float | None = None
+    prefix: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+
+class Store(Protocol):
+    """Durable storage of one task hub."""
+
+    url: str
+    hub: str
+
+    def create_instance(
+        self, record: InstanceRecord, events: list[bytes], inbox: list[bytes] = ()
+    ) -> None:
+        """Insert a new instance (replacing a terminal one of the same id) with its history."""
+
+    def load_instance(self, instance_id: str) -> InstanceRecord | None:
+        """The instance row, or None."""
+
+    def load_history(self, instance_id: str) -> list[bytes]:
+        """The pickled events of the instance's current execution, in order."""
+
+    def load_inbox(self, instance_id: str) -> list[InboxMessage]:
+        """Messages for the instance that no checkpoint has recorded yet."""
+
+    def append_inbox(self, instance_id: str, event: bytes) -> int:
+        """Durably accept a message for an instance; returns its id."""
+
+    def commit(self, checkpoints: list[Checkpoint]) -> None:
+        """Apply checkpoints of one or more instances in one transaction (group commit)."""
+
+    def query(self, query: InstanceQuery) -> list[InstanceRecord]:
+        """Instances matching the filters, oldest first."""
+
+    def active_instances(self) -> list[InstanceRecord]:
+        """Every instance that is not in a terminal status."""
+
+    def set_host(self, instance_id: str, host: str) -> None:
+        """Record which host an instance is placed on."""
+
+    def delete_instance(self, instance_id: str) -> bool:
+        """Remove an instance, its history, inbox and timers; True if it existed."""
+
+    def due_timers(self, now: float, limit: int = 1000) -> list[DueTimer]:
+        """Timers due at ``now`` or before."""
+
+    def next_timer_time(self) -> float | None:
+        """When the earliest pending timer is due, if any."""
+
+    def delete_timers(self, timers: list[DueTimer]) -> None:
+        """Drop timers that have fired."""
+
+    def register_code(self, kind: str, name: str, version: str, blob: bytes) -> None:
+        """Record (or replace) a registered function or class."""
+
+    def load_code(
+        self, kind: str, name: str, version: str | None = None
+    ) -> tuple[str, bytes] | None:
+        """(version, blob) of the named code; the latest registration if no version."""
+
+    def code_names(self, kind: str) -> list[str]:
+        """Names registered of ``kind``."""
+
+    def get_meta(self, key: str) -> str | None:
+        """A hub-level setting."""
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a hub-level setting."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+def open_store(url: str, hub: str, durability: str = "fsync") -> Store:
+    """Open the store named by ``url`` (``sqlite:///path``) for ``hub``."""
+    from ..errors import HubConfigError
+
+    if url.startswith("sqlite:///"):
+        from .sqlite import SqliteStore
+
+        return SqliteStore(url, hub, durability)
+    raise HubConfigError(f"unsupported store URL {url!r}; expected sqlite:///path/to/file.db")

@@ -1,0 +1,363 @@
+"""The default store: one SQLite file in WAL mode, shared by every process of the hub."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..errors import HubConfigError, InstanceExistsError
+from .base import Checkpoint, DueTimer, InboxMessage, InstanceQuery, InstanceRecord
+
+_TERMINAL = ("Completed", "Failed", "Terminated")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    hub TEXT NOT NULL, instance_id TEXT NOT NULL,
+    name TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    created_time REAL NOT NULL, last_updated_time REAL NOT NULL,
+    input BLOB, output BLOB, custom_status BLOB, failure BLOB,
+    parent_instance_id TEXT, parent_seq INTEGER, host TEXT,
+    history_length INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (hub, instance_id)
+);
+CREATE INDEX IF NOT EXISTS instances_by_status ON instances (hub, status);
+CREATE TABLE IF NOT EXISTS history (
+    hub TEXT NOT NULL, instance_id TEXT NOT NULL, idx INTEGER NOT NULL, event BLOB NOT NULL,
+    PRIMARY KEY (hub, instance_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hub TEXT NOT NULL, instance_id TEXT NOT NULL, event BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbox_by_instance ON inbox (hub, instance_id);
+CREATE TABLE IF NOT EXISTS timers (
+    hub TEXT NOT NULL, instance_id TEXT NOT NULL, execution_id TEXT NOT NULL,
+    seq INTEGER NOT NULL, fire_at REAL NOT NULL,
+    PRIMARY KEY (hub, instance_id, execution_id, seq)
+);
+CREATE INDEX IF NOT EXISTS timers_by_time ON timers (hub, fire_at);
+CREATE TABLE IF NOT EXISTS code (
+    hub TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
+    blob BLOB NOT NULL, registered REAL NOT NULL,
+    PRIMARY KEY (hub, kind, name, version)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    hub TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (hub, key)
+);
+"""
+
+_INSTANCE_COLUMNS = (
+    "instance_id, name, version, status, execution_id, created_time, last_updated_time, "
+    "input, output, custom_status, failure, parent_instance_id, parent_seq, host, "
+    "history_length"
+)
+
+
+class SqliteStore:
+    """Store on one SQLite file; safe to open from many processes at once."""
+
+    def __init__(self, url: str, hub: str, durability: str = "fsync") -> None:
+        if durability not in ("fsync", "process"):
+            raise HubConfigError(f"durability must be 'fsync' or 'process', not {durability!r}")
+        self.url = url
+        self.hub = hub
+        self.path = url[len("sqlite:///") :]
+        if not self.path:
+            raise HubConfigError(f"store URL {url!r} names no file")
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # fsync: a commit survives power loss; process: it survives a killed process only.
+        sync = "FULL" if durability == "fsync" else "NORMAL"
+        self._db.execute(f"PRAGMA synchronous={sync}")
+        with self._write() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            # IMMEDIATE takes the write lock up front: no deadlock on a read->write upgrade.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # -- instances ----------------------------------------------------------------------
+
+    def create_instance(
+        self, record: InstanceRecord, events: list[bytes], inbox: list[bytes] = ()
+    ) -> None:
+        """Insert a new instance (replacing a terminal one of the same id) with its history."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT status FROM instances WHERE hub=? AND instance_id=?",
+                (self.hub, record.instance_id),
+            ).fetchone()
+            if row is not None:
+                if row[0] not in _TERMINAL:
+                    raise InstanceExistsError(record.instance_id, row[0])
+                self._delete(db, record.instance_id)
+            db.execute(
+                f"INSERT INTO instances ({_INSTANCE_COLUMNS}, hub) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*_record_values(record, len(events)), self.hub),
+            )
+            self._append(db, record.instance_id, 0, events)
+            db.executemany(
+                "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
+                [(self.hub, record.instance_id, blob) for blob in inbox],
+            )
+
+    def load_instance(self, instance_id: str) -> InstanceRecord | None:
+        """The instance row, or None."""
+        rows = self._read(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND instance_id=?",
+            (self.hub, instance_id),
+        )
+        return InstanceRecord(*rows[0]) if rows else None
+
+    def load_history(self, instance_id: str) -> list[bytes]:
+        """The pickled events of the instance's current execution, in order."""
+        rows = self._read(
+            "SELECT event FROM history WHERE hub=? AND instance_id=? ORDER BY idx",
+            (self.hub, instance_id),
+        )
+        return [row[0] for row in rows]
+
+    def query(self, query: InstanceQuery) -> list[InstanceRecord]:
+        """Instances matching the filters, oldest first."""
+        where, params = ["hub=?"], [self.hub]
+        if query.statuses:
+            where.append(f"status IN ({','.join('?' * len(query.statuses))})")
+            params.extend(query.statuses)
+        if query.created_from is not None:
+            where.append("created_time >= ?")
+            params.append(query.created_from)
+        if query.created_to is not None:
+            where.append("created_time <= ?")
+            params.append(query.created_to)
+        if query.prefix:
+            where.append("substr(instance_id, 1, ?) = ?")
+            params.extend([len(query.prefix), query.prefix])
+        sql = (
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE {' AND '.join(where)} "
+            "ORDER BY created_time, instance_id"
+        )
+        if query.limit is not None:
+            sql += f" LIMIT {int(query.limit)} OFFSET {int(query.offset)}"
+        return [InstanceRecord(*row) for row in self._read(sql, tuple(params))]
+
+    def active_instances(self) -> list[InstanceRecord]:
+        """Every instance that is not in a terminal status."""
+        rows = self._read(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND status NOT IN (?,?,?)",
+            (self.hub, *_TERMINAL),
+        )
+        return [InstanceRecord(*row) for row in rows]
+
+    def set_host(self, instance_id: str, host: str) -> None:
+        """Record which host an instance is placed on."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE instances SET host=? WHERE hub=? AND instance_id=?",
+                (host, self.hub, instance_id),
+            )
+
+    def set_status(self, instance_id: str, status: str) -> None:
+        """Change only the status (suspend/resume bookkeeping)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE instances SET status=?, last_updated_time=? WHERE hub=? AND instance_id=?",
+                (status, time.time(), self.hub, instance_id),
+            )
+
+    def delete_instance(self, instance_id: str) -> bool:
+        """Remove an instance, its history, inbox and timers; True if it existed."""
+        with self._write() as db:
+            return self._delete(db, instance_id)
+
+    def _delete(self, db: sqlite3.Connection, instance_id: str) -> bool:
+        key = (self.hub, instance_id)
+        for table in ("history", "inbox", "timers"):
+            db.execute(f"DELETE FROM {table} WHERE hub=? AND instance_id=?", key)
+        return db.execute("DELETE FROM instances WHERE hub=? AND instance_id=?", key).rowcount > 0
+
+    # -- the hot path -------------------------------------------------------------------
+
+    def commit(self, checkpoints: list[Checkpoint]) -> None:
+        """Apply checkpoints of one or more instances in one transaction (group commit)."""
+        now = time.time()
+        with self._write() as db:
+            for cp in checkpoints:
+                self._apply(db, cp, now)
+
+    def _apply(self, db: sqlite3.Connection, cp: Checkpoint, now: float) -> None:
+        iid = cp.instance_id
+        if cp.replace_history:
+            db.execute("DELETE FROM history WHERE hub=? AND instance_id=?", (self.hub, iid))
+            db.execute("DELETE FROM timers WHERE hub=? AND instance_id=?", (self.hub, iid))
+            db.execute(
+                "UPDATE instances SET execution_id=?, input=?, output=NULL, failure=NULL "
+                "WHERE hub=? AND instance_id=?",
+                (cp.execution_id, cp.input, self.hub, iid),
+            )
+        self._append(db, iid, cp.first_index, cp.events)
+        sets = ["last_updated_time=?", "history_length=?"]
+        params: list = [now, cp.first_index + len(cp.events)]
+        for column in ("status", "output", "failure", "custom_status"):
+            value = getattr(cp, column)
+            if value is not None:
+                sets.append(f"{column}=?")
+                params.append(value)
+        db.execute(
+            f"UPDATE instances SET {', '.join(sets)} WHERE hub=? AND instance_id=?",
+            (*params, self.hub, iid),
+        )
+        if cp.consumed_inbox:
+            db.executemany(
+                "DELETE FROM inbox WHERE id=?", [(msg_id,) for msg_id in cp.consumed_inbox]
+            )
+        db.executemany(
+            "INSERT OR IGNORE INTO timers VALUES (?,?,?,?,?)",
+            [(self.hub, iid, cp.execution_id, seq, at) for seq, at in cp.timers],
+        )
+        db.executemany(
+            "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
+            [(self.hub, target, blob) for target, blob in cp.outgoing],
+        )
+
+    def _append(self, db: sqlite3.Connection, iid: str, first: int, events: list[bytes]) -> None:
+        db.executemany(
+            "INSERT INTO history (hub, instance_id, idx, event) VALUES (?,?,?,?)",
+            [(self.hub, iid, first + i, blob) for i, blob in enumerate(events)],
+        )
+
+    # -- inbox --------------------------------------------------------------------------
+
+    def load_inbox(self, instance_id: str) -> list[InboxMessage]:
+        """Messages for the instance that no checkpoint has recorded yet."""
+        rows = self._read(
+            "SELECT id, instance_id, event FROM inbox WHERE hub=? AND instance_id=? ORDER BY id",
+            (self.hub, instance_id),
+        )
+        return [InboxMessage(*row) for row in rows]
+
+    def append_inbox(self, instance_id: str, event: bytes) -> int:
+        """Durably accept a message for an instance; returns its id."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
+                (self.hub, instance_id, event),
+            )
+            return int(cursor.lastrowid)
+
+    # -- timers -------------------------------------------------------------------------
+
+    def due_timers(self, now: float, limit: int = 1000) -> list[DueTimer]:
+        """Timers due at ``now`` or before."""
+        rows = self._read(
+            "SELECT instance_id, execution_id, seq, fire_at FROM timers "
+            "WHERE hub=? AND fire_at <= ? ORDER BY fire_at LIMIT ?",
+            (self.hub, now, limit),
+        )
+        return [DueTimer(*row) for row in rows]
+
+    def next_timer_time(self) -> float | None:
+        """When the earliest pending timer is due, if any."""
+        rows = self._read("SELECT MIN(fire_at) FROM timers WHERE hub=?", (self.hub,))
+        return rows[0][0]
+
+    def delete_timers(self, timers: list[DueTimer]) -> None:
+        """Drop timers that have fired."""
+        with self._write() as db:
+            db.executemany(
+                "DELETE FROM timers WHERE hub=? AND instance_id=? AND execution_id=? AND seq=?",
+                [(self.hub, t.instance_id, t.execution_id, t.seq) for t in timers],
+            )
+
+    # -- code registry and settings ---------------------------------------------------------
+
+    def register_code(self, kind: str, name: str, version: str, blob: bytes) -> None:
+        """Record (or replace) a registered function or class."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO code VALUES (?,?,?,?,?,?)",
+                (self.hub, kind, name, version, blob, time.time()),
+            )
+
+    def load_code(
+        self, kind: str, name: str, version: str | None = None
+    ) -> tuple[str, bytes] | None:
+        """(version, blob) of the named code; the latest registration if no version."""
+        if version is None:
+            rows = self._read(
+                "SELECT version, blob FROM code WHERE hub=? AND kind=? AND name=? "
+                "ORDER BY registered DESC LIMIT 1",
+                (self.hub, kind, name),
+            )
+        else:
+            rows = self._read(
+                "SELECT version, blob FROM code WHERE hub=? AND kind=? AND name=? AND version=?",
+                (self.hub, kind, name, version),
+            )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def code_names(self, kind: str) -> list[str]:
+        """Names registered of ``kind``."""
+        rows = self._read(
+            "SELECT DISTINCT name FROM code WHERE hub=? AND kind=? ORDER BY name", (self.hub, kind)
+        )
+        return [row[0] for row in rows]
+
+    def get_meta(self, key: str) -> str | None:
+        """A hub-level setting."""
+        rows = self._read("SELECT value FROM meta WHERE hub=? AND key=?", (self.hub, key))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a hub-level setting."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?,?,?)", (self.hub, key, value))
+
+    def close(self) -> None:
+        """Release the connection."""
+        with self._lock:
+            self._db.close()
+
+
+def _record_values(record: InstanceRecord, history_length: int) -> tuple:
+    return (
+        record.instance_id,
+        record.name,
+        record.version,
+        record.status,
+        record.execution_id,
+        record.created_time,
+        record.last_updated_time,
+        record.input,
+        record.output,
+        record.custom_status,
+        record.failure,
+        record.parent_instance_id,
+        record.parent_seq,
+        record.host,
+        history_length,
+    )

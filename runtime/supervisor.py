@@ -1,0 +1,455 @@
+"""The supervisor: one named, detached actor per task hub.
+
+Guarantees (each rebuilt from the store alone, so a restarted supervisor gives them too):
+
+- every non-terminal instance is live on exactly the host its row names: on start the
+  supervisor re-attaches to the hosts still alive (by name), recreates missing ones and
+  asks each to activate its instances;
+- a host that dies is noticed at once (its ``watch`` call fails) and its instances are
+  re-activated from their checkpoints once Ray has restarted it;
+- a message for an instance (start, external event, termination, timer, child result) is
+  written to the store before it is routed, so a dead host loses none;
+- due timers fire from the store, whatever process created them.
+
+It holds no workflow semantics: those live in the replay engine inside the hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import ray
+
+from .config import HubConfig
+from .errors import (
+    DurableError,
+    InstanceNotFoundError,
+    InvalidOperationError,
+    OrchestratorNotFoundError,
+)
+from .hosts import NAMESPACE, Host
+from .orchestration import history as h
+from .orchestration.status import OrchestrationStatus
+from .serialization import dumps, failure_of, loads
+from .store import InstanceQuery, InstanceRecord, open_store
+
+log = logging.getLogger("ray_durable.supervisor")
+
+
+def supervisor_name(hub: str) -> str:
+    """The Ray actor name of a hub's supervisor."""
+    return f"durable-supervisor/{hub}"
+
+
+class SupervisorCore:
+    """The supervisor's logic; the Ray actor below only exposes it."""
+
+    def __init__(self, config: HubConfig, clock: Callable[[], float] | None = None) -> None:
+        self.config = config
+        self.clock = clock or time.time
+        self.store = open_store(config.store, config.hub, config.durability)
+        self.hosts: dict[str, Any] = {}
+        self.spares: list[str] = []
+        self.retired: set[str] = set()
+        self.waiters: dict[str, list[asyncio.Future]] = {}
+        self._timer_wake = asyncio.Event()
+        loop = asyncio.get_event_loop()
+        self.ready = loop.create_task(self._recover())
+        self._timer_task = loop.create_task(self._timer_service())
+
+    # -- recovery ---------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        started = time.monotonic()
+        self._retire_leftover_spares()
+        by_host: dict[str, list[str]] = {}
+        for record in self.store.active_instances():
+            host = record.host or self._place(record.instance_id)
+            if record.host is None:
+                self.store.set_host(record.instance_id, host)
+            by_host.setdefault(host, []).append(record.instance_id)
+        for name, ids in by_host.items():
+            self._host(name).activate.remote(ids)
+        self._refill_spares()
+        log.info(
+            "hub %s: supervisor ready, %d instances on %d hosts in %.2fs",
+            self.config.hub,
+            sum(map(len, by_host.values())),
+            len(by_host),
+            time.monotonic() - started,
+        )
+
+    def _retire_leftover_spares(self) -> None:
+        leftover = self.store.get_meta("spares")
+        if not leftover:
+            return
+        in_use = {r.host for r in self.store.active_instances()}
+        for name in leftover.split(","):
+            if name and name not in in_use:
+                self._kill(name)
+
+    # -- placement and host lifecycle --------------------------------------------------
+
+    def _place(self, instance_id: str) -> str:
+        if self.config.placement == "pooled":
+            index = zlib.crc32(instance_id.encode()) % self.config.pool_size
+            return f"{self.config.hub}/pool-{index}"
+        if self.spares:
+            name = self.spares.pop(0)
+            self._save_spares()
+            return name
+        return self._new_host_name()
+
+    def _new_host_name(self) -> str:
+        return f"{self.config.hub}/host-{uuid.uuid4().hex[:12]}"
+
+    def _refill_spares(self) -> None:
+        # A warm spare hides the half second a new worker process takes from start_new.
+        if self.config.placement != "dedicated":
+            return
+        while len(self.spares) < self.config.warm_hosts:
+            name = self._new_host_name()
+            self._host(name)
+            self.spares.append(name)
+        self._save_spares()
+
+    def _save_spares(self) -> None:
+        self.store.set_meta("spares", ",".join(self.spares))
+
+    def _host(self, name: str) -> Any:
+        handle = self.hosts.get(name)
+        if handle is None:
+            handle = Host.options(
+                name=name,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                max_restarts=-1,
+                max_task_retries=0,
+                max_concurrency=100_000,
+            ).remote(
+                self.config.hub,
+                self.config.store,
+                self.config.durability,
+                supervisor_name(self.config.hub),
+                self._host_clock(),
+            )
+            self.hosts[name] = handle
+            asyncio.get_event_loop().create_task(self._watch(name, handle))
+        return handle
+
+    def _host_clock(self) -> Callable[[], float] | None:
+        return None if self.clock is time.time else self.clock
+
+    async def _watch(self, name: str, handle: Any) -> None:
+        while name not in self.retired:
+            try:
+                await handle.watch.remote()
+            except Exception as exc:
+                if name in self.retired:
+                    return
+                log.warning(
+                    "hub %s: host %s failed (%s); recovering its instances",
+                    self.config.hub,
+                    name,
+                    type(exc).__name__,
+                )
+                await self._revive(name)
+
+    async def _revive(self, name: str) -> None:
+        ids = [r.instance_id for r in self.store.active_instances() if r.host == name]
+        for attempt in range(60):
+            handle = self.hosts.get(name)
+            try:
+                await handle.activate.remote(ids)
+                return
+            except ray.exceptions.ActorDiedError:
+                # Gone for good (not restartable): a new actor takes the same name.
+                self.hosts.pop(name, None)
+                self._host(name)
+                return
+            except Exception:
+                await asyncio.sleep(min(0.05 * (attempt + 1), 1.0))
+
+    def _kill(self, name: str) -> None:
+        self.retired.add(name)
+        handle = self.hosts.pop(name, None)
+        try:
+            handle = handle or ray.get_actor(name, namespace=NAMESPACE)
+            ray.kill(handle, no_restart=True)
+        except Exception:
+            pass  # already gone
+
+    # -- code ---------------------------------------------------------------------------
+
+    async def register(self, items: list[tuple[str, str, str, bytes]]) -> None:
+        """Store registered code (kind, name, version, pickled object)."""
+        for kind, name, version, blob in items:
+            self.store.register_code(kind, name, version, blob)
+
+    # -- starting and routing -----------------------------------------------------------
+
+    async def start_new(
+        self,
+        name: str,
+        version: str | None,
+        input_blob: bytes,
+        start_blob: bytes,
+        instance_id: str,
+        parent: tuple[str, int] | None = None,
+    ) -> str:
+        """Create an instance, durably, then activate it on its host."""
+        await self.ready
+        code = self.store.load_code("orchestrator", name, version)
+        if code is None:
+            raise OrchestratorNotFoundError(name, tuple(self.store.code_names("orchestrator")))
+        now = self.clock()
+        host = self._place(instance_id)
+        record = InstanceRecord(
+            instance_id=instance_id,
+            name=name,
+            version=code[0],
+            status=str(OrchestrationStatus.PENDING),
+            execution_id=uuid.uuid4().hex,
+            created_time=now,
+            last_updated_time=now,
+            input=input_blob,
+            parent_instance_id=parent[0] if parent else None,
+            parent_seq=parent[1] if parent else None,
+            host=host,
+        )
+        try:
+            self.store.create_instance(record, [], [start_blob])
+        except DurableError:
+            if self.config.placement == "dedicated":
+                self.spares.insert(0, host)
+            raise
+        self._host(host).activate.remote([instance_id])
+        self._refill_spares()
+        return instance_id
+
+    async def start_child(
+        self, parent_id: str, seq: int, name: str, version: str, child_id: str, input_blob: bytes
+    ) -> None:
+        """Start a sub-orchestration (idempotent: re-dispatch after a crash is a no-op)."""
+        existing = self.store.load_instance(child_id)
+        if existing is not None and existing.parent_instance_id == parent_id:
+            if OrchestrationStatus(existing.status).is_terminal:
+                await self.instance_done(child_id, existing.status, parent_id)
+            return
+        start = dumps(h.ExecutionStarted(name, loads(input_blob), version, parent_id))
+        try:
+            await self.start_new(
+                name, version or None, input_blob, start, child_id, (parent_id, seq)
+            )
+        except DurableError as exc:
+            answer = dumps(h.SubOrchestrationFailed(seq, failure_of(exc)))
+            self.store.append_inbox(parent_id, answer)
+            self._poke(parent_id)
+
+    async def deliver(self, instance_id: str, event_blob: bytes) -> None:
+        """Durably accept a message for an instance, then route it to its host."""
+        await self.ready
+        record = self.store.load_instance(instance_id)
+        if record is None:
+            raise InstanceNotFoundError(instance_id)
+        if OrchestrationStatus(record.status).is_terminal:
+            raise InvalidOperationError(
+                f"instance {instance_id!r} is {record.status}; it takes no more messages"
+            )
+        message_id = self.store.append_inbox(instance_id, event_blob)
+        self._host(record.host).deliver.remote(instance_id, message_id, event_blob)
+
+    def _poke(self, instance_id: str) -> None:
+        record = self.store.load_instance(instance_id)
+        if (
+            record is not None
+            and record.host
+            and not OrchestrationStatus(record.status).is_terminal
+        ):
+            self._host(record.host).poke.remote(instance_id)
+
+    async def instance_done(
+        self, instance_id: str, status: str, parent_id: str | None = None
+    ) -> None:
+        """A host reports an instance reached a terminal status."""
+        for future in self.waiters.pop(instance_id, []):
+            if not future.done():
+                future.set_result(None)
+        if parent_id is not None:
+            self._poke(parent_id)
+        if self.config.placement == "dedicated":
+            record = self.store.load_instance(instance_id)
+            if record is not None and record.host:
+                self._kill(record.host)
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def get_status(
+        self, instance_id: str, show_history: bool = False
+    ) -> tuple[InstanceRecord | None, list[bytes] | None]:
+        """The instance row, and its history if asked."""
+        await self.ready
+        record = self.store.load_instance(instance_id)
+        history = self.store.load_history(instance_id) if record and show_history else None
+        return record, history
+
+    async def query(self, query: InstanceQuery) -> list[InstanceRecord]:
+        """Instances matching a query."""
+        await self.ready
+        return self.store.query(query)
+
+    async def wait(self, instance_id: str, timeout: float | None) -> InstanceRecord | None:
+        """The instance once terminal; None if ``timeout`` seconds pass first."""
+        await self.ready
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            future = asyncio.get_event_loop().create_future()
+            self.waiters.setdefault(instance_id, []).append(future)
+            record = self.store.load_instance(instance_id)
+            if record is None:
+                raise InstanceNotFoundError(instance_id)
+            if OrchestrationStatus(record.status).is_terminal:
+                return record
+            left = 5.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return None
+            # The fallback re-check covers a host that died between its commit and its report.
+            try:
+                await asyncio.wait_for(future, min(left, 5.0))
+            except asyncio.TimeoutError:
+                pass
+
+    async def terminate(self, instance_id: str, reason: str) -> None:
+        """Ask an instance to stop; recorded durably before it is routed."""
+        await self.deliver(instance_id, dumps(h.ExecutionTerminated(reason)))
+
+    async def host_of(self, instance_id: str) -> Any:
+        """The handle of the host an instance lives on (tests kill it)."""
+        record = self.store.load_instance(instance_id)
+        return None if record is None or record.host is None else self._host(record.host)
+
+    async def hub_config(self) -> dict[str, Any]:
+        """This hub's settings."""
+        return self.config.to_dict()
+
+    async def shutdown(self) -> None:
+        """Stop every host of the hub (the store keeps everything)."""
+        self._timer_task.cancel()
+        for name in list(self.hosts) + self.spares:
+            self._kill(name)
+        self.spares.clear()
+        self._save_spares()
+
+    # -- durable timers -----------------------------------------------------------------
+
+    async def timer_hint(self, fire_at: float) -> None:
+        """A host created a timer (or the clock moved): re-check when the next is due."""
+        self._timer_wake.set()
+
+    async def _timer_service(self) -> None:
+        await self.ready
+        while True:
+            try:
+                self._fire_due_timers()
+                nxt = self.store.next_timer_time()
+                wait = 60.0 if nxt is None else max(0.0, min(60.0, nxt - self.clock()))
+            except Exception:
+                log.exception("hub %s: timer service", self.config.hub)
+                wait = 1.0
+            self._timer_wake.clear()
+            try:
+                await asyncio.wait_for(self._timer_wake.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+
+    def _fire_due_timers(self) -> None:
+        due = self.store.due_timers(self.clock())
+        for timer in due:
+            record = self.store.load_instance(timer.instance_id)
+            if record is None or record.execution_id != timer.execution_id:
+                continue  # the execution it belonged to is gone (continue-as-new, purge)
+            if OrchestrationStatus(record.status).is_terminal:
+                continue
+            fire_at = datetime.fromtimestamp(timer.fire_at, tz=timezone.utc)
+            blob = dumps(h.TimerFired(timer.seq, fire_at))
+            message_id = self.store.append_inbox(timer.instance_id, blob)
+            self._host(record.host).deliver.remote(timer.instance_id, message_id, blob)
+        if due:
+            self.store.delete_timers(due)
+
+
+@ray.remote(num_cpus=0)
+class Supervisor:
+    """The Ray actor around SupervisorCore."""
+
+    def __init__(self, config: dict[str, Any], clock: Callable[[], float] | None = None) -> None:
+        self.core = SupervisorCore(HubConfig(**config), clock)
+
+    async def ready(self) -> None:
+        """Returns once recovery from the store is done."""
+        await self.core.ready
+
+    async def register(self, items: list[tuple[str, str, str, bytes]]) -> None:
+        """Store registered code."""
+        await self.core.register(items)
+
+    async def start_new(self, *args: Any) -> str:
+        """Create and activate an instance."""
+        return await self.core.start_new(*args)
+
+    async def start_child(self, *args: Any) -> None:
+        """Start a sub-orchestration for a host."""
+        await self.core.start_child(*args)
+
+    async def deliver(self, instance_id: str, event_blob: bytes) -> None:
+        """Route a message to an instance."""
+        await self.core.deliver(instance_id, event_blob)
+
+    async def instance_done(self, *args: Any) -> None:
+        """A host reports a terminal instance."""
+        await self.core.instance_done(*args)
+
+    async def get_status(self, instance_id: str, show_history: bool = False) -> Any:
+        """An instance row (and history)."""
+        return await self.core.get_status(instance_id, show_history)
+
+    async def query(self, query: InstanceQuery) -> list[InstanceRecord]:
+        """Instances matching a query."""
+        return await self.core.query(query)
+
+    async def wait(self, instance_id: str, timeout: float | None) -> InstanceRecord | None:
+        """Wait for a terminal status."""
+        return await self.core.wait(instance_id, timeout)
+
+    async def terminate(self, instance_id: str, reason: str) -> None:
+        """Terminate an instance."""
+        await self.core.terminate(instance_id, reason)
+
+    async def host_of(self, instance_id: str) -> Any:
+        """The host handle of an instance."""
+        return await self.core.host_of(instance_id)
+
+    async def hub_config(self) -> dict[str, Any]:
+        """This hub's settings."""
+        return await self.core.hub_config()
+
+    async def timer_hint(self, fire_at: float) -> None:
+        """Wake the timer service."""
+        await self.core.timer_hint(fire_at)
+
+    async def shutdown(self) -> None:
+        """Stop the hub's hosts."""
+        await self.core.shutdown()
+
+    async def pid(self) -> int:
+        """The supervisor's process id (failure tests kill it)."""
+        return os.getpid()
