@@ -30,8 +30,9 @@ def loads(blob: bytes | None, what: str = "value") -> Any:
 
 def failure_of(exc: BaseException) -> FailureDetails:
     """Capture an exception's type, message and traceback as plain strings."""
-    return FailureDetails(
-        error_type=type(exc).__name__,
-        message=str(exc),
-        stack_trace="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    )
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    inner = getattr(exc, "details", None)
+    if isinstance(inner, FailureDetails) and inner.stack_trace:
+        # Keep the activity's own traceback: it is where the error really happened.
+        trace = f"{inner.stack_trace}\nThe above failure caused:\n\n{trace}"
+    return FailureDetails(type(exc).__name__, str(exc), trace)

@@ -1,0 +1,65 @@
+"""Test session: one real local Ray (2 CPUs) and a fresh SQLite file per hub."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import ray
+
+TESTS = Path(__file__).resolve().parent
+# Ray workers import the test's orchestrators and activities by module name.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")) if p
+)
+sys.path.insert(0, str(TESTS))
+
+RAY_ARGS = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False}
+
+
+def start_ray() -> None:
+    """Start the session's local Ray (again, after a test stopped it)."""
+    if not ray.is_initialized():
+        ray.init(**RAY_ARGS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_session():
+    start_ray()
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'hub.db'}"
+
+
+@pytest.fixture
+def hub_name():
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=["dedicated", "pooled"])
+def placement(request):
+    return request.param
+
+
+@pytest.fixture
+def runtime(hub_name, store_url, placement):
+    import workflows
+
+    from runtime import Runtime
+
+    start_ray()
+    rt = Runtime.start(
+        hub=hub_name, store=store_url, placement=placement, pool_size=2, register=workflows.ALL
+    )
+    yield rt
+    try:
+        rt.shutdown()
+    except Exception:
+        pass  # a test may have stopped Ray itself

@@ -1,0 +1,157 @@
+"""End to end on a real local Ray and a real SQLite file, in both placements."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+import workflows as wf
+
+from runtime import (
+    InstanceExistsError,
+    OrchestrationStatus,
+    OrchestratorNotFoundError,
+    SerializationError,
+)
+from runtime.orchestration import history as h
+
+
+def store_counts(url: str) -> dict[str, int]:
+    path = url[len("sqlite:///") :]
+    with sqlite3.connect(path) as db:
+        return {
+            t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("instances", "history", "inbox")
+        }
+
+
+def test_chain_completes_with_activity_called_by_object_and_by_name(runtime):
+    runtime.register(wf.double)
+    iid = runtime.client.start_new(wf.chain, input=1)
+    state = runtime.client.wait_for_completion(iid, timeout=60)
+    assert state.runtime_status == OrchestrationStatus.COMPLETED
+    assert state.output == 4 and state.input == 1 and state.name == "chain"
+    assert state.created_time <= state.last_updated_time
+
+
+def test_fan_out_of_1000_completes_with_correct_sum(runtime):
+    iid = runtime.client.start_new(wf.fan_out_fan_in, input=1000)
+    state = runtime.client.wait_for_completion(iid, timeout=120)
+    assert state.output == sum(range(1, 1001))
+    full = runtime.client.get_status(iid, show_history=True)
+    completions = [e.seq for e in full.history if isinstance(e, h.TaskCompleted)]
+    assert sorted(completions) == list(range(1000))
+
+
+def test_activity_failure_is_catchable_with_original_type(runtime):
+    iid = runtime.client.start_new(wf.compensate, input="card declined")
+    state = runtime.client.wait_for_completion(iid, timeout=60)
+    assert state.output == {"error_type": "ValueError", "message": "card declined"}
+    assert state.custom_status == "compensated"
+
+
+def test_unhandled_failure_fails_instance_with_details(runtime):
+    iid = runtime.client.start_new(wf.unhandled, input="boom")
+    state = runtime.client.wait_for_completion(iid, timeout=60)
+    assert state.runtime_status == OrchestrationStatus.FAILED
+    assert state.failure_details.error_type == "TaskFailedError"
+    assert "ValueError: boom" in state.failure_details.message
+    assert "raise ValueError" in state.failure_details.stack_trace
+
+
+def test_unknown_activity_name_fails_the_instance_clearly(runtime):
+    iid = runtime.client.start_new(wf.calls_unknown)
+    state = runtime.client.wait_for_completion(iid, timeout=60)
+    assert state.runtime_status == OrchestrationStatus.FAILED
+    assert "no activity named 'no_such_activity'" in state.failure_details.message
+
+
+def test_start_by_registered_name_and_query_by_status(runtime):
+    runtime.register(wf.chain)
+    ids = [runtime.client.start_new("chain", input=i, instance_id=f"q-{i}") for i in range(3)]
+    for iid in ids:
+        runtime.client.wait_for_completion(iid, timeout=60)
+    done = runtime.client.get_status_by(runtime_status=[OrchestrationStatus.COMPLETED])
+    assert {s.instance_id for s in done} == set(ids)
+    assert runtime.client.get_status_by(runtime_status=["Running"]) == []
+    assert [
+        s.instance_id for s in runtime.client.get_status_by(instance_id_prefix="q-", top=2)
+    ] == ids[:2]
+
+
+def test_terminate_a_running_instance(runtime, tmp_path):
+    iid = runtime.client.start_new(wf.slow_chain, input=(str(tmp_path / "x"), 100, 0.2))
+    runtime.client.terminate(iid, "enough")
+    state = runtime.client.wait_for_completion(iid, timeout=60)
+    assert state.runtime_status == OrchestrationStatus.TERMINATED
+    assert state.output == "enough"
+
+
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_bad_input_is_refused_and_leaves_the_store_unchanged(runtime, store_url):
+    iid = runtime.client.start_new(wf.chain, input=1, instance_id="keep")
+    runtime.client.wait_for_completion(iid, timeout=60)
+    slow = runtime.client.start_new(wf.slow_chain, input=("/dev/null", 50, 0.1), instance_id="run")
+    before = store_counts(store_url)
+
+    with pytest.raises(OrchestratorNotFoundError, match="no orchestrator named 'nope'"):
+        runtime.client.start_new("nope", input=1)
+    with pytest.raises(SerializationError, match="orchestration input"):
+        runtime.client.start_new(wf.chain, input=threading.Lock())
+    with pytest.raises(InstanceExistsError, match="'run' already exists"):
+        runtime.client.start_new(wf.chain, input=1, instance_id=slow)
+    assert runtime.client.get_status("unknown-id") is None
+    with pytest.raises(TimeoutError):
+        runtime.client.wait_for_completion(slow, timeout=0.5)
+
+    after = store_counts(store_url)
+    assert after["instances"] == before["instances"]
+    assert runtime.client.get_status("keep").output == 4
+    runtime.client.terminate(slow)
+
+
+def test_completed_id_can_be_reused(runtime):
+    runtime.client.wait_for_completion(runtime.client.start_new(wf.chain, 1, "same"), timeout=60)
+    runtime.client.start_new(wf.chain, input=10, instance_id="same")
+    assert runtime.client.wait_for_completion("same", timeout=60).output == 22
+
+
+DRIVER = textwrap.dedent(
+    """
+    import sys, ray
+    from runtime import DurableClient, orchestrator, activity
+
+    @activity
+    def shout(s):
+        return s.upper() + "!"
+
+    @orchestrator
+    def greet(ctx, name):
+        return (yield ctx.call_activity(shout, "hello " + name))
+
+    ray.init(address="auto", namespace="some-other-namespace")
+    client = DurableClient.connect(hub=sys.argv[1])
+    print(client.start_new(greet, input="ray"))
+    """
+)
+
+
+@pytest.mark.parametrize("placement", ["dedicated"])
+def test_second_driver_starts_code_from_its_main_and_exits(runtime, tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    out = subprocess.run(
+        [sys.executable, str(script), runtime.config.hub],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    iid = out.stdout.strip().splitlines()[-1]
+    # The driver that defined the code is gone; the hub still has it.
+    state = runtime.client.wait_for_completion(iid, timeout=60)
+    assert state.output == "HELLO RAY!"

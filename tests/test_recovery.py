@@ -1,0 +1,114 @@
+"""Failure tests with real killed processes (SIGKILL), not ray.kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+
+import pytest
+import ray
+import workflows as wf
+from conftest import start_ray
+
+from runtime import OrchestrationStatus, Runtime
+from runtime.orchestration import history as h
+
+
+def wait_until(predicate, timeout=60.0, every=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+def completed_seqs(client, iid) -> list[int]:
+    state = client.get_status(iid, show_history=True)
+    return [e.seq for e in state.history if isinstance(e, h.TaskCompleted)]
+
+
+def kill_host(client, iid) -> int:
+    pid = ray.get(client.host_of(iid).pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def assert_no_duplicate_completions(client, iid) -> None:
+    seqs = completed_seqs(client, iid)
+    assert len(seqs) == len(set(seqs)), "a completion was recorded twice"
+
+
+def test_host_killed_mid_chain_resumes_without_rerunning_completed_steps(runtime, tmp_path):
+    log = str(tmp_path / "runs")
+    client = runtime.client
+    iid = client.start_new(wf.slow_chain, input=(log, 6, 0.3))
+    wait_until(lambda: len(completed_seqs(client, iid)) >= 2)
+    done_before = completed_seqs(client, iid)
+    kill_host(client, iid)
+
+    state = client.wait_for_completion(iid, timeout=120)
+    assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
+    assert state.output == list(range(6))
+    runs = Counter(wf.executions(log))
+    assert all(runs[str(i)] == 1 for i in done_before), runs
+    assert all(runs[str(i)] >= 1 for i in range(6))
+    assert_no_duplicate_completions(client, iid)
+
+
+def test_host_killed_mid_fan_out_resumes_and_reruns_only_unfinished(runtime, tmp_path):
+    log = str(tmp_path / "runs")
+    client = runtime.client
+    n = 200
+    iid = client.start_new(wf.slow_fan_out, input=(log, n, 0.02))
+    wait_until(lambda: len(completed_seqs(client, iid)) >= 40)
+    done_before = completed_seqs(client, iid)
+    kill_host(client, iid)
+
+    state = client.wait_for_completion(iid, timeout=180)
+    assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
+    assert state.output == sum(range(n))
+    runs = Counter(wf.executions(log))
+    assert all(runs[str(i)] == 1 for i in done_before)
+    assert set(runs) == {str(i) for i in range(n)}
+    assert_no_duplicate_completions(client, iid)
+
+
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_supervisor_killed_instances_complete_and_clients_reconnect(runtime, tmp_path):
+    log = str(tmp_path / "runs")
+    client = runtime.client
+    iid = client.start_new(wf.slow_chain, input=(log, 5, 0.3))
+    wait_until(lambda: len(completed_seqs(client, iid)) >= 1)
+    os.kill(client.supervisor_pid(), signal.SIGKILL)
+
+    state = client.wait_for_completion(iid, timeout=120)
+    assert state.output == list(range(5))
+    assert Counter(wf.executions(log)) == Counter(str(i) for i in range(5))
+    # The restarted supervisor serves new work too.
+    fresh = client.start_new(wf.chain, input=2)
+    assert client.wait_for_completion(fresh, timeout=60).output == 6
+
+
+@pytest.mark.parametrize("placement", ["dedicated", "pooled"])
+def test_whole_ray_stopped_mid_run_resumes_on_same_store(runtime, tmp_path, store_url):
+    log = str(tmp_path / "runs")
+    client = runtime.client
+    hub = runtime.config.hub
+    iid = client.start_new(wf.slow_chain, input=(log, 5, 0.3))
+    wait_until(lambda: len(completed_seqs(client, iid)) >= 2)
+    kill_host(client, iid)
+    ray.shutdown()
+
+    start_ray()
+    rt = Runtime.start(hub=hub, store=store_url, placement=runtime.config.placement)
+    try:
+        state = rt.client.wait_for_completion(iid, timeout=120)
+        assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
+        assert state.output == list(range(5))
+        assert_no_duplicate_completions(rt.client, iid)
+    finally:
+        rt.shutdown()
