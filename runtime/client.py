@@ -211,13 +211,45 @@ class DurableClient:
             raise OrchestrationFailedError(instance_id, state.failure_details)  # type: ignore
         return state
 
-    def terminate(self, instance_id: str, reason: str = "") -> None:
-        """Stop a running instance; it ends with status Terminated."""
-        self._call("terminate", instance_id, reason)
+    def terminate(self, instance_id: str, reason: str = "", recursive: bool = True) -> None:
+        """Stop a running instance (and its sub-orchestrations); it ends Terminated."""
+        self._call("terminate", instance_id, reason, recursive)
 
     def raise_event(self, instance_id: str, event_name: str, data: Any = None) -> None:
         """Send an external event to a running instance."""
+        if not isinstance(event_name, str) or not event_name:
+            raise ValueError("event_name must be a non-empty string")
         self._call("deliver", instance_id, dumps(h.EventRaised(event_name, data), "event data"))
+
+    def suspend(self, instance_id: str, reason: str = "") -> None:
+        """Pause an instance: events and results wait until ``resume``."""
+        self._call("suspend", instance_id, reason)
+
+    def resume(self, instance_id: str, reason: str = "") -> None:
+        """Let a suspended instance go on."""
+        self._call("resume", instance_id, reason)
+
+    def restart(self, instance_id: str, restart_with_new_instance_id: bool = True) -> str:
+        """Run the instance's orchestrator again with its original input; returns the id."""
+        new_id = uuid.uuid4().hex if restart_with_new_instance_id else None
+        return self._call("restart", instance_id, new_id)
+
+    def purge_instance_history(self, instance_id: str) -> int:
+        """Delete a finished instance and its sub-orchestrations; returns how many."""
+        return self._call("purge", instance_id)
+
+    def purge_instance_history_by(
+        self,
+        created_time_from: datetime | None = None,
+        created_time_to: datetime | None = None,
+        runtime_status: Iterable[OrchestrationStatus | str] | None = None,
+    ) -> int:
+        """Delete every finished instance matching the filters; returns how many."""
+        statuses = None
+        if runtime_status is not None:
+            statuses = tuple(str(OrchestrationStatus(s)) for s in runtime_status)
+        query = InstanceQuery(statuses, _timestamp(created_time_from), _timestamp(created_time_to))
+        return self._call("purge_by", query)
 
     # -- for tests and tools ------------------------------------------------------------
 

@@ -201,7 +201,10 @@ class HostCore:
             cont = step.continued_as_new
             live.execution_id = uuid.uuid4().hex
             live.history_length = 0
-            live.executor = OrchestrationExecutor(live.executor.fn, live.instance_id)
+            previous = live.executor
+            live.executor = OrchestrationExecutor(previous.fn, live.instance_id)
+            # Clients keep seeing the last custom status until the new execution sets one.
+            live.executor.custom_status = previous.custom_status
             start = [
                 h.OrchestratorStarted(now_utc(self.clock)),
                 h.ExecutionStarted(live.name, cont.input, live.version, live.parent_instance_id),
@@ -269,7 +272,7 @@ class HostCore:
             for event in step.new_events:
                 if isinstance(event, (h.TaskScheduled, h.SubOrchestrationCreated, h.TimerCreated)):
                     self._dispatch(live, event)
-            if step.status != OrchestrationStatus.RUNNING:
+            if step.is_terminal:
                 live.done = True
                 self.live.pop(live.instance_id, None)
                 self._notify_done(live, step)

@@ -61,6 +61,8 @@ class Runtime:
                 f"not {config.store!r}; stop it first or pick another hub name"
             )
         ray.get(supervisor.ready.remote())
+        if hasattr(clock, "attach"):
+            clock.attach(hub)
         runtime = cls(HubConfig.from_dict(running), supervisor)
         runtime.register(*register)
         return runtime

@@ -328,9 +328,76 @@ class SupervisorCore:
             except asyncio.TimeoutError:
                 pass
 
-    async def terminate(self, instance_id: str, reason: str) -> None:
-        """Ask an instance to stop; recorded durably before it is routed."""
+    async def terminate(self, instance_id: str, reason: str, recursive: bool = True) -> None:
+        """Ask an instance (and its running children) to stop; recorded before routed."""
         await self.deliver(instance_id, dumps(h.ExecutionTerminated(reason)))
+        if recursive:
+            for child in self.store.children(instance_id):
+                if not OrchestrationStatus(child.status).is_terminal:
+                    await self.terminate(child.instance_id, reason, True)
+
+    async def suspend(self, instance_id: str, reason: str) -> None:
+        """Hold an instance's events until it is resumed."""
+        record = self._require(instance_id)
+        if record.status == OrchestrationStatus.SUSPENDED:
+            return
+        self.store.set_status(instance_id, str(OrchestrationStatus.SUSPENDED))
+        await self.deliver(instance_id, dumps(h.ExecutionSuspended(reason)))
+
+    async def resume(self, instance_id: str, reason: str) -> None:
+        """Let a suspended instance go on."""
+        record = self._require(instance_id)
+        if record.status != OrchestrationStatus.SUSPENDED:
+            raise InvalidOperationError(
+                f"instance {instance_id!r} is {record.status}, not Suspended; nothing to resume"
+            )
+        self.store.set_status(instance_id, str(OrchestrationStatus.RUNNING))
+        await self.deliver(instance_id, dumps(h.ExecutionResumed(reason)))
+
+    async def purge(self, instance_id: str) -> int:
+        """Delete a terminal instance and its sub-orchestrations; returns how many."""
+        record = self._require(instance_id)
+        if not OrchestrationStatus(record.status).is_terminal:
+            raise InvalidOperationError(
+                f"instance {instance_id!r} is {record.status}; only completed, failed or "
+                "terminated instances can be purged (terminate it first)"
+            )
+        count = 0
+        for child in self.store.children(instance_id):
+            if OrchestrationStatus(child.status).is_terminal:
+                count += await self.purge(child.instance_id)
+        return count + int(self.store.delete_instance(instance_id))
+
+    async def purge_by(self, query: InstanceQuery) -> int:
+        """Purge every terminal instance matching the query; returns how many."""
+        await self.ready
+        terminal = {str(s) for s in OrchestrationStatus if s.is_terminal}
+        statuses = tuple(s for s in (query.statuses or terminal) if s in terminal)
+        if not statuses:
+            return 0
+        count = 0
+        for record in self.store.query(
+            InstanceQuery(statuses, query.created_from, query.created_to, query.prefix)
+        ):
+            if self.store.load_instance(record.instance_id) is not None:
+                count += await self.purge(record.instance_id)
+        return count
+
+    async def restart(self, instance_id: str, new_instance_id: str | None) -> str:
+        """Start the instance's orchestrator again with its original input."""
+        record = self._require(instance_id)
+        history = self.store.load_history(instance_id)
+        start = history[1] if len(history) > 1 else None
+        if start is None or not isinstance(loads(start), h.ExecutionStarted):
+            raise InvalidOperationError(f"instance {instance_id!r} has not started yet")
+        target = new_instance_id or instance_id
+        return await self.start_new(record.name, record.version, record.input, start, target)
+
+    def _require(self, instance_id: str) -> InstanceRecord:
+        record = self.store.load_instance(instance_id)
+        if record is None:
+            raise InstanceNotFoundError(instance_id)
+        return record
 
     async def host_of(self, instance_id: str) -> Any:
         """The handle of the host an instance lives on (tests kill it)."""
@@ -350,6 +417,12 @@ class SupervisorCore:
         self._save_spares()
 
     # -- durable timers -----------------------------------------------------------------
+
+    async def fire_timers(self) -> None:
+        """Fire every timer due now (the manual clock calls this after advancing)."""
+        await self.ready
+        self._fire_due_timers()
+        self._timer_wake.set()
 
     async def timer_hint(self, fire_at: float) -> None:
         """A host created a timer (or the clock moved): re-check when the next is due."""
@@ -430,9 +503,33 @@ class Supervisor:
         """Wait for a terminal status."""
         return await self.core.wait(instance_id, timeout)
 
-    async def terminate(self, instance_id: str, reason: str) -> None:
+    async def terminate(self, instance_id: str, reason: str, recursive: bool = True) -> None:
         """Terminate an instance."""
-        await self.core.terminate(instance_id, reason)
+        await self.core.terminate(instance_id, reason, recursive)
+
+    async def suspend(self, instance_id: str, reason: str) -> None:
+        """Suspend an instance."""
+        await self.core.suspend(instance_id, reason)
+
+    async def resume(self, instance_id: str, reason: str) -> None:
+        """Resume an instance."""
+        await self.core.resume(instance_id, reason)
+
+    async def purge(self, instance_id: str) -> int:
+        """Purge one instance."""
+        return await self.core.purge(instance_id)
+
+    async def purge_by(self, query: InstanceQuery) -> int:
+        """Purge instances matching a query."""
+        return await self.core.purge_by(query)
+
+    async def restart(self, instance_id: str, new_instance_id: str | None) -> str:
+        """Restart an instance."""
+        return await self.core.restart(instance_id, new_instance_id)
+
+    async def fire_timers(self) -> None:
+        """Fire due timers now."""
+        await self.core.fire_timers()
 
     async def host_of(self, instance_id: str) -> Any:
         """The host handle of an instance."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -48,18 +49,47 @@ def placement(request):
     return request.param
 
 
-@pytest.fixture
-def runtime(hub_name, store_url, placement):
+def _start(hub_name, store_url, placement, clock=None):
+    import patterns
     import workflows
 
     from runtime import Runtime
 
     start_ray()
-    rt = Runtime.start(
-        hub=hub_name, store=store_url, placement=placement, pool_size=2, register=workflows.ALL
+    return Runtime.start(
+        hub=hub_name,
+        store=store_url,
+        placement=placement,
+        pool_size=2,
+        register=workflows.ALL + patterns.ALL,
+        clock=clock,
     )
-    yield rt
+
+
+def _stop(rt):
     try:
         rt.shutdown()
     except Exception:
         pass  # a test may have stopped Ray itself
+
+
+@pytest.fixture
+def runtime(hub_name, store_url, placement):
+    rt = _start(hub_name, store_url, placement)
+    yield rt
+    _stop(rt)
+
+
+@pytest.fixture
+def clock():
+    from runtime.testing import ManualClock
+
+    return ManualClock(start=datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+@pytest.fixture
+def clocked(hub_name, store_url, placement, clock):
+    """A runtime whose time moves only by ``clock.advance``."""
+    rt = _start(hub_name, store_url, placement, clock)
+    yield rt
+    _stop(rt)

@@ -301,3 +301,26 @@ def test_terminate_ends_a_waiting_instance():
 def test_retry_policy_validates_input():
     with pytest.raises(ValueError):
         RetryPolicy(timedelta(seconds=1), max_number_of_attempts=0)
+
+
+def test_events_after_continue_as_new_in_the_same_batch_move_to_the_next_execution():
+    def counter(ctx, n):
+        yield ctx.wait_for_external_event("op")
+        ctx.continue_as_new(n + 1)
+
+    run = Run(counter, input=0)
+    step = run.feed(h.EventRaised("op", 1), h.EventRaised("op", 2), h.ExecutionTerminated("x"))
+    assert step.status == "ContinuedAsNew"
+    assert step.continued_as_new.carried == (h.EventRaised("op", 2), h.ExecutionTerminated("x"))
+    assert step.new_events[-1] == step.continued_as_new
+
+
+def test_suspended_instance_holds_events_until_resumed():
+    run = Run(chain, input=1)
+    run.feed(h.ExecutionSuspended("pause"))
+    step = run.feed(h.TaskCompleted(0, 2))
+    assert step.status == "Suspended" and run.scheduled() == []
+    step = run.feed(h.ExecutionResumed("go"))
+    assert [e.name for e in run.scheduled()] == ["double"]
+    ex, replayed = run.replay()
+    assert replayed.new_events == [] and [e.seq for e in ex.open_actions()] == [1]

@@ -78,7 +78,7 @@ class Step:
     @property
     def is_terminal(self) -> bool:
         """True if the execution ended (including by continue-as-new)."""
-        return self.status != OrchestrationStatus.RUNNING
+        return self.status not in (OrchestrationStatus.RUNNING, OrchestrationStatus.SUSPENDED)
 
 
 class _RetryableTask(Task):
@@ -287,6 +287,8 @@ class OrchestrationExecutor:
         self._waiters: dict[str, deque[ExternalEventTask]] = {}
         self._inbox: dict[str, deque[h.EventRaised]] = {}
         self._done: Step | None = None
+        self.suspended = False
+        self._held: list[h.HistoryEvent] = []
         self._continue: h.ContinuedAsNew | None = None
         self._out: list[h.HistoryEvent] = []
 
@@ -307,8 +309,9 @@ class OrchestrationExecutor:
                 self._apply(event, replay=True)
             self._check_episode_matched()
             self.is_replaying = False
-            for event in new_events:
+            for index, event in enumerate(new_events):
                 if self._done is not None:
+                    self._carry_over(new_events[index:])
                     break
                 # Recorded before its handler runs, so the events it causes follow it.
                 self._out.append(event)
@@ -356,9 +359,25 @@ class OrchestrationExecutor:
             carried = tuple(e for queue in self._inbox.values() for e in queue)
         self._continue = h.ContinuedAsNew(input, carried)
 
+    def _carry_over(self, rest: Sequence[h.HistoryEvent]) -> None:
+        """Messages that arrive after continue-as-new belong to the next execution."""
+        cont = self._done.continued_as_new if self._done else None
+        if cont is None:
+            return
+        moved = tuple(e for e in rest if not isinstance(e, (*h.COMPLETIONS, h.OrchestratorStarted)))
+        cont = h.ContinuedAsNew(cont.input, cont.carried + moved)
+        self._done.continued_as_new = cont
+        self._out[-1] = cont
+
     # -- applying events --------------------------------------------------------------
 
     def _apply(self, event: h.HistoryEvent, replay: bool) -> bool:
+        if self.suspended and not isinstance(
+            event, (h.ExecutionResumed, h.ExecutionTerminated, h.OrchestratorStarted)
+        ):
+            # Recorded now, applied on resume: replay holds and releases them the same way.
+            self._held.append(event)
+            return True
         handler = _HANDLERS.get(type(event))
         if handler is None:
             raise NonDeterminismError(f"unknown history event type {type(event).__name__}")
@@ -419,6 +438,30 @@ class OrchestrationExecutor:
         self._done = Step(status=OrchestrationStatus.TERMINATED, output=event.reason)
         self._out_terminal(h.ExecutionCompleted(OrchestrationStatus.TERMINATED, event.reason))
         return True
+
+    def _on_suspended(self, event: h.ExecutionSuspended, replay: bool) -> bool:
+        self.suspended = True
+        return True
+
+    def _on_resumed(self, event: h.ExecutionResumed, replay: bool) -> bool:
+        if not self.suspended:
+            return True
+        self.suspended = False
+        held, self._held = self._held, []
+        for waiting in held:
+            if self._done is None:
+                self._apply_held(waiting, replay)
+        return True
+
+    def _apply_held(self, event: h.HistoryEvent, replay: bool) -> None:
+        # A held completion that turns out to be a duplicate is simply ignored: it was
+        # recorded when it arrived, and replay makes the same decision.
+        handler = _HANDLERS[type(event)]
+        try:
+            handler(self, event, replay)
+        except NonDeterminismError:
+            if not replay:
+                raise
 
     def _on_history_only(self, event: h.HistoryEvent, replay: bool) -> bool:
         return True
@@ -506,7 +549,9 @@ class OrchestrationExecutor:
             raise NonDeterminismError(_mismatch(seq, None, self._pending[seq]))
 
     def _step(self) -> Step:
-        step = self._done or Step()
+        step = self._done or Step(
+            status=OrchestrationStatus.SUSPENDED if self.suspended else OrchestrationStatus.RUNNING
+        )
         step.new_events = self._out
         step.custom_status = self.custom_status
         return step
@@ -561,6 +606,8 @@ _HANDLERS: dict[type, Callable[[OrchestrationExecutor, Any, bool], bool]] = {
     h.SubOrchestrationFailed: OrchestrationExecutor._on_completion,
     h.EventRaised: OrchestrationExecutor._on_event_raised,
     h.ExecutionTerminated: OrchestrationExecutor._on_terminated,
+    h.ExecutionSuspended: OrchestrationExecutor._on_suspended,
+    h.ExecutionResumed: OrchestrationExecutor._on_resumed,
     h.ExecutionCompleted: OrchestrationExecutor._on_history_only,
     h.ContinuedAsNew: OrchestrationExecutor._on_history_only,
 }

@@ -120,6 +120,20 @@ class ExecutionTerminated(HistoryEvent):
 
 
 @dataclass(frozen=True)
+class ExecutionSuspended(HistoryEvent):
+    """A client suspended the instance: later events wait until it is resumed."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ExecutionResumed(HistoryEvent):
+    """A client resumed a suspended instance."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class ExecutionCompleted(HistoryEvent):
     """The last event of an execution: its terminal status and outcome."""
 
@@ -133,7 +147,7 @@ class ContinuedAsNew(HistoryEvent):
     """The orchestrator restarted itself with ``input``; ``carried`` events move over."""
 
     input: Any = None
-    carried: tuple[EventRaised, ...] = ()
+    carried: tuple[HistoryEvent, ...] = ()
 
 
 #: Events that answer an action and so must match exactly one scheduling event.

@@ -121,6 +121,12 @@ class Store(Protocol):
     def active_instances(self) -> list[InstanceRecord]:
         """Every instance that is not in a terminal status."""
 
+    def children(self, instance_id: str) -> list[InstanceRecord]:
+        """Sub-orchestrations started by the instance."""
+
+    def set_status(self, instance_id: str, status: str) -> None:
+        """Change only the status (suspend/resume bookkeeping)."""
+
     def set_host(self, instance_id: str, host: str) -> None:
         """Record which host an instance is placed on."""
 

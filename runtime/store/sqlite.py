@@ -173,6 +173,14 @@ class SqliteStore:
         )
         return [InstanceRecord(*row) for row in rows]
 
+    def children(self, instance_id: str) -> list[InstanceRecord]:
+        """Sub-orchestrations started by the instance."""
+        rows = self._read(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND parent_instance_id=?",
+            (self.hub, instance_id),
+        )
+        return [InstanceRecord(*row) for row in rows]
+
     def set_host(self, instance_id: str, host: str) -> None:
         """Record which host an instance is placed on."""
         with self._write() as db:
