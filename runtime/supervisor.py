@@ -446,18 +446,24 @@ class SupervisorCore:
 
     def _fire_due_timers(self) -> None:
         due = self.store.due_timers(self.clock())
+        if not due:
+            return
+        messages, targets = [], []
         for timer in due:
             record = self.store.load_instance(timer.instance_id)
-            if record is None or record.execution_id != timer.execution_id:
-                continue  # the execution it belonged to is gone (continue-as-new, purge)
-            if OrchestrationStatus(record.status).is_terminal:
-                continue
+            # A timer of an execution that is gone (continue-as-new, purge, end) just drops.
+            live = (
+                record is not None
+                and record.execution_id == timer.execution_id
+                and not OrchestrationStatus(record.status).is_terminal
+            )
             fire_at = datetime.fromtimestamp(timer.fire_at, tz=timezone.utc)
-            blob = dumps(h.TimerFired(timer.seq, fire_at))
-            message_id = self.store.append_inbox(timer.instance_id, blob)
-            self._host(record.host).deliver.remote(timer.instance_id, message_id, blob)
-        if due:
-            self.store.delete_timers(due)
+            messages.append(dumps(h.TimerFired(timer.seq, fire_at)) if live else None)
+            if live:
+                targets.append((record.host, timer.instance_id, messages[-1]))
+        ids = self.store.fire_timers(due, messages)
+        for (host, iid, blob), message_id in zip(targets, ids):
+            self._host(host).deliver.remote(iid, message_id, blob)
 
 
 @ray.remote(num_cpus=0)

@@ -139,8 +139,8 @@ class Store(Protocol):
     def next_timer_time(self) -> float | None:
         """When the earliest pending timer is due, if any."""
 
-    def delete_timers(self, timers: list[DueTimer]) -> None:
-        """Drop timers that have fired."""
+    def fire_timers(self, timers: list[DueTimer], messages: list[bytes | None]) -> list[int]:
+        """Drop fired timers and queue each one's message (None: none) in one transaction."""
 
     def register_code(self, kind: str, name: str, version: str, blob: bytes) -> None:
         """Record (or replace) a registered function or class."""

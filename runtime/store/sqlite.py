@@ -293,13 +293,22 @@ class SqliteStore:
         rows = self._read("SELECT MIN(fire_at) FROM timers WHERE hub=?", (self.hub,))
         return rows[0][0]
 
-    def delete_timers(self, timers: list[DueTimer]) -> None:
-        """Drop timers that have fired."""
+    def fire_timers(self, timers: list[DueTimer], messages: list[bytes | None]) -> list[int]:
+        """Drop fired timers and queue each one's message (None: none) in one transaction."""
+        ids = []
         with self._write() as db:
-            db.executemany(
-                "DELETE FROM timers WHERE hub=? AND instance_id=? AND execution_id=? AND seq=?",
-                [(self.hub, t.instance_id, t.execution_id, t.seq) for t in timers],
-            )
+            for timer, blob in zip(timers, messages):
+                db.execute(
+                    "DELETE FROM timers WHERE hub=? AND instance_id=? AND execution_id=? AND seq=?",
+                    (self.hub, timer.instance_id, timer.execution_id, timer.seq),
+                )
+                if blob is not None:
+                    cursor = db.execute(
+                        "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
+                        (self.hub, timer.instance_id, blob),
+                    )
+                    ids.append(int(cursor.lastrowid))
+        return ids
 
     # -- code registry and settings ---------------------------------------------------------
 

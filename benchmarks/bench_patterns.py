@@ -1,0 +1,142 @@
+"""Benchmarks of the orchestration patterns (external events, timers, sub-orchestrations).
+
+Run: ``python benchmarks/bench_patterns.py [--repeats 3]``. Prints medians over repeats;
+the plain-Ray baseline for events is a Ray actor receiving the same number of calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import ray
+
+from runtime import Runtime, activity, orchestrator
+
+
+@activity
+def inc(x: int) -> int:
+    """A trivial activity."""
+    return x + 1
+
+
+@orchestrator
+def collect(ctx, n):
+    """Wait for n external events, in order."""
+    total = 0
+    for _ in range(n):
+        total += yield ctx.wait_for_external_event("item")
+    return total
+
+
+@orchestrator
+def sleep_until(ctx, fire_at_epoch):
+    """Wait on one durable timer, then report how late it fired (seconds)."""
+    due = datetime.fromtimestamp(fire_at_epoch, tz=timezone.utc)
+    yield ctx.create_timer(due)
+    return (ctx.current_utc_datetime - due).total_seconds()
+
+
+@orchestrator
+def child(ctx, i):
+    """A child calling one activity."""
+    return (yield ctx.call_activity(inc, i))
+
+
+@orchestrator
+def parent(ctx, n):
+    """Fan out to n children."""
+    return sum((yield ctx.task_all([ctx.call_sub_orchestrator(child, i) for i in range(n)])))
+
+
+@ray.remote(num_cpus=0)
+class Sink:
+    """Plain Ray baseline: an actor receiving events."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def add(self, x: int) -> None:
+        """Receive one event."""
+        self.total += x
+
+    def get(self) -> int:
+        """The sum received."""
+        return self.total
+
+
+def events(rt: Runtime, n: int) -> tuple[float, float]:
+    """(plain Ray calls/s, durable events/s) for n events to one waiting instance."""
+    sink = Sink.remote()
+    ray.get(sink.get.remote())
+    start = time.perf_counter()
+    for i in range(n):
+        sink.add.remote(i)
+    ray.get(sink.get.remote())
+    plain = n / (time.perf_counter() - start)
+    iid = rt.client.start_new(collect, input=n)
+    start = time.perf_counter()
+    for i in range(n):
+        rt.client.raise_event(iid, "item", i)
+    state = rt.client.wait_for_completion(iid, timeout=600)
+    assert state.output == sum(range(n)), state
+    return plain, n / (time.perf_counter() - start)
+
+
+def timers(rt: Runtime, n: int) -> float:
+    """Worst lateness (s) of n timers due at the same moment, measured by the clock."""
+    due = time.time() + 5.0 + n / 200
+    ids = [rt.client.start_new(sleep_until, input=due) for _ in range(n)]
+    late = [rt.client.wait_for_completion(i, timeout=600).output for i in ids]
+    return max(late)
+
+
+def children(rt: Runtime, n: int) -> float:
+    """Seconds for a parent with n sub-orchestrations."""
+    start = time.perf_counter()
+    iid = rt.client.start_new(parent, input=n)
+    assert rt.client.wait_for_completion(iid, timeout=600).output == sum(range(1, n + 1))
+    return time.perf_counter() - start
+
+
+def median(fn: Callable[[], float], repeats: int) -> float:
+    """Median of repeated measurements."""
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def main() -> None:
+    """Run every case and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--timers", type=int, default=1000)
+    parser.add_argument("--children", type=int, default=100)
+    args = parser.parse_args()
+    ray.init(num_cpus=2, include_dashboard=False)
+    store = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    rt = Runtime.start(hub="bench-patterns", store=store, placement="pooled", pool_size=2)
+    try:
+        children(rt, 4)  # warm-up: worker processes and code caches
+        ev = [events(rt, args.events) for _ in range(args.repeats)]
+        plain_ev = statistics.median(p for p, _ in ev)
+        durable_ev = statistics.median(d for _, d in ev)
+        late = median(lambda: timers(rt, args.timers), args.repeats)
+        kids = median(lambda: children(rt, args.children), args.repeats)
+    finally:
+        rt.shutdown()
+    print(f"\nmedians of {args.repeats} runs, pooled placement, 2 hosts")
+    print(
+        f"{args.events} external events to one instance: {durable_ev:,.0f} events/s "
+        f"(plain Ray actor calls {plain_ev:,.0f}/s, ratio {durable_ev / plain_ev:.2f}); "
+        "goal >= 500/s"
+    )
+    print(f"{args.timers} timers due at once: latest fired {late:.2f} s after due; goal <= 2 s")
+    print(f"{args.children} sub-orchestrations: {kids:.2f} s; goal < 5 s")
+
+
+if __name__ == "__main__":
+    main()
