@@ -30,7 +30,7 @@ from .errors import DurableError, SerializationError
 from .orchestration import history as h
 from .orchestration.engine import OrchestrationExecutor, Step
 from .orchestration.status import OrchestrationStatus
-from .registry import Activity, CodeCache
+from .registry import Activity, CodeCache, encode_code
 from .serialization import dumps, failure_of, loads
 from .store import Checkpoint, open_store
 
@@ -90,6 +90,7 @@ class HostCore:
         self._queue: list[_Arrival] = []
         self._wake = asyncio.Event()
         self._remotes: dict[str, Any] = {}
+        self._shipped: set[str] = set()
         self._supervisor: Any = None
         self._activating: dict[str, asyncio.Future] = {}
         self._pump_task = asyncio.get_event_loop().create_task(self._pump())
@@ -299,9 +300,21 @@ class HostCore:
                 action.version,
                 action.instance_id,
                 dumps(action.input),
+                dumps(
+                    h.ExecutionStarted(action.name, action.input, action.version, live.instance_id)
+                ),
+                self._code_to_ship(live, action),
             )
         elif isinstance(action, h.TimerCreated):
             self._call_supervisor("timer_hint", action.fire_at.timestamp())
+
+    def _code_to_ship(self, live: _Live, action: h.SubOrchestrationCreated) -> Any:
+        """The child's code, the first time this host starts a child given as an object."""
+        target = live.executor.targets.get(action.seq)
+        if target is None or action.name in self._shipped:
+            return None
+        self._shipped.add(action.name)
+        return encode_code(target)
 
     def _dispatch_activity(self, live: _Live, action: h.TaskScheduled) -> None:
         try:

@@ -237,15 +237,24 @@ class SupervisorCore:
         return instance_id
 
     async def start_child(
-        self, parent_id: str, seq: int, name: str, version: str, child_id: str, input_blob: bytes
+        self,
+        parent_id: str,
+        seq: int,
+        name: str,
+        version: str,
+        child_id: str,
+        input_blob: bytes,
+        start: bytes,
+        code: tuple[str, str, str, bytes] | None = None,
     ) -> None:
         """Start a sub-orchestration (idempotent: re-dispatch after a crash is a no-op)."""
+        if code is not None:
+            await self.register([code])
         existing = self.store.load_instance(child_id)
         if existing is not None and existing.parent_instance_id == parent_id:
             if OrchestrationStatus(existing.status).is_terminal:
                 await self.instance_done(child_id, existing.status, parent_id)
             return
-        start = dumps(h.ExecutionStarted(name, loads(input_blob), version, parent_id))
         try:
             await self.start_new(
                 name, version or None, input_blob, start, child_id, (parent_id, seq)

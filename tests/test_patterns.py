@@ -218,3 +218,20 @@ def test_instances_run_to_the_end_on_the_version_they_started_with(runtime):
     client.raise_event(new, "go")
     assert client.wait_for_completion(old, timeout=30).output == "v1"
     assert client.wait_for_completion(new, timeout=30).output == "v2"
+
+
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_child_given_as_object_needs_no_registration(hub_name, tmp_path, placement):
+    from conftest import start_ray
+
+    from runtime import Runtime
+
+    start_ray()
+    rt = Runtime.start(
+        hub=hub_name + "-bare", store=f"sqlite:///{tmp_path}/bare.db", placement=placement
+    )
+    try:
+        iid = rt.client.start_new(pt.parent, input=3)
+        assert rt.client.wait_for_completion(iid, timeout=60).output == 6
+    finally:
+        rt.shutdown()
