@@ -115,10 +115,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--timers", type=int, default=1000)
     parser.add_argument("--children", type=int, default=100)
+    parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
     args = parser.parse_args()
     ray.init(num_cpus=2, include_dashboard=False)
     store = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    rt = Runtime.start(hub="bench-patterns", store=store, placement="pooled", pool_size=2)
+    rt = Runtime.start(
+        hub="bench-patterns",
+        store=store,
+        placement="pooled",
+        pool_size=2,
+        durability=args.durability,
+    )
     try:
         children(rt, 4)  # warm-up: worker processes and code caches
         ev = [events(rt, args.events) for _ in range(args.repeats)]
@@ -128,7 +135,7 @@ def main() -> None:
         kids = median(lambda: children(rt, args.children), args.repeats)
     finally:
         rt.shutdown()
-    print(f"\nmedians of {args.repeats} runs, pooled placement, 2 hosts")
+    print(f"\nmedians of {args.repeats} runs, pooled placement, 2 hosts, {args.durability}")
     print(
         f"{args.events} external events to one instance: {durable_ev:,.0f} events/s "
         f"(plain Ray actor calls {plain_ev:,.0f}/s, ratio {durable_ev / plain_ev:.2f}); "

@@ -20,7 +20,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -51,7 +51,7 @@ class _Live:
     history_length: int
     parent_instance_id: str | None = None
     parent_seq: int | None = None
-    seen_messages: set[int] = field(default_factory=set)
+    last_message_id: int = 0
     done: bool = False
 
 
@@ -104,25 +104,20 @@ class HostCore:
                 self._activate(iid)
         self._wake.set()
 
-    async def deliver(self, instance_id: str, message_id: int, event_blob: bytes) -> None:
-        """A message the supervisor already stored in the instance's inbox."""
-        live = self.live.get(instance_id)
-        if live is None:
-            self._activate(instance_id)  # reads the message from the inbox
-        elif message_id not in live.seen_messages:
-            live.seen_messages.add(message_id)
-            self._enqueue(_Arrival(instance_id, None, loads(event_blob), message_id))
-
     async def poke(self, instance_id: str) -> None:
-        """Read the instance's inbox for messages not seen yet (child results, timers)."""
+        """Read the instance's new inbox messages, in the order the store accepted them."""
         live = self.live.get(instance_id)
         if live is None:
             self._activate(instance_id)
             return
-        for message in self.store.load_inbox(instance_id):
-            if message.id not in live.seen_messages:
-                live.seen_messages.add(message.id)
-                self._enqueue(_Arrival(instance_id, None, loads(message.event), message.id))
+        self._read_inbox(live)
+
+    def _read_inbox(self, live: _Live) -> None:
+        # Inbox ids grow with commit order (one writer at a time), so "after the last seen"
+        # is both complete and in arrival order.
+        for message in self.store.load_inbox(live.instance_id, live.last_message_id):
+            live.last_message_id = message.id
+            self._enqueue(_Arrival(live.instance_id, None, loads(message.event), message.id))
 
     def _activate(self, iid: str) -> None:
         record = self.store.load_instance(iid)
@@ -147,9 +142,7 @@ class HostCore:
             return
         for action in live.executor.open_actions():
             self._dispatch(live, action)
-        for message in self.store.load_inbox(iid):
-            live.seen_messages.add(message.id)
-            self._enqueue(_Arrival(iid, None, loads(message.event), message.id))
+        self._read_inbox(live)
 
     # -- the pump ---------------------------------------------------------------------
 
@@ -292,6 +285,7 @@ class HostCore:
         if isinstance(action, h.TaskScheduled):
             self._dispatch_activity(live, action)
         elif isinstance(action, h.SubOrchestrationCreated):
+            self._register_child_code(live, action)
             self._call_supervisor(
                 "start_child",
                 live.instance_id,
@@ -303,18 +297,19 @@ class HostCore:
                 dumps(
                     h.ExecutionStarted(action.name, action.input, action.version, live.instance_id)
                 ),
-                self._code_to_ship(live, action),
             )
         elif isinstance(action, h.TimerCreated):
             self._call_supervisor("timer_hint", action.fire_at.timestamp())
 
-    def _code_to_ship(self, live: _Live, action: h.SubOrchestrationCreated) -> Any:
-        """The child's code, the first time this host starts a child given as an object."""
+    def _register_child_code(self, live: _Live, action: h.SubOrchestrationCreated) -> None:
+        """Store a child's code given as an object, before the first start that needs it."""
         target = live.executor.targets.get(action.seq)
         if target is None or action.name in self._shipped:
-            return None
+            return
+        # Written here, synchronously: a blob sent along with the start call could be
+        # overtaken by the starts of its siblings.
+        self.store.register_code(*encode_code(target))
         self._shipped.add(action.name)
-        return encode_code(target)
 
     def _dispatch_activity(self, live: _Live, action: h.TaskScheduled) -> None:
         try:
@@ -395,10 +390,6 @@ class Host:
     async def activate(self, instance_ids: list[str]) -> None:
         """Make sure each instance is live here."""
         await self.core.activate(instance_ids)
-
-    async def deliver(self, instance_id: str, message_id: int, event_blob: bytes) -> None:
-        """A message already stored in the instance's inbox."""
-        await self.core.deliver(instance_id, message_id, event_blob)
 
     async def poke(self, instance_id: str) -> None:
         """Check the instance's inbox."""

@@ -245,11 +245,8 @@ class SupervisorCore:
         child_id: str,
         input_blob: bytes,
         start: bytes,
-        code: tuple[str, str, str, bytes] | None = None,
     ) -> None:
         """Start a sub-orchestration (idempotent: re-dispatch after a crash is a no-op)."""
-        if code is not None:
-            await self.register([code])
         existing = self.store.load_instance(child_id)
         if existing is not None and existing.parent_instance_id == parent_id:
             if OrchestrationStatus(existing.status).is_terminal:
@@ -274,8 +271,10 @@ class SupervisorCore:
             raise InvalidOperationError(
                 f"instance {instance_id!r} is {record.status}; it takes no more messages"
             )
-        message_id = self.store.append_inbox(instance_id, event_blob)
-        self._host(record.host).deliver.remote(instance_id, message_id, event_blob)
+        self.store.append_inbox(instance_id, event_blob)
+        # Only a nudge: the host reads its inbox in id order, so a large message that Ray
+        # delivers late cannot overtake the events raised before it.
+        self._host(record.host).poke.remote(instance_id)
 
     def _poke(self, instance_id: str) -> None:
         record = self.store.load_instance(instance_id)
@@ -470,9 +469,9 @@ class SupervisorCore:
             messages.append(dumps(h.TimerFired(timer.seq, fire_at)) if live else None)
             if live:
                 targets.append((record.host, timer.instance_id, messages[-1]))
-        ids = self.store.fire_timers(due, messages)
-        for (host, iid, blob), message_id in zip(targets, ids):
-            self._host(host).deliver.remote(iid, message_id, blob)
+        self.store.fire_timers(due, messages)
+        for host, iid in {(host, iid) for host, iid, _ in targets}:
+            self._host(host).poke.remote(iid)
 
 
 @ray.remote(num_cpus=0)

@@ -106,8 +106,8 @@ class Store(Protocol):
     def load_history(self, instance_id: str) -> list[bytes]:
         """The pickled events of the instance's current execution, in order."""
 
-    def load_inbox(self, instance_id: str) -> list[InboxMessage]:
-        """Messages for the instance that no checkpoint has recorded yet."""
+    def load_inbox(self, instance_id: str, after_id: int = 0) -> list[InboxMessage]:
+        """Messages for the instance not recorded yet, with ids above ``after_id``, in order."""
 
     def append_inbox(self, instance_id: str, event: bytes) -> int:
         """Durably accept a message for an instance; returns its id."""

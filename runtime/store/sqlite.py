@@ -260,11 +260,12 @@ class SqliteStore:
 
     # -- inbox --------------------------------------------------------------------------
 
-    def load_inbox(self, instance_id: str) -> list[InboxMessage]:
-        """Messages for the instance that no checkpoint has recorded yet."""
+    def load_inbox(self, instance_id: str, after_id: int = 0) -> list[InboxMessage]:
+        """Messages for the instance not recorded yet, with ids above ``after_id``, in order."""
         rows = self._read(
-            "SELECT id, instance_id, event FROM inbox WHERE hub=? AND instance_id=? ORDER BY id",
-            (self.hub, instance_id),
+            "SELECT id, instance_id, event FROM inbox WHERE hub=? AND instance_id=? AND id>? "
+            "ORDER BY id",
+            (self.hub, instance_id, after_id),
         )
         return [InboxMessage(*row) for row in rows]
 
