@@ -1,3 +1,15 @@
-"""Durable entities for ray-durable (programming model; see the entities issue)."""
+"""Durable entities: small pieces of state you signal and call from anywhere."""
 
-__all__: list[str] = []
+from runtime.entity_id import EntityId, InvalidEntityIdError
+
+from .model import Entity, EntityContext, UnknownOperationError, current_context, entity
+
+__all__ = [
+    "Entity",
+    "EntityContext",
+    "EntityId",
+    "InvalidEntityIdError",
+    "UnknownOperationError",
+    "current_context",
+    "entity",
+]

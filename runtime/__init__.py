@@ -1,7 +1,14 @@
 """ray-durable: durable orchestrations for Ray."""
 
-from .client import DurableClient, OrchestrationState
+from .client import (
+    DurableClient,
+    EntityMetadata,
+    EntityOperationFailedError,
+    EntityStateResponse,
+    OrchestrationState,
+)
 from .config import HubConfig
+from .entity_id import EntityId, InvalidEntityIdError
 from .errors import (
     ActivityNotFoundError,
     DurableError,
@@ -32,12 +39,17 @@ __all__ = [
     "ActivityNotFoundError",
     "DurableClient",
     "DurableError",
+    "EntityId",
+    "EntityMetadata",
+    "EntityOperationFailedError",
+    "EntityStateResponse",
     "EventTimeoutError",
     "FailureDetails",
     "HubConfig",
     "HubConfigError",
     "InstanceExistsError",
     "InstanceNotFoundError",
+    "InvalidEntityIdError",
     "InvalidOperationError",
     "NonDeterminismError",
     "NotRegisteredError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -11,17 +12,46 @@ from typing import Any
 
 import ray
 
+from .entity_id import EntityId
 from .errors import DurableError, FailureDetails, InstanceExistsError, OrchestrationFailedError
-from .hosts import NAMESPACE
 from .orchestration import history as h
 from .orchestration.status import OrchestrationStatus
 from .registry import as_registrable, encode_code
+from .routing import NAMESPACE, EntityRouter
 from .serialization import dumps, loads
 from .store import InstanceQuery, InstanceRecord
 from .supervisor import supervisor_name
 
 #: How long a client keeps retrying while the supervisor restarts.
 RECONNECT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class EntityStateResponse:
+    """What ``read_entity_state`` returns (Durable Functions' shape)."""
+
+    entity_exists: bool
+    entity_state: Any = None
+
+
+@dataclass(frozen=True)
+class EntityMetadata:
+    """One row of ``get_entities``."""
+
+    entity_id: EntityId
+    exists: bool
+    last_modified_time: datetime
+
+
+class EntityOperationFailedError(DurableError):
+    """An entity operation called with ``call_entity`` raised."""
+
+    def __init__(self, entity: str, operation: str, details: FailureDetails) -> None:
+        super().__init__(entity, operation, details)
+        self.entity, self.operation, self.details = entity, operation, details
+
+    def __str__(self) -> str:
+        return f"operation {self.operation!r} of entity {self.entity} failed: {self.details}"
 
 
 @dataclass
@@ -77,6 +107,10 @@ class DurableClient:
         self.hub = hub
         self._supervisor = supervisor
         self._registered: dict[tuple[str, str, str], bytes] = {}
+        self._router = EntityRouter(lambda: self._supervisor)
+        self._sender = f"client-{uuid.uuid4().hex}"
+        self._counters: dict[str, int] = {}
+        self._counter_lock = threading.Lock()
 
     @classmethod
     def connect(cls, hub: str = "default", address: str | None = None) -> DurableClient:
@@ -250,6 +284,104 @@ class DurableClient:
             statuses = tuple(str(OrchestrationStatus(s)) for s in runtime_status)
         query = InstanceQuery(statuses, _timestamp(created_time_from), _timestamp(created_time_to))
         return self._call("purge_by", query)
+
+    # -- entities -----------------------------------------------------------------------
+
+    def signal_entity(
+        self, entity_id: EntityId | str, operation: str, input: Any = None, wait: bool = True
+    ) -> Any:
+        """Send a one-way operation; returns once it is durably applied.
+
+        Errors the operation raises are not reported to the signaller (one-way); an
+        unknown entity type or operation, or input that does not pickle, raises here.
+        With ``wait=False`` it returns a Ray ObjectRef instead, to pipeline many signals.
+        """
+        eid, seq, blob = self._prepare(entity_id, operation, input)
+        if not wait:
+            return self._router.handle(eid).entity_op.remote(
+                str(eid), operation, blob, self._sender, seq, True
+            )
+        outcome = self._send(eid, operation, blob, seq)
+        if outcome[0] == "err" and outcome[2] is not None:
+            raise outcome[2]
+        return None
+
+    def call_entity(
+        self,
+        entity_id: EntityId | str,
+        operation: str,
+        input: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run an operation and return its result (or raise its error)."""
+        eid, seq, blob = self._prepare(entity_id, operation, input)
+        outcome = self._send(eid, operation, blob, seq, timeout)
+        if outcome[0] == "ok":
+            return outcome[1]
+        if outcome[2] is not None:
+            raise outcome[2]
+        raise EntityOperationFailedError(str(eid), operation, outcome[1])
+
+    def read_entity_state(self, entity_id: EntityId | str) -> EntityStateResponse:
+        """The entity's state as last committed."""
+        row = self._call("read_entity", str(EntityId.of(entity_id)))
+        if row is None or not row[1]:
+            return EntityStateResponse(False, None)
+        return EntityStateResponse(True, loads(row[0], "entity state"))
+
+    def get_entities(
+        self, name: str | None = None, page_size: int = 100, continuation_token: int = 0
+    ) -> tuple[list[EntityMetadata], int | None]:
+        """A page of stored entities and the token of the next page (None at the end)."""
+        rows = self._call("list_entities", name, page_size, continuation_token)
+        page = [
+            EntityMetadata(EntityId(n, k), exists, datetime.fromtimestamp(t, tz=timezone.utc))
+            for n, k, exists, t in rows
+        ]
+        more = continuation_token + len(page) if len(page) == page_size else None
+        return page, more
+
+    def clean_entity_storage(self) -> int:
+        """Remove entities that have no state; returns how many."""
+        return self._call("clean_entities")
+
+    def _prepare(
+        self, entity_id: EntityId | str, operation: str, input: Any
+    ) -> tuple[EntityId, int, bytes]:
+        eid = EntityId.of(entity_id)
+        if not isinstance(operation, str) or not operation:
+            raise ValueError("operation must be a non-empty string")
+        blob = dumps(input, "entity operation input")
+        with self._counter_lock:
+            seq = self._counters[str(eid)] = self._counters.get(str(eid), 0) + 1
+        return eid, seq, blob
+
+    def _send(
+        self, eid: EntityId, operation: str, blob: bytes, seq: int, timeout: float | None = None
+    ) -> tuple:
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            try:
+                ref = self._router.handle(eid, self._get).entity_op.remote(
+                    str(eid), operation, blob, self._sender, seq, True
+                )
+                return loads(ray.get(ref, timeout=timeout), "entity operation result")
+            except ray.exceptions.GetTimeoutError:
+                raise TimeoutError(f"entity {eid} did not answer within {timeout} s") from None
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                # The entity's host is restarting: resending the same seq is applied once.
+                if time.monotonic() > deadline:
+                    raise
+                self._router.forget(eid)
+                time.sleep(0.1)
+
+    def _get(self, ref: Any) -> Any:
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, DurableError):
+                raise exc.cause from None
+            raise
 
     # -- for tests and tools ------------------------------------------------------------
 

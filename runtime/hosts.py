@@ -26,17 +26,27 @@ from typing import Any
 
 import ray
 
+from .entity_host import EntityCore
+from .entity_id import EntityId
 from .errors import DurableError, SerializationError
 from .orchestration import history as h
 from .orchestration.engine import OrchestrationExecutor, Step
 from .orchestration.status import OrchestrationStatus
 from .registry import Activity, CodeCache, encode_code
+from .routing import NAMESPACE, EntityRouter
 from .serialization import dumps, failure_of, loads
 from .store import Checkpoint, open_store
 
 log = logging.getLogger("ray_durable.host")
 
-NAMESPACE = "ray-durable"
+#: History events that are also outbox entries: dispatched once committed.
+_DISPATCHED = (
+    h.TaskScheduled,
+    h.SubOrchestrationCreated,
+    h.TimerCreated,
+    h.EntityCalled,
+    h.EntitySignaled,
+)
 
 
 @dataclass
@@ -94,6 +104,10 @@ class HostCore:
         self._supervisor: Any = None
         self._activating: dict[str, asyncio.Future] = {}
         self._pump_task = asyncio.get_event_loop().create_task(self._pump())
+        self.entities = EntityCore(
+            self.store, self.code, lambda: self._call_supervisor("flush_outbox")
+        )
+        self.router = EntityRouter(self._supervisor_handle)
 
     # -- messages from the supervisor --------------------------------------------------
 
@@ -142,6 +156,11 @@ class HostCore:
             return
         for action in live.executor.open_actions():
             self._dispatch(live, action)
+        for event in history:
+            # Whether a signal reached its entity before the crash is unknown; the entity
+            # recognises a repeat by its sender and counter and applies it once.
+            if isinstance(event, h.EntitySignaled):
+                self._dispatch(live, event)
         self._read_inbox(live)
 
     # -- the pump ---------------------------------------------------------------------
@@ -264,7 +283,7 @@ class HostCore:
     def _after_commit(self, items: list[tuple[_Live, Step]]) -> None:
         for live, step in items:
             for event in step.new_events:
-                if isinstance(event, (h.TaskScheduled, h.SubOrchestrationCreated, h.TimerCreated)):
+                if isinstance(event, _DISPATCHED):
                     self._dispatch(live, event)
             if step.is_terminal:
                 live.done = True
@@ -298,6 +317,8 @@ class HostCore:
                     h.ExecutionStarted(action.name, action.input, action.version, live.instance_id)
                 ),
             )
+        elif isinstance(action, (h.EntityCalled, h.EntitySignaled)):
+            asyncio.ensure_future(self._call_entity(live.instance_id, live.execution_id, action))
         elif isinstance(action, h.TimerCreated):
             self._call_supervisor("timer_hint", action.fire_at.timestamp())
 
@@ -335,6 +356,39 @@ class HostCore:
             remote = self._remotes[action.name] = _make_remote(target)
         return remote
 
+    async def _call_entity(self, iid: str, execution_id: str, action: Any) -> None:
+        eid = EntityId.parse(action.entity)
+        sender = f"{iid}:{execution_id}"
+        event: h.HistoryEvent | None = None
+        for attempt in range(600):
+            try:
+                host = await self.router.ahandle(eid)
+                outcome = loads(
+                    await host.entity_op.remote(
+                        action.entity,
+                        action.operation,
+                        dumps(action.input, "entity input"),
+                        sender,
+                        action.counter,
+                        True,
+                    )
+                )
+                event = (
+                    h.EntityResponded(action.seq, outcome[1])
+                    if outcome[0] == "ok"
+                    else h.EntityFailed(action.seq, outcome[1])
+                )
+                break
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                # The entity's host is restarting: the same sequence number is safe to resend.
+                self.router.forget(eid)
+                await asyncio.sleep(min(0.05 * (attempt + 1), 1.0))
+            except Exception as exc:
+                event = h.EntityFailed(action.seq, failure_of(exc))
+                break
+        if event is not None and isinstance(action, h.EntityCalled):
+            self._enqueue(_Arrival(iid, execution_id, event))
+
     async def _collect(self, iid: str, execution_id: str, seq: int, ref: Any) -> None:
         try:
             ok, value = await ref
@@ -350,11 +404,14 @@ class HostCore:
             "instance_done", live.instance_id, str(step.status), live.parent_instance_id
         )
 
+    def _supervisor_handle(self) -> Any:
+        if self._supervisor is None:
+            self._supervisor = ray.get_actor(self.supervisor_name, namespace=NAMESPACE)
+        return self._supervisor
+
     def _call_supervisor(self, method: str, *args: Any) -> None:
         try:
-            if self._supervisor is None:
-                self._supervisor = ray.get_actor(self.supervisor_name, namespace=NAMESPACE)
-            getattr(self._supervisor, method).remote(*args)
+            getattr(self._supervisor_handle(), method).remote(*args)
         except Exception:
             # The supervisor is restarting; on start it re-reads everything from the store.
             log.warning("host: supervisor unreachable for %s", method)
@@ -390,6 +447,12 @@ class Host:
     async def activate(self, instance_ids: list[str]) -> None:
         """Make sure each instance is live here."""
         await self.core.activate(instance_ids)
+
+    async def entity_op(
+        self, eid: str, operation: str, input_blob: bytes, sender: str, seq: int, ordered: bool
+    ) -> bytes:
+        """Run one entity operation (idempotent per sender and sequence number)."""
+        return await self.core.entities.operate(eid, operation, input_blob, sender, seq, ordered)
 
     async def poke(self, instance_id: str) -> None:
         """Check the instance's inbox."""

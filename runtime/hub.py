@@ -10,7 +10,7 @@ import ray
 from .client import DurableClient
 from .config import HubConfig
 from .errors import HubConfigError
-from .hosts import NAMESPACE
+from .routing import NAMESPACE
 from .supervisor import Supervisor, supervisor_name
 
 

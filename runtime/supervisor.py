@@ -21,7 +21,6 @@ import logging
 import os
 import time
 import uuid
-import zlib
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -29,15 +28,19 @@ from typing import Any
 import ray
 
 from .config import HubConfig
+from .entity_id import EntityId
 from .errors import (
     DurableError,
+    InstanceExistsError,
     InstanceNotFoundError,
     InvalidOperationError,
     OrchestratorNotFoundError,
 )
-from .hosts import NAMESPACE, Host
+from .hosts import Host
 from .orchestration import history as h
 from .orchestration.status import OrchestrationStatus
+from .registry import CodeCache
+from .routing import NAMESPACE, EntityRouter, entity_host, pool_host, pool_index
 from .serialization import dumps, failure_of, loads
 from .store import InstanceQuery, InstanceRecord, open_store
 
@@ -61,6 +64,10 @@ class SupervisorCore:
         self.retired: set[str] = set()
         self.waiters: dict[str, list[asyncio.Future]] = {}
         self._timer_wake = asyncio.Event()
+        self.code = CodeCache(self.store)
+        self.router = EntityRouter(lambda: self._self_handle())
+        self._flushing = asyncio.Lock()
+        self._flush_again = False
         loop = asyncio.get_event_loop()
         self.ready = loop.create_task(self._recover())
         self._timer_task = loop.create_task(self._timer_service())
@@ -79,6 +86,7 @@ class SupervisorCore:
         for name, ids in by_host.items():
             self._host(name).activate.remote(ids)
         self._refill_spares()
+        asyncio.get_event_loop().create_task(self.flush_outbox())
         log.info(
             "hub %s: supervisor ready, %d instances on %d hosts in %.2fs",
             self.config.hub,
@@ -86,6 +94,9 @@ class SupervisorCore:
             len(by_host),
             time.monotonic() - started,
         )
+
+    def _self_handle(self) -> Any:
+        return ray.get_actor(supervisor_name(self.config.hub), namespace=NAMESPACE)
 
     def _retire_leftover_spares(self) -> None:
         leftover = self.store.get_meta("spares")
@@ -100,8 +111,7 @@ class SupervisorCore:
 
     def _place(self, instance_id: str) -> str:
         if self.config.placement == "pooled":
-            index = zlib.crc32(instance_id.encode()) % self.config.pool_size
-            return f"{self.config.hub}/pool-{index}"
+            return pool_host(self.config.hub, pool_index(instance_id, self.config.pool_size))
         if self.spares:
             name = self.spares.pop(0)
             self._save_spares()
@@ -124,10 +134,12 @@ class SupervisorCore:
     def _save_spares(self) -> None:
         self.store.set_meta("spares", ",".join(self.spares))
 
-    def _host(self, name: str) -> Any:
+    def _host(self, name: str, resources: dict[str, Any] | None = None) -> Any:
         handle = self.hosts.get(name)
         if handle is None:
+            self.retired.discard(name)
             handle = Host.options(
+                **(resources or {}),
                 name=name,
                 namespace=NAMESPACE,
                 lifetime="detached",
@@ -298,6 +310,83 @@ class SupervisorCore:
             record = self.store.load_instance(instance_id)
             if record is not None and record.host:
                 self._kill(record.host)
+
+    # -- entities -----------------------------------------------------------------------
+
+    async def entity_route(self, name: str) -> tuple[str, list[str]]:
+        """("pooled", pool host names) or ("dedicated", [hub]) for an entity type."""
+        await self.ready
+        etype = self.code.get("entity", name)
+        if (etype.placement or self.config.placement) == "pooled":
+            names = [pool_host(self.config.hub, i) for i in range(self.config.pool_size)]
+            for host in names:
+                self._host(host)
+            return "pooled", names
+        return "dedicated", [self.config.hub]
+
+    async def entity_host(self, eid: str, name: str) -> Any:
+        """The host actor of an entity, created with the entity type's Ray resources."""
+        await self.ready
+        entity = EntityId.parse(eid)
+        resources = None
+        if name == entity_host(self.config.hub, entity):
+            resources = dict(self.code.get("entity", entity.name).options)
+        return self._host(name, resources)
+
+    async def flush_outbox(self) -> None:
+        """Deliver committed entity signals and orchestration starts, in commit order."""
+        if self._flushing.locked():
+            self._flush_again = True
+            return
+        async with self._flushing:
+            self._flush_again = True
+            while self._flush_again:
+                self._flush_again = False
+                for message in self.store.load_outbox():
+                    try:
+                        await self._deliver_outbox(message)
+                    except Exception:
+                        log.exception(
+                            "hub %s: outbox message %d not delivered yet",
+                            self.config.hub,
+                            message.id,
+                        )
+                        await asyncio.sleep(0.5)
+                        self._flush_again = True
+                        break
+                    self.store.delete_outbox([message.id])
+
+    async def _deliver_outbox(self, message: Any) -> None:
+        if message.kind == "signal":
+            operation, input_blob = loads(message.payload)
+            host = await self.router.ahandle(EntityId.parse(message.target))
+            await host.entity_op.remote(
+                message.target, operation, input_blob, message.sender, message.id, False
+            )
+        elif message.kind == "start":
+            name, version, input_blob, start = loads(message.payload)
+            try:
+                await self.start_new(
+                    name, version or None, input_blob, start, message.target or uuid.uuid4().hex
+                )
+            except InstanceExistsError:
+                pass  # delivered before a crash: starting it again would be a duplicate
+
+    async def read_entity(self, eid: str) -> tuple[bytes | None, bool] | None:
+        """(state, exists) of an entity as last committed."""
+        await self.ready
+        entity = EntityId.parse(eid)
+        return self.store.load_entity(entity.name, entity.key)
+
+    async def list_entities(self, name: str | None, limit: int, offset: int) -> list[Any]:
+        """Stored entities, a page at a time."""
+        await self.ready
+        return self.store.list_entities(name, limit, offset)
+
+    async def clean_entities(self) -> int:
+        """Remove entities without state."""
+        await self.ready
+        return self.store.clean_entities()
 
     # -- reading ------------------------------------------------------------------------
 
@@ -556,6 +645,30 @@ class Supervisor:
     async def timer_hint(self, fire_at: float) -> None:
         """Wake the timer service."""
         await self.core.timer_hint(fire_at)
+
+    async def entity_route(self, name: str) -> tuple[str, list[str]]:
+        """How an entity type is placed."""
+        return await self.core.entity_route(name)
+
+    async def entity_host(self, eid: str, name: str) -> Any:
+        """The host handle of an entity."""
+        return await self.core.entity_host(eid, name)
+
+    async def flush_outbox(self) -> None:
+        """Deliver committed outbox messages."""
+        await self.core.flush_outbox()
+
+    async def read_entity(self, eid: str) -> Any:
+        """An entity's committed state."""
+        return await self.core.read_entity(eid)
+
+    async def list_entities(self, name: str | None, limit: int, offset: int) -> list[Any]:
+        """Stored entities."""
+        return await self.core.list_entities(name, limit, offset)
+
+    async def clean_entities(self) -> int:
+        """Remove entities without state."""
+        return await self.core.clean_entities()
 
     async def shutdown(self) -> None:
         """Stop the hub's hosts."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import ray
 
-from .hosts import NAMESPACE
+from .routing import NAMESPACE
 from .supervisor import supervisor_name
 
 

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..entity_id import EntityId
 from ..errors import FailureDetails, NonDeterminismError
 from ..serialization import failure_of
 from . import history as h
 from .status import OrchestrationStatus
 from .tasks import (
     ActivityTask,
+    EntityTask,
     EventTimeoutError,
     ExternalEventTask,
     SubOrchestrationTask,
@@ -223,6 +225,24 @@ class OrchestrationContext:
         timer = self.create_timer(timeout)
         return _EventWithTimeout(task, timer)
 
+    def call_entity(self, entity_id: Any, operation: str, input: Any = None) -> Task:
+        """Call an entity operation and wait for its result (durable both ways)."""
+        target = str(EntityId.of(entity_id))
+        task = EntityTask(target)
+        action = h.EntityCalled(
+            self._ex.next_seq(), target, operation, input, self._ex.next_counter(target)
+        )
+        self._ex.schedule(action, task, None)
+        return task
+
+    def signal_entity(self, entity_id: Any, operation: str, input: Any = None) -> None:
+        """Send a one-way operation to an entity, delivered once this step commits."""
+        target = str(EntityId.of(entity_id))
+        action = h.EntitySignaled(
+            self._ex.next_seq(), target, operation, input, self._ex.next_counter(target)
+        )
+        self._ex.schedule(action, None, None)
+
     def task_all(self, tasks: Iterable[Task]) -> WhenAllTask:
         """A task that completes with every result, or fails with the first failure."""
         return WhenAllTask(list(tasks))
@@ -284,6 +304,7 @@ class OrchestrationExecutor:
         self._scheduled: dict[int, h.HistoryEvent] = {}
         self._pending: dict[int, h.HistoryEvent] = {}
         self.targets: dict[int, Any] = {}
+        self.entity_counters: dict[str, int] = {}
         self._waiters: dict[str, deque[ExternalEventTask]] = {}
         self._inbox: dict[str, deque[h.EventRaised]] = {}
         self._done: Step | None = None
@@ -335,10 +356,16 @@ class OrchestrationExecutor:
         self.seq += 1
         return seq
 
+    def next_counter(self, entity: str) -> int:
+        """The next message number to ``entity`` (entities apply them in this order)."""
+        self.entity_counters[entity] = self.entity_counters.get(entity, 0) + 1
+        return self.entity_counters[entity]
+
     def schedule(self, action: h.HistoryEvent, task: Task, target: Any) -> None:
         """Record an action the orchestrator took; it matches history or becomes new."""
         seq = action.seq  # type: ignore[attr-defined]
-        self._open[seq] = task
+        if task is not None:
+            self._open[seq] = task
         self._pending[seq] = action
         if target is not None and not isinstance(target, str):
             self.targets[seq] = target
@@ -398,7 +425,8 @@ class OrchestrationExecutor:
         action = self._pending.pop(event.seq, None)
         if action is None or type(action) is not type(event) or _key(action) != _key(event):
             raise NonDeterminismError(_mismatch(event.seq, event, action))
-        self._scheduled[event.seq] = event
+        if event.seq in self._open:  # one-way actions (signals) await no answer
+            self._scheduled[event.seq] = event
         return True
 
     def _on_completion(self, event: Any, replay: bool) -> bool:
@@ -411,7 +439,7 @@ class OrchestrationExecutor:
             return False  # a late or repeated answer: already recorded, keep it once
         if task is None:
             return True
-        if isinstance(event, (h.TaskFailed, h.SubOrchestrationFailed)):
+        if isinstance(event, (h.TaskFailed, h.SubOrchestrationFailed, h.EntityFailed)):
             task._fail_with(event.failure)  # type: ignore[attr-defined]
         elif isinstance(event, h.TimerFired):
             if not task.is_cancelled:  # type: ignore[attr-defined]
@@ -539,7 +567,8 @@ class OrchestrationExecutor:
     def _flush_actions(self) -> None:
         for seq in sorted(self._pending):
             action = self._pending[seq]
-            self._scheduled[seq] = action
+            if seq in self._open:
+                self._scheduled[seq] = action
             self._out.append(action)
         self._pending.clear()
 
@@ -569,6 +598,8 @@ def _takes_input(fn: Callable[..., Any]) -> bool:
 def _key(action: Any) -> tuple[Any, ...]:
     if isinstance(action, h.TimerCreated):
         return ()
+    if isinstance(action, (h.EntityCalled, h.EntitySignaled)):
+        return (action.entity, action.operation)
     if isinstance(action, h.SubOrchestrationCreated):
         return (action.name, action.instance_id)
     return (action.name,)
@@ -581,6 +612,8 @@ def _describe(action: Any) -> str:
         return "a durable timer"
     if isinstance(action, h.SubOrchestrationCreated):
         return f"sub-orchestration {action.name!r} ({action.instance_id})"
+    if isinstance(action, (h.EntityCalled, h.EntitySignaled)):
+        return f"entity operation {action.operation!r} on {action.entity}"
     return f"activity {action.name!r}"
 
 
@@ -606,6 +639,10 @@ _HANDLERS: dict[type, Callable[[OrchestrationExecutor, Any, bool], bool]] = {
     h.SubOrchestrationFailed: OrchestrationExecutor._on_completion,
     h.EventRaised: OrchestrationExecutor._on_event_raised,
     h.ExecutionTerminated: OrchestrationExecutor._on_terminated,
+    h.EntityCalled: OrchestrationExecutor._on_scheduled,
+    h.EntitySignaled: OrchestrationExecutor._on_scheduled,
+    h.EntityResponded: OrchestrationExecutor._on_completion,
+    h.EntityFailed: OrchestrationExecutor._on_completion,
     h.ExecutionSuspended: OrchestrationExecutor._on_suspended,
     h.ExecutionResumed: OrchestrationExecutor._on_resumed,
     h.ExecutionCompleted: OrchestrationExecutor._on_history_only,

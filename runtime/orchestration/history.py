@@ -113,6 +113,44 @@ class SubOrchestrationFailed(HistoryEvent):
 
 
 @dataclass(frozen=True)
+class EntityCalled(HistoryEvent):
+    """The orchestrator called an entity operation (two-way); ``counter`` orders its calls."""
+
+    seq: int
+    entity: str
+    operation: str
+    input: Any = None
+    counter: int = 0
+
+
+@dataclass(frozen=True)
+class EntityResponded(HistoryEvent):
+    """The entity call with ``seq`` returned ``result``."""
+
+    seq: int
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class EntityFailed(HistoryEvent):
+    """The entity call with ``seq`` raised."""
+
+    seq: int
+    failure: FailureDetails
+
+
+@dataclass(frozen=True)
+class EntitySignaled(HistoryEvent):
+    """The orchestrator sent a one-way operation; ``counter`` orders it with its calls."""
+
+    seq: int
+    entity: str
+    operation: str
+    input: Any = None
+    counter: int = 0
+
+
+@dataclass(frozen=True)
 class ExecutionTerminated(HistoryEvent):
     """A client terminated the instance."""
 
@@ -157,4 +195,6 @@ COMPLETIONS = (
     TimerFired,
     SubOrchestrationCompleted,
     SubOrchestrationFailed,
+    EntityResponded,
+    EntityFailed,
 )

@@ -94,6 +94,13 @@ class SubOrchestrationTask(ActivityTask):
         self._fail(TaskFailedError(f"sub-orchestration {self.name!r} failed", details))
 
 
+class EntityTask(ActivityTask):
+    """The result of ``ctx.call_entity``."""
+
+    def _fail_with(self, details: FailureDetails) -> None:
+        self._fail(TaskFailedError(f"entity {self.name} failed", details))
+
+
 class TimerTask(Task):
     """A durable timer; ``cancel()`` it once it no longer matters (after ``task_any``)."""
 

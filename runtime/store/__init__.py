@@ -3,9 +3,11 @@
 from .base import (
     Checkpoint,
     DueTimer,
+    EntityCheckpoint,
     InboxMessage,
     InstanceQuery,
     InstanceRecord,
+    OutboxMessage,
     Store,
     open_store,
 )
@@ -13,9 +15,11 @@ from .base import (
 __all__ = [
     "Checkpoint",
     "DueTimer",
+    "EntityCheckpoint",
     "InboxMessage",
     "InstanceQuery",
     "InstanceRecord",
+    "OutboxMessage",
     "Store",
     "open_store",
 ]

@@ -56,6 +56,32 @@ class Checkpoint:
     timers: list[tuple[int, float]] = field(default_factory=list)
     outgoing: list[tuple[str, bytes]] = field(default_factory=list)
     replace_history: bool = False
+    outbox: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class EntityCheckpoint:
+    """One entity operation: new state, the sender's last sequence and result, messages out."""
+
+    name: str
+    key: str
+    state: bytes | None
+    exists: bool
+    sender: str
+    seq: int
+    result: bytes
+    outbox: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message committed by an operation, delivered after the commit (transactional outbox)."""
+
+    id: int
+    kind: str
+    target: str
+    payload: bytes
+    sender: str
 
 
 @dataclass(frozen=True)
@@ -152,6 +178,29 @@ class Store(Protocol):
 
     def code_names(self, kind: str) -> list[str]:
         """Names registered of ``kind``."""
+
+    def load_entity(self, name: str, key: str) -> tuple[bytes | None, bool] | None:
+        """(state, exists) of an entity, or None if it was never stored."""
+
+    def load_sender(self, name: str, key: str, sender: str) -> tuple[int, bytes | None] | None:
+        """(last sequence, last result) the entity processed from ``sender``."""
+
+    def commit_entities(self, checkpoints: list[EntityCheckpoint]) -> None:
+        """Apply entity operations in one transaction (group commit)."""
+
+    def list_entities(
+        self, name: str | None, limit: int, offset: int
+    ) -> list[tuple[str, str, bool, float]]:
+        """(name, key, exists, last_modified) of stored entities."""
+
+    def clean_entities(self) -> int:
+        """Remove entities without state; returns how many."""
+
+    def load_outbox(self, limit: int = 1000) -> list[OutboxMessage]:
+        """Undelivered outbox messages, oldest first."""
+
+    def delete_outbox(self, ids: list[int]) -> None:
+        """Drop delivered outbox messages."""
 
     def get_meta(self, key: str) -> str | None:
         """A hub-level setting."""

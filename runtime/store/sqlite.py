@@ -10,7 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..errors import HubConfigError, InstanceExistsError
-from .base import Checkpoint, DueTimer, InboxMessage, InstanceQuery, InstanceRecord
+from .base import (
+    Checkpoint,
+    DueTimer,
+    EntityCheckpoint,
+    InboxMessage,
+    InstanceQuery,
+    InstanceRecord,
+    OutboxMessage,
+)
 
 _TERMINAL = ("Completed", "Failed", "Terminated")
 
@@ -45,6 +53,21 @@ CREATE TABLE IF NOT EXISTS code (
     hub TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
     blob BLOB NOT NULL, registered REAL NOT NULL,
     PRIMARY KEY (hub, kind, name, version)
+);
+CREATE TABLE IF NOT EXISTS entities (
+    hub TEXT NOT NULL, name TEXT NOT NULL, key TEXT NOT NULL, state BLOB,
+    exists_ INTEGER NOT NULL, last_modified REAL NOT NULL,
+    PRIMARY KEY (hub, name, key)
+);
+CREATE TABLE IF NOT EXISTS entity_senders (
+    hub TEXT NOT NULL, name TEXT NOT NULL, key TEXT NOT NULL, sender TEXT NOT NULL,
+    last_seq INTEGER NOT NULL, last_result BLOB,
+    PRIMARY KEY (hub, name, key, sender)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hub TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, payload BLOB NOT NULL,
+    sender TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     hub TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (hub, key)
@@ -251,6 +274,15 @@ class SqliteStore:
             "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
             [(self.hub, target, blob) for target, blob in cp.outgoing],
         )
+        self._add_outbox(db, iid, cp.outbox)
+
+    def _add_outbox(
+        self, db: sqlite3.Connection, sender: str, rows: list[tuple[str, str, bytes]]
+    ) -> None:
+        db.executemany(
+            "INSERT INTO outbox (hub, kind, target, payload, sender) VALUES (?,?,?,?,?)",
+            [(self.hub, kind, target, payload, sender) for kind, target, payload in rows],
+        )
 
     def _append(self, db: sqlite3.Connection, iid: str, first: int, events: list[bytes]) -> None:
         db.executemany(
@@ -310,6 +342,84 @@ class SqliteStore:
                     )
                     ids.append(int(cursor.lastrowid))
         return ids
+
+    # -- entities -----------------------------------------------------------------------
+
+    def load_entity(self, name: str, key: str) -> tuple[bytes | None, bool] | None:
+        """(state, exists) of an entity, or None if it was never stored."""
+        rows = self._read(
+            "SELECT state, exists_ FROM entities WHERE hub=? AND name=? AND key=?",
+            (self.hub, name, key),
+        )
+        return (rows[0][0], bool(rows[0][1])) if rows else None
+
+    def load_sender(self, name: str, key: str, sender: str) -> tuple[int, bytes | None] | None:
+        """(last sequence, last result) the entity processed from ``sender``."""
+        rows = self._read(
+            "SELECT last_seq, last_result FROM entity_senders "
+            "WHERE hub=? AND name=? AND key=? AND sender=?",
+            (self.hub, name, key, sender),
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def commit_entities(self, checkpoints: list[EntityCheckpoint]) -> None:
+        """Apply entity operations in one transaction (group commit)."""
+        now = time.time()
+        with self._write() as db:
+            for cp in checkpoints:
+                db.execute(
+                    "INSERT OR REPLACE INTO entities VALUES (?,?,?,?,?,?)",
+                    (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now),
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO entity_senders VALUES (?,?,?,?,?,?)",
+                    (self.hub, cp.name, cp.key, cp.sender, cp.seq, cp.result),
+                )
+                self._add_outbox(db, f"{cp.name}@{cp.key}", cp.outbox)
+
+    def list_entities(
+        self, name: str | None, limit: int, offset: int
+    ) -> list[tuple[str, str, bool, float]]:
+        """(name, key, exists, last_modified) of stored entities."""
+        where, params = "hub=?", [self.hub]
+        if name is not None:
+            where += " AND name=?"
+            params.append(name)
+        rows = self._read(
+            f"SELECT name, key, exists_, last_modified FROM entities WHERE {where} "
+            "ORDER BY name, key LIMIT ? OFFSET ?",
+            (*params, int(limit), int(offset)),
+        )
+        return [(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+
+    def clean_entities(self) -> int:
+        """Remove entities without state; returns how many."""
+        with self._write() as db:
+            empty = db.execute(
+                "SELECT name, key FROM entities WHERE hub=? AND exists_=0", (self.hub,)
+            ).fetchall()
+            for name, key in empty:
+                db.execute(
+                    "DELETE FROM entities WHERE hub=? AND name=? AND key=?", (self.hub, name, key)
+                )
+                db.execute(
+                    "DELETE FROM entity_senders WHERE hub=? AND name=? AND key=?",
+                    (self.hub, name, key),
+                )
+            return len(empty)
+
+    def load_outbox(self, limit: int = 1000) -> list[OutboxMessage]:
+        """Undelivered outbox messages, oldest first."""
+        rows = self._read(
+            "SELECT id, kind, target, payload, sender FROM outbox WHERE hub=? ORDER BY id LIMIT ?",
+            (self.hub, limit),
+        )
+        return [OutboxMessage(*row) for row in rows]
+
+    def delete_outbox(self, ids: list[int]) -> None:
+        """Drop delivered outbox messages."""
+        with self._write() as db:
+            db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
 
     # -- code registry and settings ---------------------------------------------------------
 

@@ -1,0 +1,222 @@
+"""Entity operations inside a host actor.
+
+Operations on one entity run one at a time, in arrival order per sender. Each operation's
+new state, the sender's sequence number with the operation's result, and the messages it
+sends are committed in one transaction before the caller is answered; operations that
+arrive together are committed together (group commit). A message whose sequence number
+the entity has already processed is answered from the stored result and not applied
+again, which makes client retries after a crash safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .entity_id import EntityId
+from .errors import DurableError, SerializationError
+from .orchestration import history as h
+from .registry import CodeCache, as_registrable, encode_code
+from .serialization import dumps, failure_of, loads
+from .store import EntityCheckpoint
+
+log = logging.getLogger("ray_durable.entities")
+
+
+@dataclass
+class _Op:
+    eid: EntityId
+    operation: str
+    input_blob: bytes
+    sender: str
+    seq: int
+    ordered: bool
+    future: asyncio.Future
+
+
+@dataclass
+class _LiveEntity:
+    eid: EntityId
+    etype: Any
+    state: Any
+    exists: bool
+    blob: bytes | None
+    senders: dict[str, tuple[int, bytes | None]] = field(default_factory=dict)
+    admitted: dict[str, int] = field(default_factory=dict)
+    parked: dict[str, dict[int, _Op]] = field(default_factory=dict)
+    last_used: float = 0.0
+
+
+def ok(value: Any) -> bytes:
+    """An operation's successful result, as stored and returned."""
+    return dumps(("ok", value), "entity operation result")
+
+
+def err(exc: BaseException) -> bytes:
+    """An operation's failure, as stored and returned (typed errors travel whole)."""
+    typed = exc if isinstance(exc, DurableError) else None
+    try:
+        return dumps(("err", failure_of(exc), typed))
+    except SerializationError:
+        return dumps(("err", failure_of(exc), None))
+
+
+class EntityCore:
+    """The entities held by one host."""
+
+    def __init__(self, store: Any, code: CodeCache, on_outbox: Callable[[], None]) -> None:
+        self.store = store
+        self.code = code
+        self.on_outbox = on_outbox
+        self.live: dict[EntityId, _LiveEntity] = {}
+        self._queue: list[_Op] = []
+        self._wake = asyncio.Event()
+        self._pump_task = asyncio.get_event_loop().create_task(self._pump())
+
+    async def operate(
+        self, eid: str, operation: str, input_blob: bytes, sender: str, seq: int, ordered: bool
+    ) -> bytes:
+        """Run (or recognise as already run) one operation; returns its pickled outcome."""
+        future = asyncio.get_event_loop().create_future()
+        self._queue.append(
+            _Op(EntityId.parse(eid), operation, input_blob, sender, seq, ordered, future)
+        )
+        self._wake.set()
+        return await future
+
+    def passivate(self, idle_seconds: float) -> int:
+        """Drop entities idle longer than their passivation time; returns how many."""
+        now = time.monotonic()
+        idle = [
+            e
+            for e, live in self.live.items()
+            if not live.parked
+            and now - live.last_used > (live.etype.passivate_after or idle_seconds)
+        ]
+        for eid in idle:
+            del self.live[eid]
+        return len(idle)
+
+    # -- the pump ---------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        loop = asyncio.get_event_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._queue = self._queue, []
+            runnable = [ready for op in batch for ready in self._admit(op)]
+            outcomes, checkpoints = [], []
+            for op in runnable:
+                result, checkpoint = self._run(op)
+                outcomes.append((op, result))
+                if checkpoint is not None:
+                    checkpoints.append(checkpoint)
+            if checkpoints:
+                try:
+                    await loop.run_in_executor(None, self.store.commit_entities, checkpoints)
+                except Exception as exc:
+                    log.exception("entity commit failed; reloading from the store")
+                    for op, _ in outcomes:
+                        self.live.pop(op.eid, None)
+                        op.future.set_exception(exc)
+                    continue
+            for op, result in outcomes:
+                if not op.future.done():
+                    op.future.set_result(result)
+            if any(cp.outbox for cp in checkpoints):
+                self.on_outbox()
+
+    def _activate(self, eid: EntityId) -> _LiveEntity:
+        live = self.live.get(eid)
+        if live is None:
+            etype = self.code.get("entity", eid.name)
+            row = self.store.load_entity(eid.name, eid.key)
+            blob, exists = row if row is not None else (None, False)
+            state = loads(blob, f"state of {eid}") if exists else None
+            live = self.live[eid] = _LiveEntity(eid, etype, state, exists, blob)
+        live.last_used = time.monotonic()
+        return live
+
+    def _last(self, live: _LiveEntity, sender: str) -> tuple[int, bytes | None]:
+        known = live.senders.get(sender)
+        if known is None:
+            known = self.store.load_sender(live.eid.name, live.eid.key, sender) or (0, None)
+            live.senders[sender] = known
+        return known
+
+    def _admit(self, op: _Op) -> list[_Op]:
+        """Ops ready to run, in per-sender order; later ones wait for their predecessors."""
+        try:
+            live = self._activate(op.eid)
+        except Exception as exc:
+            op.future.set_result(err(exc))
+            return []
+        if not op.ordered:
+            return [op]
+        admitted = live.admitted.get(op.sender) or self._last(live, op.sender)[0]
+        if op.seq > admitted + 1:
+            live.parked.setdefault(op.sender, {})[op.seq] = op
+            return []
+        ready = [op]
+        admitted = max(admitted, op.seq)
+        parked = live.parked.get(op.sender, {})
+        while admitted + 1 in parked:
+            admitted += 1
+            ready.append(parked.pop(admitted))
+        if not parked:
+            live.parked.pop(op.sender, None)
+        live.admitted[op.sender] = admitted
+        return ready
+
+    def _run(self, op: _Op) -> tuple[bytes, EntityCheckpoint | None]:
+        live = self.live[op.eid]
+        last_seq, last_result = self._last(live, op.sender)
+        if op.seq <= last_seq:
+            # Already applied: answer as the first time, apply nothing.
+            return (last_result if op.seq == last_seq and last_result else ok(None)), None
+        try:
+            ctx = live.etype.execute(
+                op.eid,
+                op.operation,
+                loads(op.input_blob, "operation input"),
+                live.state,
+                live.exists,
+            )
+            blob = dumps(ctx._state, f"state of {op.eid}") if ctx._exists else None
+            result = ok(ctx._result)
+            outbox = self._outbox(ctx)
+        except Exception as exc:
+            # Roll back: the state is what the last committed operation left.
+            live.state = loads(live.blob, f"state of {op.eid}") if live.exists else None
+            result, outbox = err(exc), []
+            blob = live.blob
+        else:
+            live.state, live.exists, live.blob = ctx._state, ctx._exists, blob
+        live.senders[op.sender] = (op.seq, result)
+        checkpoint = EntityCheckpoint(
+            op.eid.name, op.eid.key, live.blob, live.exists, op.sender, op.seq, result, outbox
+        )
+        return result, checkpoint
+
+    def _outbox(self, ctx: Any) -> list[tuple[str, str, bytes]]:
+        rows = []
+        for target, operation, value in ctx.signals:
+            rows.append(("signal", str(target), dumps((operation, dumps(value, "signal input")))))
+        for orchestrator, value, instance_id in ctx.orchestrations:
+            rows.append(("start", instance_id or "", self._start_payload(orchestrator, value)))
+        return rows
+
+    def _start_payload(self, orchestrator: Any, value: Any) -> bytes:
+        if isinstance(orchestrator, str):
+            name, version = orchestrator, ""
+        else:
+            obj = as_registrable(orchestrator)
+            self.store.register_code(*encode_code(obj))
+            name, version = obj.name, obj.version
+        start = dumps(h.ExecutionStarted(name, value, version), "orchestration input")
+        return dumps((name, version, dumps(value, "orchestration input"), start))

@@ -1,0 +1,78 @@
+"""Where an entity lives: one Ray actor of its own, or a pool host chosen by hash."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from .entity_id import EntityId
+
+#: The Ray namespace of every hub's actors, so drivers in any namespace find them.
+NAMESPACE = "ray-durable"
+
+
+def pool_host(hub: str, index: int) -> str:
+    """The Ray actor name of a hub's pool host."""
+    return f"{hub}/pool-{index}"
+
+
+def pool_index(key: str, pool_size: int) -> int:
+    """Stable across processes and restarts (Python's hash() is not)."""
+    return zlib.crc32(key.encode()) % pool_size
+
+
+def entity_host(hub: str, eid: EntityId) -> str:
+    """The Ray actor name of a dedicated entity's host."""
+    return f"{hub}/entity-{eid}"
+
+
+class EntityRouter:
+    """Caches entity routes and host handles; asks the supervisor only on a miss."""
+
+    def __init__(self, supervisor: Callable[[], Any]) -> None:
+        self._supervisor = supervisor
+        self._routes: dict[str, tuple[str, list[str]]] = {}
+        self._handles: dict[str, Any] = {}
+
+    async def ahandle(self, eid: EntityId) -> Any:
+        """The host handle of ``eid`` (from async code)."""
+        route = self._routes.get(eid.name)
+        if route is None:
+            route = self._routes[eid.name] = await self._supervisor().entity_route.remote(eid.name)
+        name = self._host_name(eid, route)
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = await self._supervisor().entity_host.remote(str(eid), name)
+            self._handles[name] = handle
+        return handle
+
+    def handle(self, eid: EntityId, get: Callable[[Any], Any] = ray.get) -> Any:
+        """The host handle of ``eid`` (from a synchronous driver)."""
+        route = self._routes.get(eid.name)
+        if route is None:
+            route = self._routes[eid.name] = get(self._supervisor().entity_route.remote(eid.name))
+        name = self._host_name(eid, route)
+        handle = self._handles.get(name)
+        if handle is None:
+            try:
+                handle = ray.get_actor(name, namespace=NAMESPACE)
+            except ValueError:
+                handle = get(self._supervisor().entity_host.remote(str(eid), name))
+            self._handles[name] = handle
+        return handle
+
+    def forget(self, eid: EntityId) -> None:
+        """Drop cached routes after the host died for good."""
+        route = self._routes.pop(eid.name, None)
+        if route is not None:
+            self._handles.pop(self._host_name(eid, route), None)
+
+    @staticmethod
+    def _host_name(eid: EntityId, route: tuple[str, list[str]]) -> str:
+        kind, names = route
+        if kind == "pooled":
+            return names[pool_index(str(eid), len(names))]
+        return entity_host(names[0], eid)  # dedicated: names holds the hub
