@@ -1,0 +1,61 @@
+"""Entities shared by the entity tests (imported by Ray workers)."""
+
+from __future__ import annotations
+
+from entities import EntityContext, EntityId, current_context, entity
+from runtime import orchestrator
+
+
+@entity
+class Counter:
+    def __init__(self):
+        self.value = 0
+
+    def add(self, amount: int) -> None:
+        self.value += amount
+
+    def get(self) -> int:
+        return self.value
+
+    def add_then_fail(self, amount: int) -> None:
+        self.value += amount
+        raise ValueError("rejected after changing state")
+
+    def whoami(self) -> str:
+        return str(current_context().entity_id)
+
+    def forward(self, target: str) -> None:
+        current_context().signal_entity(target, "add", self.value)
+
+    def keep_unpicklable(self) -> None:
+        import threading
+
+        self.value = threading.Lock()
+
+
+@entity(name="Account")
+def account(ctx: EntityContext):
+    balance = ctx.get_state(lambda: 0)
+    if ctx.operation_name == "deposit":
+        ctx.set_state(balance + ctx.get_input())
+    elif ctx.operation_name == "withdraw":
+        if ctx.get_input() > balance:
+            raise ValueError("insufficient funds")
+        ctx.set_state(balance - ctx.get_input())
+    elif ctx.operation_name == "balance":
+        ctx.set_result(balance)
+    elif ctx.operation_name == "close":
+        ctx.delete_state()
+    else:
+        raise ValueError(f"unknown operation {ctx.operation_name}")
+
+
+@orchestrator
+def counter_user(ctx, key):
+    counter = EntityId("Counter", key)
+    ctx.signal_entity(counter, "add", 5)
+    ctx.signal_entity(counter, "add", 6)
+    return (yield ctx.call_entity(counter, "get"))
+
+
+ALL = [Counter, account, counter_user]

@@ -1,0 +1,190 @@
+"""Durable entities end to end: real Ray, real SQLite, real killed processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import entity_defs as ed
+import pytest
+import ray
+from conftest import start_ray
+from test_recovery import wait_until
+
+from entities import EntityId, InvalidEntityIdError, UnknownOperationError
+from runtime import (
+    EntityOperationFailedError,
+    NotRegisteredError,
+    Runtime,
+    SerializationError,
+)
+from runtime.routing import NAMESPACE, entity_host
+
+
+@pytest.fixture
+def ent(hub_name, store_url, placement):
+    start_ray()
+    rt = Runtime.start(
+        hub=hub_name, store=store_url, placement=placement, pool_size=2, register=ed.ALL
+    )
+    yield rt
+    try:
+        rt.shutdown()
+    except Exception:
+        pass
+
+
+def host_pid(rt, eid: str) -> int:
+    if rt.config.placement == "dedicated":
+        handle = ray.get_actor(entity_host(rt.config.hub, EntityId.parse(eid)), namespace=NAMESPACE)
+    else:
+        handle = rt.client._router.handle(EntityId.parse(eid))
+    return ray.get(handle.pid.remote())
+
+
+def test_counter_signal_call_and_read(ent):
+    c = ent.client
+    for i in range(10):
+        c.signal_entity("Counter@a", "add", i)
+    assert c.call_entity(EntityId("Counter", "a"), "get") == 45
+    assert c.call_entity("Counter@a", "whoami") == "Counter@a"
+    state = c.read_entity_state("Counter@a")
+    assert state.entity_exists and state.entity_state.value == 45
+    assert not c.read_entity_state("Counter@never").entity_exists
+
+
+def test_function_entity_state_delete_list_and_clean(ent):
+    c = ent.client
+    c.signal_entity("Account@x", "deposit", 10)
+    c.signal_entity("Account@y", "deposit", 5)
+    assert c.call_entity("Account@x", "balance") == 10
+    c.signal_entity("Account@y", "close")
+    assert not c.read_entity_state("Account@y").entity_exists
+    page, token = c.get_entities(name="Account", page_size=1)
+    assert [str(e.entity_id) for e in page] == ["Account@x"] and token == 1
+    page, token = c.get_entities(name="Account", page_size=1, continuation_token=token)
+    assert [str(e.entity_id) for e in page] == ["Account@y"]
+    assert c.clean_entity_storage() == 1
+    assert [str(e.entity_id) for e in c.get_entities()[0]] == ["Account@x"]
+
+
+def test_failing_operation_rolls_back_and_entity_stays_usable(ent):
+    c = ent.client
+    c.signal_entity("Counter@r", "add", 1)
+    with pytest.raises(EntityOperationFailedError, match="rejected after changing state"):
+        c.call_entity("Counter@r", "add_then_fail", 100)
+    assert c.call_entity("Counter@r", "get") == 1
+    with pytest.raises(SerializationError, match="state of Counter@r"):
+        c.call_entity("Counter@r", "keep_unpicklable")
+    assert c.call_entity("Counter@r", "get") == 1
+
+
+def test_bad_input_is_refused_with_typed_errors(ent):
+    c = ent.client
+    c.signal_entity("Counter@b", "add", 2)
+    with pytest.raises(UnknownOperationError, match="no operation 'nope'"):
+        c.signal_entity("Counter@b", "nope")
+    with pytest.raises(NotRegisteredError, match="no entity named 'Ghost'"):
+        c.signal_entity("Ghost@1", "add", 1)
+    for text in ("no-at-sign", "@key", "name@"):
+        with pytest.raises(InvalidEntityIdError):
+            c.signal_entity(text, "add", 1)
+    with pytest.raises(SerializationError):
+        c.signal_entity("Counter@b", "add", threading.Lock())
+    assert c.call_entity("Counter@b", "get") == 2
+
+
+def test_orchestration_signals_then_calls_in_order(ent):
+    c = ent.client
+    iid = c.start_new(ed.counter_user, input="o")
+    assert c.wait_for_completion(iid, timeout=60).output == 11
+
+
+def test_entity_signals_another_entity_through_the_outbox(ent):
+    c = ent.client
+    c.signal_entity("Counter@src", "add", 7)
+    c.signal_entity("Counter@src", "forward", "Counter@dst")
+    wait_until(lambda: c.call_entity("Counter@dst", "get") == 7, timeout=30)
+
+
+def test_killed_entity_host_loses_no_acknowledged_signal_and_applies_none_twice(ent):
+    c = ent.client
+    acknowledged = 0
+    c.signal_entity("Counter@k", "add", 1)
+    acknowledged += 1
+    os.kill(host_pid(ent, "Counter@k"), signal.SIGKILL)  # between signals
+    done = threading.Event()
+
+    def burst():
+        nonlocal acknowledged
+        for _ in range(300):
+            c.signal_entity("Counter@k", "add", 1)
+            acknowledged += 1
+        done.set()
+
+    sender = threading.Thread(target=burst)
+    sender.start()
+    wait_until(lambda: acknowledged > 50, timeout=60)
+    os.kill(host_pid(ent, "Counter@k"), signal.SIGKILL)  # during the burst
+    sender.join(timeout=120)
+    assert done.is_set()
+    assert c.call_entity("Counter@k", "get") == acknowledged == 301
+
+
+DRIVER = textwrap.dedent(
+    """
+    import sys, ray
+    from runtime import DurableClient
+    ray.init(address="auto")
+    client = DurableClient.connect(hub=sys.argv[1])
+    worker, keys = int(sys.argv[2]), int(sys.argv[3])
+    for i in range(500):
+        client.signal_entity(f"Counter@{(worker * 500 + i) % keys}", "add", 1)
+    """
+)
+
+
+def run_drivers(rt, tmp_path, keys: int) -> None:
+    script = tmp_path / "signaller.py"
+    script.write_text(DRIVER)
+    procs = [
+        subprocess.Popen([sys.executable, str(script), rt.config.hub, str(w), str(keys)])
+        for w in range(8)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("placement", ["dedicated"])
+def test_eight_drivers_signal_one_counter_exactly_4000_times(ent, tmp_path):
+    run_drivers(ent, tmp_path, keys=1)
+    assert ent.client.call_entity("Counter@0", "get") == 4000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_eight_drivers_signal_1000_pooled_counters(ent, tmp_path):
+    run_drivers(ent, tmp_path, keys=1000)
+    values = [ent.client.call_entity(f"Counter@{k}", "get") for k in range(1000)]
+    assert values == [4] * 1000
+
+
+def test_entities_survive_a_whole_ray_restart(ent, store_url):
+    c = ent.client
+    c.signal_entity("Counter@durable", "add", 41)
+    c.signal_entity("Account@durable", "deposit", 9)
+    hub, placement = ent.config.hub, ent.config.placement
+    ray.shutdown()
+    start_ray()
+    rt = Runtime.start(hub=hub, store=store_url, placement=placement, pool_size=2)
+    try:
+        rt.client.signal_entity("Counter@durable", "add", 1)
+        assert rt.client.call_entity("Counter@durable", "get") == 42
+        assert rt.client.call_entity("Account@durable", "balance") == 9
+    finally:
+        rt.shutdown()
