@@ -26,6 +26,9 @@ from .store import EntityCheckpoint
 
 log = logging.getLogger("ray_durable.entities")
 
+#: System operations of critical sections (``ctx.lock`` in orchestrations).
+LOCK, UNLOCK = "__lock__", "__unlock__"
+
 
 @dataclass
 class _Op:
@@ -36,6 +39,7 @@ class _Op:
     seq: int
     ordered: bool
     future: asyncio.Future
+    admitted: bool = False
 
 
 @dataclass
@@ -49,6 +53,8 @@ class _LiveEntity:
     admitted: dict[str, int] = field(default_factory=dict)
     parked: dict[str, dict[int, _Op]] = field(default_factory=dict)
     last_used: float = 0.0
+    locked_by: str | None = None
+    waiting: list[_Op] = field(default_factory=list)
 
 
 def ok(value: Any) -> bytes:
@@ -95,6 +101,7 @@ class EntityCore:
             e
             for e, live in self.live.items()
             if not live.parked
+            and not live.waiting
             and now - live.last_used > (live.etype.passivate_after or idle_seconds)
         ]
         for eid in idle:
@@ -112,6 +119,11 @@ class EntityCore:
             runnable = [ready for op in batch for ready in self._admit(op)]
             outcomes, checkpoints = [], []
             for op in runnable:
+                live = self.live.get(op.eid)
+                # Checked op by op: a lock taken earlier in this batch holds the ops after it.
+                if live is not None and self._blocked(live, op):
+                    live.waiting.append(op)
+                    continue
                 result, checkpoint = self._run(op)
                 outcomes.append((op, result))
                 if checkpoint is not None:
@@ -122,8 +134,11 @@ class EntityCore:
                 except Exception as exc:
                     log.exception("entity commit failed; reloading from the store")
                     for op, _ in outcomes:
-                        self.live.pop(op.eid, None)
-                        op.future.set_exception(exc)
+                        dropped = self.live.pop(op.eid, None)
+                        # Ops waiting on a lock fail with it rather than wait forever.
+                        for held in [op, *(dropped.waiting if dropped else [])]:
+                            if not held.future.done():
+                                held.future.set_exception(exc)
                     continue
             for op, result in outcomes:
                 if not op.future.done():
@@ -136,9 +151,10 @@ class EntityCore:
         if live is None:
             etype = self.code.get("entity", eid.name)
             row = self.store.load_entity(eid.name, eid.key)
-            blob, exists = row if row is not None else (None, False)
+            blob, exists, locked_by = row if row is not None else (None, False, None)
             state = loads(blob, f"state of {eid}") if exists else None
             live = self.live[eid] = _LiveEntity(eid, etype, state, exists, blob)
+            live.locked_by = locked_by
         live.last_used = time.monotonic()
         return live
 
@@ -149,8 +165,17 @@ class EntityCore:
             live.senders[sender] = known
         return known
 
+    @staticmethod
+    def _blocked(live: _LiveEntity, op: _Op) -> bool:
+        """Ops of senders other than a lock's owner wait until the lock is released."""
+        if live.locked_by is None or op.operation == UNLOCK:
+            return False
+        return op.sender != live.locked_by.split("|", 1)[0]
+
     def _admit(self, op: _Op) -> list[_Op]:
         """Ops ready to run, in per-sender order; later ones wait for their predecessors."""
+        if op.admitted:
+            return [op]
         try:
             live = self._activate(op.eid)
         except Exception as exc:
@@ -176,9 +201,15 @@ class EntityCore:
     def _run(self, op: _Op) -> tuple[bytes, EntityCheckpoint | None]:
         live = self.live[op.eid]
         last_seq, last_result = self._last(live, op.sender)
+        if op.operation == UNLOCK:
+            return self._unlock(live, op, last_seq, last_result)
         if op.seq <= last_seq:
             # Already applied: answer as the first time, apply nothing.
             return (last_result if op.seq == last_seq and last_result else ok(None)), None
+        if op.operation == LOCK:
+            # Only reached when unlocked or locked by this owner (others wait, above).
+            live.locked_by = loads(op.input_blob)
+            return ok(None), self._record(live, op, ok(None), [])
         try:
             ctx = live.etype.execute(
                 op.eid,
@@ -197,11 +228,49 @@ class EntityCore:
             blob = live.blob
         else:
             live.state, live.exists, live.blob = ctx._state, ctx._exists, blob
-        live.senders[op.sender] = (op.seq, result)
-        checkpoint = EntityCheckpoint(
-            op.eid.name, op.eid.key, live.blob, live.exists, op.sender, op.seq, result, outbox
+        return result, self._record(live, op, result, outbox)
+
+    def _record(
+        self,
+        live: _LiveEntity,
+        op: _Op,
+        result: bytes,
+        outbox: list[tuple[str, str, bytes]],
+        seq: int | None = None,
+    ) -> EntityCheckpoint:
+        seq = op.seq if seq is None else seq
+        live.senders[op.sender] = (seq, result)
+        return EntityCheckpoint(
+            op.eid.name,
+            op.eid.key,
+            live.blob,
+            live.exists,
+            op.sender,
+            seq,
+            result,
+            outbox,
+            live.locked_by,
         )
-        return result, checkpoint
+
+    def _unlock(
+        self, live: _LiveEntity, op: _Op, last_seq: int, last_result: bytes | None
+    ) -> tuple[bytes, EntityCheckpoint | None]:
+        """End a critical section; ``op.seq`` is the sender's number of the lock request."""
+        if live.locked_by == loads(op.input_blob):
+            live.locked_by = None
+            waiting, live.waiting = live.waiting, []
+            for held in waiting:
+                held.admitted = True
+            self._queue[:0] = waiting  # next round, ahead of newer arrivals
+            self._wake.set()
+        elif op.seq <= last_seq:
+            return ok(None), None  # released before, or this lock was never taken
+        if op.seq > last_seq:
+            # The owner ended before its lock arrived: marking the request as seen makes
+            # the late lock a repeat, so it can never hold the entity for a finished owner.
+            live.admitted[op.sender] = max(live.admitted.get(op.sender, 0), op.seq)
+            return ok(None), self._record(live, op, ok(None), [])
+        return ok(None), self._record(live, op, last_result or ok(None), [], seq=last_seq)
 
     def _outbox(self, ctx: Any) -> list[tuple[str, str, bytes]]:
         rows = []

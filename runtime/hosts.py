@@ -20,13 +20,13 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import ray
 
-from .entity_host import EntityCore
+from .entity_host import LOCK, EntityCore
 from .entity_id import EntityId
 from .errors import DurableError, SerializationError
 from .orchestration import history as h
@@ -46,6 +46,7 @@ _DISPATCHED = (
     h.TimerCreated,
     h.EntityCalled,
     h.EntitySignaled,
+    h.LockRequested,
 )
 
 
@@ -63,6 +64,7 @@ class _Live:
     parent_seq: int | None = None
     last_message_id: int = 0
     done: bool = False
+    unlocks: list[tuple[str, str, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -182,7 +184,9 @@ class HostCore:
                 if work:
                     checkpoints = [cp for cp, _ in work]
                     await loop.run_in_executor(None, self.store.commit, checkpoints)
-                    self._after_commit([item for _, item in work])
+                    self._after_commit(
+                        [item for _, item in work], any(cp.outbox for cp in checkpoints)
+                    )
             except Exception:
                 log.exception("host %s: commit failed; re-activating from the store", self.hub)
                 self._reactivate({a.instance_id for a in batch})
@@ -212,6 +216,8 @@ class HostCore:
         """Restart the execution in place; the checkpoint will replace the history."""
         while step.continued_as_new is not None:
             cont = step.continued_as_new
+            # The ending execution's unlocks are owned by its id, so compute them now.
+            live.unlocks.extend(self._unlocks(live, step.new_events))
             live.execution_id = uuid.uuid4().hex
             live.history_length = 0
             previous = live.executor
@@ -262,6 +268,7 @@ class HostCore:
                 if isinstance(e, h.TimerCreated)
             ],
         )
+        cp.outbox, live.unlocks = [*live.unlocks, *self._unlocks(live, step.new_events)], []
         if step.continued_as_new is not None:
             cp.replace_history, cp.first_index = True, 0
             cp.input = dumps(step.continued_as_new.input)
@@ -269,6 +276,17 @@ class HostCore:
             cp.outgoing.append((live.parent_instance_id, dumps(self._answer_parent(live, step))))
         live.history_length = cp.first_index + len(events)
         return cp
+
+    @staticmethod
+    def _unlocks(live: _Live, events: list[h.HistoryEvent]) -> list[tuple[str, str, bytes]]:
+        """Outbox rows that unlock the entities of each ended critical section."""
+        owner = f"{live.instance_id}:{live.execution_id}"
+        return [
+            ("unlock", entity, dumps((f"{owner}|{e.lock_seq}", counter)))
+            for e in events
+            if isinstance(e, h.LockReleased)
+            for entity, counter in zip(e.entities, e.counters)
+        ]
 
     def _answer_parent(self, live: _Live, step: Step) -> h.HistoryEvent:
         if step.status == OrchestrationStatus.COMPLETED:
@@ -278,9 +296,11 @@ class HostCore:
 
     def _commit_now(self, checkpoints: list[Checkpoint], items: list[tuple[_Live, Step]]) -> None:
         self.store.commit(checkpoints)
-        self._after_commit(items)
+        self._after_commit(items, any(cp.outbox for cp in checkpoints))
 
-    def _after_commit(self, items: list[tuple[_Live, Step]]) -> None:
+    def _after_commit(self, items: list[tuple[_Live, Step]], outbox: bool = False) -> None:
+        if outbox:
+            self._call_supervisor("flush_outbox")  # unlocks were committed to the outbox
         for live, step in items:
             for event in step.new_events:
                 if isinstance(event, _DISPATCHED):
@@ -319,6 +339,8 @@ class HostCore:
             )
         elif isinstance(action, (h.EntityCalled, h.EntitySignaled)):
             asyncio.ensure_future(self._call_entity(live.instance_id, live.execution_id, action))
+        elif isinstance(action, h.LockRequested):
+            asyncio.ensure_future(self._acquire(live.instance_id, live.execution_id, action))
         elif isinstance(action, h.TimerCreated):
             self._call_supervisor("timer_hint", action.fire_at.timestamp())
 
@@ -357,37 +379,51 @@ class HostCore:
         return remote
 
     async def _call_entity(self, iid: str, execution_id: str, action: Any) -> None:
-        eid = EntityId.parse(action.entity)
         sender = f"{iid}:{execution_id}"
-        event: h.HistoryEvent | None = None
+        try:
+            outcome = await self._send_to_entity(
+                action.entity,
+                action.operation,
+                dumps(action.input, "entity input"),
+                sender,
+                action.counter,
+            )
+            event: h.HistoryEvent = (
+                h.EntityResponded(action.seq, outcome[1])
+                if outcome[0] == "ok"
+                else h.EntityFailed(action.seq, outcome[1])
+            )
+        except Exception as exc:
+            event = h.EntityFailed(action.seq, failure_of(exc))
+        if isinstance(action, h.EntityCalled):
+            self._enqueue(_Arrival(iid, execution_id, event))
+
+    async def _acquire(self, iid: str, execution_id: str, action: h.LockRequested) -> None:
+        """Take each entity in the global order; the grant is recorded like a result."""
+        sender = f"{iid}:{execution_id}"
+        owner = dumps(f"{sender}|{action.seq}")
+        for entity, counter in zip(action.entities, action.counters):
+            outcome = await self._send_to_entity(entity, LOCK, owner, sender, counter)
+            if outcome[0] != "ok":
+                log.error("lock of %s for %s failed: %s", entity, iid, outcome[1])
+                return
+        self._enqueue(_Arrival(iid, execution_id, h.LockGranted(action.seq)))
+
+    async def _send_to_entity(
+        self, entity: str, operation: str, input_blob: bytes, sender: str, seq: int
+    ) -> tuple:
+        eid = EntityId.parse(entity)
         for attempt in range(600):
             try:
                 host = await self.router.ahandle(eid)
-                outcome = loads(
-                    await host.entity_op.remote(
-                        action.entity,
-                        action.operation,
-                        dumps(action.input, "entity input"),
-                        sender,
-                        action.counter,
-                        True,
-                    )
+                return loads(
+                    await host.entity_op.remote(entity, operation, input_blob, sender, seq, True)
                 )
-                event = (
-                    h.EntityResponded(action.seq, outcome[1])
-                    if outcome[0] == "ok"
-                    else h.EntityFailed(action.seq, outcome[1])
-                )
-                break
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
                 # The entity's host is restarting: the same sequence number is safe to resend.
                 self.router.forget(eid)
                 await asyncio.sleep(min(0.05 * (attempt + 1), 1.0))
-            except Exception as exc:
-                event = h.EntityFailed(action.seq, failure_of(exc))
-                break
-        if event is not None and isinstance(action, h.EntityCalled):
-            self._enqueue(_Arrival(iid, execution_id, event))
+        raise DurableError(f"entity {entity} unreachable")
 
     async def _collect(self, iid: str, execution_id: str, seq: int, ref: Any) -> None:
         try:

@@ -28,6 +28,7 @@ from typing import Any
 import ray
 
 from .config import HubConfig
+from .entity_host import UNLOCK
 from .entity_id import EntityId
 from .errors import (
     DurableError,
@@ -66,8 +67,7 @@ class SupervisorCore:
         self._timer_wake = asyncio.Event()
         self.code = CodeCache(self.store)
         self.router = EntityRouter(lambda: self._self_handle())
-        self._flushing = asyncio.Lock()
-        self._flush_again = False
+        self._lanes: dict[tuple[bool, str], asyncio.Future] = {}
         loop = asyncio.get_event_loop()
         self.ready = loop.create_task(self._recover())
         self._timer_task = loop.create_task(self._timer_service())
@@ -334,30 +334,47 @@ class SupervisorCore:
         return self._host(name, resources)
 
     async def flush_outbox(self) -> None:
-        """Deliver committed entity signals and orchestration starts, in commit order."""
-        if self._flushing.locked():
-            self._flush_again = True
-            return
-        async with self._flushing:
-            self._flush_again = True
-            while self._flush_again:
-                self._flush_again = False
-                for message in self.store.load_outbox():
-                    try:
-                        await self._deliver_outbox(message)
-                    except Exception:
-                        log.exception(
-                            "hub %s: outbox message %d not delivered yet",
-                            self.config.hub,
-                            message.id,
-                        )
-                        await asyncio.sleep(0.5)
-                        self._flush_again = True
-                        break
-                    self.store.delete_outbox([message.id])
+        """Deliver committed entity signals, unlocks and orchestration starts."""
+        # Each target is a lane of its own, delivered in commit order, and unlocks have
+        # lanes apart from signals: a signal that waits on a locked entity then holds back
+        # neither the unlock that frees it nor any other target's messages.
+        lanes: dict[tuple[bool, str], list[Any]] = {}
+        for message in self.store.load_outbox():
+            key = (message.kind != "unlock", message.target)
+            if key not in self._lanes:
+                lanes.setdefault(key, []).append(message)
+        for key, messages in lanes.items():
+            self._lanes[key] = asyncio.ensure_future(self._run_lane(key, messages))
+
+    async def _run_lane(self, key: tuple[bool, str], messages: list[Any]) -> None:
+        delivered = await self._deliver_lane(messages)
+        del self._lanes[key]
+        if not delivered:
+            await asyncio.sleep(0.5)
+        await self.flush_outbox()  # what this lane skipped while busy, or a retry
+
+    async def _deliver_lane(self, messages: list[Any]) -> bool:
+        """Deliver one target's messages in commit order; False when one failed."""
+        for message in messages:
+            try:
+                await self._deliver_outbox(message)
+            except Exception:
+                log.exception(
+                    "hub %s: outbox message %d not delivered yet", self.config.hub, message.id
+                )
+                return False
+            self.store.delete_outbox([message.id])
+        return True
 
     async def _deliver_outbox(self, message: Any) -> None:
-        if message.kind == "signal":
+        if message.kind == "unlock":
+            owner, counter = loads(message.payload)
+            host = await self.router.ahandle(EntityId.parse(message.target))
+            sender = owner.split("|", 1)[0]
+            await host.entity_op.remote(
+                message.target, UNLOCK, dumps(owner), sender, counter, False
+            )
+        elif message.kind == "signal":
             operation, input_blob = loads(message.payload)
             host = await self.router.ahandle(EntityId.parse(message.target))
             await host.entity_op.remote(
@@ -376,7 +393,8 @@ class SupervisorCore:
         """(state, exists) of an entity as last committed."""
         await self.ready
         entity = EntityId.parse(eid)
-        return self.store.load_entity(entity.name, entity.key)
+        row = self.store.load_entity(entity.name, entity.key)
+        return None if row is None else (row[0], row[1])
 
     async def list_entities(self, name: str | None, limit: int, offset: int) -> list[Any]:
         """Stored entities, a page at a time."""
@@ -497,9 +515,12 @@ class SupervisorCore:
         return record
 
     async def host_of(self, instance_id: str) -> Any:
-        """The handle of the host an instance lives on (tests kill it)."""
+        """The handle of the host an instance lives on (tests kill it); None once retired."""
         record = self.store.load_instance(instance_id)
-        return None if record is None or record.host is None else self._host(record.host)
+        if record is None or record.host is None:
+            return None
+        # Only look: creating the host of a finished dedicated instance would leak an actor.
+        return self.hosts.get(record.host)
 
     async def hub_config(self) -> dict[str, Any]:
         """This hub's settings."""

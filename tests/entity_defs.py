@@ -58,4 +58,25 @@ def counter_user(ctx, key):
     return (yield ctx.call_entity(counter, "get"))
 
 
-ALL = [Counter, account, counter_user]
+@orchestrator
+def transfer(ctx, args):
+    source, target, amount = args
+    with (yield ctx.lock(source, target)):
+        balance = yield ctx.call_entity(source, "balance")
+        if balance < amount:
+            return False
+        yield ctx.call_entity(source, "withdraw", amount)
+        yield ctx.call_entity(target, "deposit", amount)
+        return True
+
+
+@orchestrator
+def hold(ctx, entity):
+    with (yield ctx.lock(entity)):
+        yield ctx.call_entity(entity, "deposit", 1)
+        ctx.set_custom_status("holding")
+        yield ctx.wait_for_external_event("release")
+    return "released"
+
+
+ALL = [Counter, account, counter_user, transfer, hold]

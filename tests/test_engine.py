@@ -324,3 +324,36 @@ def test_suspended_instance_holds_events_until_resumed():
     assert [e.name for e in run.scheduled()] == ["double"]
     ex, replayed = run.replay()
     assert replayed.new_events == [] and [e.seq for e in ex.open_actions()] == [1]
+
+
+def test_critical_section_is_granted_then_released_even_on_termination():
+    def transfer(ctx, _):
+        with (yield ctx.lock("Account@b", "Account@a")):
+            yield ctx.call_entity("Account@a", "withdraw", 5)
+            yield ctx.call_entity("Account@b", "deposit", 5)
+        return "done"
+
+    run = Run(transfer)
+    request = run.scheduled(h.LockRequested)[0]
+    assert request.entities == ("Account@a", "Account@b") and request.counters == (1, 1)
+    run.feed(h.LockGranted(request.seq))
+    assert run.scheduled(h.EntityCalled)[0].counter == 2
+    run.feed(h.EntityResponded(1))
+    step = run.feed(h.EntityResponded(2))
+    assert step.output == "done"
+    assert [e.lock_seq for e in step.new_events if isinstance(e, h.LockReleased)] == [0]
+
+    waiting = Run(transfer)
+    step = waiting.feed(h.ExecutionTerminated("stop"))
+    # A grant may still be on its way: the release makes the late lock a no-op.
+    released = [e for e in step.new_events if isinstance(e, h.LockReleased)]
+    assert [(e.entities, e.counters) for e in released] == [(request.entities, (1, 1))]
+
+    held = Run(transfer)
+    held.feed(h.LockGranted(0))
+    step = held.feed(h.ExecutionTerminated("stop"))
+    assert step.status == "Terminated"
+    assert [type(e).__name__ for e in step.new_events[-2:]] == [
+        "LockReleased",
+        "ExecutionCompleted",
+    ]

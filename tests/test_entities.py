@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import entity_defs as ed
 import pytest
@@ -43,7 +45,12 @@ def host_pid(rt, eid: str) -> int:
         handle = ray.get_actor(entity_host(rt.config.hub, EntityId.parse(eid)), namespace=NAMESPACE)
     else:
         handle = rt.client._router.handle(EntityId.parse(eid))
-    return ray.get(handle.pid.remote())
+    for _ in range(100):
+        try:
+            return ray.get(handle.pid.remote())
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            time.sleep(0.2)  # restarting after an earlier kill
+    raise AssertionError("host never came back")
 
 
 def test_counter_signal_call_and_read(ent):
@@ -133,6 +140,48 @@ def test_killed_entity_host_loses_no_acknowledged_signal_and_applies_none_twice(
     sender.join(timeout=120)
     assert done.is_set()
     assert c.call_entity("Counter@k", "get") == acknowledged == 301
+
+
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_concurrent_locked_transfers_with_host_kills_conserve_money(ent):
+    c = ent.client
+    accounts = [f"Account@{i}" for i in range(10)]
+    for account in accounts:
+        c.signal_entity(account, "deposit", 100)
+    rng = random.Random(7)
+    ids = []
+    for n in range(100):
+        source, target = rng.sample(accounts, 2)
+        ids.append(c.start_new(ed.transfer, input=(source, target, rng.randint(1, 60))))
+        if n in (30, 70):
+            os.kill(host_pid(ent, accounts[n % 10]), signal.SIGKILL)
+    outcomes = [c.wait_for_completion(i, timeout=300) for i in ids]
+    assert all(o.runtime_status == "Completed" for o in outcomes), [
+        o.failure_details for o in outcomes if o.runtime_status != "Completed"
+    ]
+    assert any(o.output for o in outcomes)
+    assert sum(c.call_entity(a, "balance") for a in accounts) == 1000
+
+
+def test_lock_holds_other_senders_until_its_owner_ends(ent):
+    c = ent.client
+    holder = c.start_new(ed.hold, input="Account@h")
+    wait_until(lambda: c.get_status(holder).custom_status == "holding")
+    queued = c.start_new(ed.hold, input="Account@h")  # waits for the lock
+    signal = c.signal_entity("Account@h", "deposit", 10, wait=False)  # waits too
+    mover = c.start_new(ed.transfer, input=("Account@h", "Account@z", 5))
+    time.sleep(1.0)
+    assert c.read_entity_state("Account@h").entity_state == 1
+    assert c.get_status(mover).runtime_status == "Running"
+    # Ending a waiter before its lock arrives must not leave the entity locked for it.
+    c.terminate(queued, "not needed")
+    c.wait_for_completion(queued, timeout=30)
+    c.terminate(holder, "ends inside its critical section")
+    assert c.wait_for_completion(holder, timeout=30).runtime_status == "Terminated"
+    ray.get(signal, timeout=60)
+    assert c.wait_for_completion(mover, timeout=60).output is True
+    assert c.call_entity("Account@h", "balance", timeout=30) == 6
+    assert c.call_entity("Account@z", "balance", timeout=30) == 5
 
 
 DRIVER = textwrap.dedent(

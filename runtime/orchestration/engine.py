@@ -243,6 +243,23 @@ class OrchestrationContext:
         )
         self._ex.schedule(action, None, None)
 
+    def lock(self, *entity_ids: Any) -> Task:
+        """A task that resolves, once every entity is held, to a context manager.
+
+        ``with (yield ctx.lock(a, b)):`` runs the block while other senders' operations on
+        ``a`` and ``b`` wait. Entities are taken in one global order, so two orchestrations
+        locking the same entities cannot deadlock.
+        """
+        if self._ex.held_lock is not None:
+            raise RuntimeError("a critical section cannot be entered inside another one")
+        targets = tuple(sorted({str(EntityId.of(e)) for e in entity_ids}))
+        if not targets:
+            raise ValueError("lock() needs at least one entity")
+        task = LockTask(targets)
+        counters = tuple(self._ex.next_counter(t) for t in targets)
+        self._ex.schedule(h.LockRequested(self._ex.next_seq(), targets, counters), task, None)
+        return task
+
     def task_all(self, tasks: Iterable[Task]) -> WhenAllTask:
         """A task that completes with every result, or fails with the first failure."""
         return WhenAllTask(list(tasks))
@@ -254,6 +271,27 @@ class OrchestrationContext:
     def continue_as_new(self, input: Any = None, save_events: bool = True) -> None:
         """End this execution and start the instance afresh with ``input``."""
         self._ex.continue_as_new(input, save_events)
+
+
+class LockTask(Task):
+    """The result of ``ctx.lock``: resolves to a CriticalSection."""
+
+    def __init__(self, entities: tuple[str, ...]) -> None:
+        super().__init__()
+        self.entities = entities
+
+
+class CriticalSection:
+    """Held entities; leaving the ``with`` block releases them."""
+
+    def __init__(self, executor: OrchestrationExecutor) -> None:
+        self._ex = executor
+
+    def __enter__(self) -> CriticalSection:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._ex.release_lock()
 
 
 class _EventWithTimeout(Task):
@@ -305,6 +343,8 @@ class OrchestrationExecutor:
         self._pending: dict[int, h.HistoryEvent] = {}
         self.targets: dict[int, Any] = {}
         self.entity_counters: dict[str, int] = {}
+        self.held_lock: h.LockRequested | None = None
+        self._lock_requests: dict[int, h.LockRequested] = {}
         self._waiters: dict[str, deque[ExternalEventTask]] = {}
         self._inbox: dict[str, deque[h.EventRaised]] = {}
         self._done: Step | None = None
@@ -366,6 +406,8 @@ class OrchestrationExecutor:
         seq = action.seq  # type: ignore[attr-defined]
         if task is not None:
             self._open[seq] = task
+        if isinstance(action, h.LockRequested):
+            self._lock_requests[seq] = action
         self._pending[seq] = action
         if target is not None and not isinstance(target, str):
             self.targets[seq] = target
@@ -441,6 +483,9 @@ class OrchestrationExecutor:
             return True
         if isinstance(event, (h.TaskFailed, h.SubOrchestrationFailed, h.EntityFailed)):
             task._fail_with(event.failure)  # type: ignore[attr-defined]
+        elif isinstance(event, h.LockGranted):
+            self.held_lock = self._lock_requests.pop(event.seq)
+            task._complete(CriticalSection(self))
         elif isinstance(event, h.TimerFired):
             if not task.is_cancelled:  # type: ignore[attr-defined]
                 task._complete(None)
@@ -554,10 +599,28 @@ class OrchestrationExecutor:
         self._done = Step(status=OrchestrationStatus.FAILED, failure=details)
         self._out_terminal(h.ExecutionCompleted(OrchestrationStatus.FAILED, None, details))
 
+    def release_lock(self) -> None:
+        """End the critical section: its entities are unlocked once this step commits."""
+        lock, self.held_lock = self.held_lock, None
+        if lock is not None:
+            self.schedule(self._released(lock), None, None)
+
+    def _released(self, lock: h.LockRequested) -> h.LockReleased:
+        return h.LockReleased(self.next_seq(), lock.entities, lock.seq, lock.counters)
+
     def _out_terminal(self, event: h.HistoryEvent) -> None:
-        # Actions the code took but did not await die with the execution, as in Temporal.
+        # Actions the code took but did not await die with the execution, as in Temporal;
+        # releases of critical sections (run by closing the generator) do not.
+        released = [a for a in self._pending.values() if isinstance(a, h.LockReleased)]
         self._pending.clear()
         if not self.is_replaying:
+            self._out.extend(released)
+            # An execution never ends holding entities, nor with a grant still on its way.
+            held = [self.held_lock] if self.held_lock is not None else []
+            self.held_lock = None
+            for lock in [*held, *self._lock_requests.values()]:
+                self._out.append(self._released(lock))
+            self._lock_requests.clear()
             self._out.append(event)
 
     def _close_generator(self) -> None:
@@ -600,6 +663,8 @@ def _key(action: Any) -> tuple[Any, ...]:
         return ()
     if isinstance(action, (h.EntityCalled, h.EntitySignaled)):
         return (action.entity, action.operation)
+    if isinstance(action, (h.LockRequested, h.LockReleased)):
+        return (action.entities,)
     if isinstance(action, h.SubOrchestrationCreated):
         return (action.name, action.instance_id)
     return (action.name,)
@@ -614,6 +679,10 @@ def _describe(action: Any) -> str:
         return f"sub-orchestration {action.name!r} ({action.instance_id})"
     if isinstance(action, (h.EntityCalled, h.EntitySignaled)):
         return f"entity operation {action.operation!r} on {action.entity}"
+    if isinstance(action, h.LockRequested):
+        return f"a lock on {', '.join(action.entities)}"
+    if isinstance(action, h.LockReleased):
+        return f"the release of {', '.join(action.entities)}"
     return f"activity {action.name!r}"
 
 
@@ -643,6 +712,9 @@ _HANDLERS: dict[type, Callable[[OrchestrationExecutor, Any, bool], bool]] = {
     h.EntitySignaled: OrchestrationExecutor._on_scheduled,
     h.EntityResponded: OrchestrationExecutor._on_completion,
     h.EntityFailed: OrchestrationExecutor._on_completion,
+    h.LockRequested: OrchestrationExecutor._on_scheduled,
+    h.LockGranted: OrchestrationExecutor._on_completion,
+    h.LockReleased: OrchestrationExecutor._on_scheduled,
     h.ExecutionSuspended: OrchestrationExecutor._on_suspended,
     h.ExecutionResumed: OrchestrationExecutor._on_resumed,
     h.ExecutionCompleted: OrchestrationExecutor._on_history_only,

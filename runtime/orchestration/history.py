@@ -151,6 +151,32 @@ class EntitySignaled(HistoryEvent):
 
 
 @dataclass(frozen=True)
+class LockRequested(HistoryEvent):
+    """The orchestrator asked for exclusive use of entities (taken in this order)."""
+
+    seq: int
+    entities: tuple[str, ...]
+    counters: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LockGranted(HistoryEvent):
+    """Every entity of the lock request ``seq`` is held."""
+
+    seq: int
+
+
+@dataclass(frozen=True)
+class LockReleased(HistoryEvent):
+    """The critical section of lock ``lock_seq`` ended (unlocks go through the outbox)."""
+
+    seq: int
+    entities: tuple[str, ...]
+    lock_seq: int
+    counters: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class ExecutionTerminated(HistoryEvent):
     """A client terminated the instance."""
 
@@ -197,4 +223,5 @@ COMPLETIONS = (
     SubOrchestrationFailed,
     EntityResponded,
     EntityFailed,
+    LockGranted,
 )

@@ -71,6 +71,7 @@ class EntityCheckpoint:
     seq: int
     result: bytes
     outbox: list[tuple[str, str, bytes]] = field(default_factory=list)
+    locked_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,8 +180,8 @@ class Store(Protocol):
     def code_names(self, kind: str) -> list[str]:
         """Names registered of ``kind``."""
 
-    def load_entity(self, name: str, key: str) -> tuple[bytes | None, bool] | None:
-        """(state, exists) of an entity, or None if it was never stored."""
+    def load_entity(self, name: str, key: str) -> tuple[bytes | None, bool, str | None] | None:
+        """(state, exists, lock owner) of an entity, or None if it was never stored."""
 
     def load_sender(self, name: str, key: str, sender: str) -> tuple[int, bytes | None] | None:
         """(last sequence, last result) the entity processed from ``sender``."""

@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS code (
 );
 CREATE TABLE IF NOT EXISTS entities (
     hub TEXT NOT NULL, name TEXT NOT NULL, key TEXT NOT NULL, state BLOB,
-    exists_ INTEGER NOT NULL, last_modified REAL NOT NULL,
+    exists_ INTEGER NOT NULL, last_modified REAL NOT NULL, locked_by TEXT,
     PRIMARY KEY (hub, name, key)
 );
 CREATE TABLE IF NOT EXISTS entity_senders (
@@ -345,13 +345,13 @@ class SqliteStore:
 
     # -- entities -----------------------------------------------------------------------
 
-    def load_entity(self, name: str, key: str) -> tuple[bytes | None, bool] | None:
-        """(state, exists) of an entity, or None if it was never stored."""
+    def load_entity(self, name: str, key: str) -> tuple[bytes | None, bool, str | None] | None:
+        """(state, exists, lock owner) of an entity, or None if it was never stored."""
         rows = self._read(
-            "SELECT state, exists_ FROM entities WHERE hub=? AND name=? AND key=?",
+            "SELECT state, exists_, locked_by FROM entities WHERE hub=? AND name=? AND key=?",
             (self.hub, name, key),
         )
-        return (rows[0][0], bool(rows[0][1])) if rows else None
+        return (rows[0][0], bool(rows[0][1]), rows[0][2]) if rows else None
 
     def load_sender(self, name: str, key: str, sender: str) -> tuple[int, bytes | None] | None:
         """(last sequence, last result) the entity processed from ``sender``."""
@@ -368,8 +368,8 @@ class SqliteStore:
         with self._write() as db:
             for cp in checkpoints:
                 db.execute(
-                    "INSERT OR REPLACE INTO entities VALUES (?,?,?,?,?,?)",
-                    (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now),
+                    "INSERT OR REPLACE INTO entities VALUES (?,?,?,?,?,?,?)",
+                    (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now, cp.locked_by),
                 )
                 db.execute(
                     "INSERT OR REPLACE INTO entity_senders VALUES (?,?,?,?,?,?)",
@@ -396,7 +396,8 @@ class SqliteStore:
         """Remove entities without state; returns how many."""
         with self._write() as db:
             empty = db.execute(
-                "SELECT name, key FROM entities WHERE hub=? AND exists_=0", (self.hub,)
+                "SELECT name, key FROM entities WHERE hub=? AND exists_=0 AND locked_by IS NULL",
+                (self.hub,),
             ).fetchall()
             for name, key in empty:
                 db.execute(
