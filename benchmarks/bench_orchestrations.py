@@ -1,0 +1,553 @@
+"""Benchmarks of ray-durable orchestrations against plain Ray, in one Ray session.
+
+Run: ``python benchmarks/bench_orchestrations.py [--quick] [--repeats 3] [--only a,b,c]``.
+
+Cases (see benchmarks/README.md):
+
+- a: a 4-step chain (median latency) and one orchestration of sequential activities
+  (activities/s), against the same plain Ray tasks called one after the other;
+- b: fan-out/fan-in of trivial activities (activities/s) against ``ray.get`` of as many
+  plain Ray tasks, with the peak RSS of the orchestration's host process;
+- c: "HelloCities5": many orchestrations of 5 sequential activities started at once
+  (orchestrations/s) against as many concurrent chains of 5 plain Ray tasks.
+
+Every durable case runs on a pooled hub and on a dedicated hub (HelloCities5 pooled only).
+Each figure is the median over ``--repeats`` repeats; plain Ray is measured in the same
+repeat, right before the durable run, so both see the same machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from runtime import OrchestrationContext, OrchestrationStatus, Runtime, activity, orchestrator
+
+CITIES = ("Tokyo", "Seattle", "London", "Cairo", "Lima")
+GREETINGS = [f"Hello {city}!" for city in CITIES]
+TIMEOUT = 1800.0
+PLACEMENTS = ("pooled", "dedicated")
+CASES = ("a", "b", "c")
+
+# -- plain Ray baselines ---------------------------------------------------------------
+
+
+@ray.remote
+def plain_inc(x: int) -> int:
+    """A trivial plain Ray task."""
+    return x + 1
+
+
+@ray.remote
+def plain_hello(city: str, greetings: list[str]) -> list[str]:
+    """One HelloCities step as a plain Ray task: greet, after the previous step's result."""
+    return [*greetings, f"Hello {city}!"]
+
+
+# -- durable activities and orchestrators (module level: pickled by value) -------------
+
+
+@activity
+def inc(x: int) -> int:
+    """A trivial activity."""
+    return x + 1
+
+
+@activity
+def say_hello(city: str) -> str:
+    """The HelloCities activity."""
+    return f"Hello {city}!"
+
+
+@orchestrator
+def chain4(ctx: OrchestrationContext, x: int) -> Generator[Any, Any, int]:
+    """Four activities in sequence."""
+    for _ in range(4):
+        x = yield ctx.call_activity(inc, x)
+    return x
+
+
+@orchestrator
+def sequence(ctx: OrchestrationContext, n: int) -> Generator[Any, Any, int]:
+    """n activities in sequence."""
+    x = 0
+    for _ in range(n):
+        x = yield ctx.call_activity(inc, x)
+    return x
+
+
+@orchestrator
+def fan_out(ctx: OrchestrationContext, n: int) -> Generator[Any, Any, int]:
+    """n activities in parallel, then their sum."""
+    parts = yield ctx.task_all([ctx.call_activity(inc, i) for i in range(n)])
+    return sum(parts)
+
+
+@orchestrator
+def hello_cities5(ctx: OrchestrationContext, cities: list[str]) -> Generator[Any, Any, list]:
+    """HelloCities: one greeting activity per city, in sequence."""
+    greetings = []
+    for city in cities:
+        greetings.append((yield ctx.call_activity(say_hello, city)))
+    return greetings
+
+
+# -- sizes and results -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each case is."""
+
+    chain_runs: int
+    chain_warmup: int
+    sequential: int
+    fan_out: tuple[int, ...]
+    cities: int
+
+
+FULL = Sizes(chain_runs=50, chain_warmup=5, sequential=200, fan_out=(1_000, 10_000), cities=1_000)
+QUICK = Sizes(chain_runs=10, chain_warmup=2, sequential=20, fan_out=(100, 1_000), cities=50)
+
+
+@dataclass
+class Row:
+    """One line of the final table."""
+
+    case: str
+    placement: str
+    unit: str  # "ms" (latency: lower is better) or "/s" (throughput: higher is better)
+    plain: float | None = None
+    durable: float | None = None
+    goal: Callable[[Row], bool] | None = None
+    goal_text: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        """durable/plain: "x slower" for latency, "x of plain" for throughput."""
+        if not self.plain or self.durable is None:
+            return None
+        return self.durable / self.plain
+
+
+def fmt_value(value: float | None, unit: str) -> str:
+    """A figure with its unit."""
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return f"{value:,.1f} ms"
+    return f"{value:,.0f} {unit}"
+
+
+def fmt_ratio(row: Row) -> str:
+    """The ratio column, labelled by direction."""
+    ratio = row.ratio
+    if ratio is None:
+        return "-"
+    return f"{ratio:.2f}x slower" if row.unit == "ms" else f"{ratio:.2f}x of plain"
+
+
+def say(message: str) -> None:
+    """Progress line, flushed at once (Ray logs interleave on stderr)."""
+    print(message, flush=True)
+
+
+# -- measurement helpers ---------------------------------------------------------------
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Seconds one call of ``fn`` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def vm_hwm_kib(pid: int) -> int | None:
+    """The peak resident set (VmHWM, KiB) of a local process; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class PeakSampler:
+    """Samples a process's VmHWM in a thread (a dedicated host exits when it is done)."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_kib: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        value = vm_hwm_kib(self.pid)
+        if value is not None:
+            self.peak_kib = max(self.peak_kib or 0, value)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def stop(self) -> int | None:
+        """Stop sampling (one last sample first); the peak seen, in KiB."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return self.peak_kib
+
+
+def run_durable(rt: Runtime, orch: Any, value: Any, expect: Any) -> None:
+    """Start one orchestration, wait for it and check its output."""
+    iid = rt.client.start_new(orch, value)
+    check(rt.client.wait_for_completion(iid, timeout=TIMEOUT), expect)
+
+
+def check(state: Any, expect: Any) -> None:
+    """Fail loudly when an orchestration did not produce the expected output."""
+    if state.runtime_status != OrchestrationStatus.COMPLETED or state.output != expect:
+        raise RuntimeError(
+            f"orchestration {state.instance_id} ended {state.runtime_status} with output "
+            f"{str(state.output)[:200]!r} (expected {str(expect)[:200]!r}); "
+            f"failure: {state.failure_details}"
+        )
+
+
+def warm_up(rt: Runtime, hosts: int) -> None:
+    """Untimed runs: worker processes, code caches and (pooled) every pool host."""
+    ray.get([plain_inc.remote(i) for i in range(8)])
+    ray.get(plain_hello.remote("Oslo", []))
+    # Pooled: several instances at once, so every pool host (placed by hash) gets one.
+    ids = [rt.client.start_new(chain4, i) for i in range(4 * hosts)]
+    for i, iid in enumerate(ids):
+        check(rt.client.wait_for_completion(iid, timeout=TIMEOUT), i + 4)
+    run_durable(rt, sequence, 3, 3)
+    run_durable(rt, fan_out, 20, sum(range(1, 21)))
+    run_durable(rt, hello_cities5, list(CITIES), GREETINGS)
+
+
+# -- case a: chain latency and sequential throughput -----------------------------------
+
+
+def plain_chain4(x: int) -> int:
+    """Four plain Ray tasks called one after the other."""
+    for _ in range(4):
+        x = ray.get(plain_inc.remote(x))
+    return x
+
+
+def chain_latency(rt: Runtime, runs: int, warmup: int) -> tuple[float, float]:
+    """(plain, durable) median latency in ms of a 4-step chain over ``runs`` runs."""
+    for i in range(warmup):
+        plain_chain4(i)
+        run_durable(rt, chain4, i, i + 4)
+    plain = [timed(lambda i=i: plain_chain4(i)) for i in range(runs)]
+    durable = [timed(lambda i=i: run_durable(rt, chain4, i, i + 4)) for i in range(runs)]
+    return 1000 * statistics.median(plain), 1000 * statistics.median(durable)
+
+
+def sequential(rt: Runtime, n: int) -> tuple[float, float]:
+    """(plain, durable) activities/s of n activities called in sequence."""
+
+    def plain_run() -> None:
+        x = 0
+        for _ in range(n):
+            x = ray.get(plain_inc.remote(x))
+        assert x == n
+
+    plain = n / timed(plain_run)
+    durable = n / timed(lambda: run_durable(rt, sequence, n, n))
+    return plain, durable
+
+
+# -- case b: fan-out/fan-in ------------------------------------------------------------
+
+
+def fan_out_in(
+    rt: Runtime, n: int, track_rss: bool, dedicated: bool
+) -> tuple[float, float, int | None]:
+    """(plain, durable) activities/s of n parallel trivial activities; host peak RSS KiB."""
+
+    def plain_run() -> None:
+        assert sum(ray.get([plain_inc.remote(i) for i in range(n)])) == sum(range(1, n + 1))
+
+    plain = n / timed(plain_run)
+    start = time.perf_counter()
+    iid = rt.client.start_new(fan_out, n)
+    sampler = None
+    if track_rss:
+        # Asked right after the start: a dedicated host is killed once its instance ends
+        # (host_of answers None for it then).
+        host = rt.client.host_of(iid)
+        sampler = PeakSampler(ray.get(host.pid.remote())) if host is not None else None
+        if sampler and dedicated and rt.client.get_status(iid).is_terminal:
+            sampler.stop()
+            sampler = None  # finished before the pid was read: it may not be its host
+    state = rt.client.wait_for_completion(iid, timeout=TIMEOUT)
+    durable = n / (time.perf_counter() - start)
+    peak = sampler.stop() if sampler else None
+    check(state, sum(range(1, n + 1)))
+    return plain, durable, peak
+
+
+# -- case c: HelloCities5 --------------------------------------------------------------
+
+
+def plain_cities(n: int) -> float:
+    """Plain Ray: n chains of 5 tasks as nested ObjectRefs, all submitted at once."""
+    start = time.perf_counter()
+    ends = []
+    for _ in range(n):
+        ref: Any = []
+        for city in CITIES:
+            ref = plain_hello.remote(city, ref)
+        ends.append(ref)
+    results = ray.get(ends)
+    elapsed = time.perf_counter() - start
+    assert all(r == GREETINGS for r in results)
+    return n / elapsed
+
+
+def durable_cities(rt: Runtime, n: int, threads: int) -> tuple[float, float]:
+    """(orchestrations/s, start_new calls/s): n HelloCities5 started at once."""
+    client = rt.client
+    cities = list(CITIES)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        start = time.perf_counter()
+        ids = list(pool.map(lambda _: client.start_new(hello_cities5, cities), range(n)))
+        started = time.perf_counter()
+        states = list(pool.map(lambda i: client.wait_for_completion(i, timeout=TIMEOUT), ids))
+        elapsed = time.perf_counter() - start
+    for state in states:
+        check(state, GREETINGS)
+    return n / elapsed, n / (started - start)
+
+
+# -- driver ----------------------------------------------------------------------------
+
+
+def median_of(samples: list[float]) -> float:
+    """Median of the repeats."""
+    return statistics.median(samples)
+
+
+def run_placement(placement: str, args: argparse.Namespace, sizes: Sizes, tmp: str) -> list[Row]:
+    """Start one hub, run the selected cases on it, shut it down; the table rows."""
+    hub = f"bench-orch-{placement}"
+    say(f"\n== {placement} placement (hub {hub!r}) ==")
+    rt = Runtime.start(
+        hub=hub,
+        store=f"sqlite:///{os.path.join(tmp, hub)}.db",
+        placement=placement,
+        pool_size=args.pool_size,
+        durability=args.durability,
+    )
+    rows: list[Row] = []
+    label = f"pooled/{args.pool_size}" if placement == "pooled" else placement
+    try:
+        hosts = args.pool_size if placement == "pooled" else 1
+        say(f"warm-up: {timed(lambda: warm_up(rt, hosts)):.1f} s")
+        if "a" in args.only:
+            rows += case_a(rt, label, args.repeats, sizes)
+        if "b" in args.only:
+            rows += case_b(rt, label, args.repeats, sizes)
+        if "c" in args.only:
+            if placement == "dedicated":
+                say(
+                    f"c: HelloCities5 skipped for dedicated placement: {sizes.cities:,} "
+                    "orchestrations would need as many host actor processes on 2 CPUs"
+                )
+            else:
+                rows += case_c(rt, label, args.repeats, sizes, args.threads)
+    finally:
+        rt.shutdown()
+    return rows
+
+
+def case_a(rt: Runtime, label: str, repeats: int, sizes: Sizes) -> list[Row]:
+    """4-step chain latency and sequential activities."""
+    lat = Row(
+        "a: 4-step chain latency",
+        label,
+        "ms",
+        goal=lambda r: r.ratio is not None and r.ratio < 3.0,
+        goal_text="< 3x slower",
+    )
+    seq = Row(
+        f"a: {sizes.sequential} sequential activities",
+        label,
+        "/s",
+        goal=lambda r: r.durable is not None and r.durable >= 400,
+        goal_text=">= 400/s",
+    )
+    lats, seqs = [], []
+    for rep in range(repeats):
+        lats.append(chain_latency(rt, sizes.chain_runs, sizes.chain_warmup))
+        say(f"a[{rep}] chain latency: plain {lats[-1][0]:.1f} ms, durable {lats[-1][1]:.1f} ms")
+        seqs.append(sequential(rt, sizes.sequential))
+        say(f"a[{rep}] sequential: plain {seqs[-1][0]:,.0f}/s, durable {seqs[-1][1]:,.0f}/s")
+    lat.plain, lat.durable = median_of([p for p, _ in lats]), median_of([d for _, d in lats])
+    seq.plain, seq.durable = median_of([p for p, _ in seqs]), median_of([d for _, d in seqs])
+    lat.notes.append(f"median of {sizes.chain_runs} runs per repeat")
+    if label == "dedicated":
+        lat.notes.append(
+            "each dedicated instance's first activity waits for a new Ray worker process "
+            "(Ray does not share workers between detached actors); see benchmarks/README.md"
+        )
+    return [lat, seq]
+
+
+def case_b(rt: Runtime, label: str, repeats: int, sizes: Sizes) -> list[Row]:
+    """Fan-out/fan-in at each size; peak host RSS for the largest."""
+    rows = []
+    for n in sizes.fan_out:
+        largest = n == max(sizes.fan_out)
+        row = Row(f"b: fan-out/fan-in {n:,}", label, "/s")
+        if n == 10_000:
+            row.goal = lambda r: r.ratio is not None and r.ratio >= 0.6
+            row.goal_text = ">= 0.60x of plain"
+        samples, peaks = [], []
+        for rep in range(repeats):
+            plain, durable, peak = fan_out_in(rt, n, largest, label == "dedicated")
+            samples.append((plain, durable))
+            if peak is not None:
+                peaks.append(peak)
+            rss = f", host VmHWM {peak / 1024:,.0f} MiB" if peak is not None else ""
+            say(f"b[{rep}] fan-out {n:,}: plain {plain:,.0f}/s, durable {durable:,.0f}/s{rss}")
+        row.plain = median_of([p for p, _ in samples])
+        row.durable = median_of([d for _, d in samples])
+        if largest:
+            if peaks:
+                scope = "lifetime peak of the pool host" if label != "dedicated" else "sampled"
+                row.notes.append(f"host peak RSS {max(peaks) / 1024:,.0f} MiB ({scope})")
+            else:
+                row.notes.append("host peak RSS n/a (host gone before it was read)")
+        rows.append(row)
+    return rows
+
+
+def case_c(rt: Runtime, label: str, repeats: int, sizes: Sizes, threads: int) -> list[Row]:
+    """HelloCities5: many 5-step orchestrations started at once."""
+    n = sizes.cities
+    row = Row(f"c: HelloCities5 x {n:,}", label, "/s")
+    if n == 1_000:
+        row.goal = lambda r: r.durable is not None and r.durable >= 150
+        row.goal_text = ">= 150/s"
+    samples, starts = [], []
+    for rep in range(repeats):
+        plain = plain_cities(n)
+        durable, start_rate = durable_cities(rt, n, threads)
+        samples.append((plain, durable))
+        starts.append(start_rate)
+        say(
+            f"c[{rep}] HelloCities5 x {n:,}: plain {plain:,.0f}/s, durable {durable:,.0f}/s "
+            f"(start_new {start_rate:,.0f}/s)"
+        )
+    row.plain = median_of([p for p, _ in samples])
+    row.durable = median_of([d for _, d in samples])
+    row.notes.append(
+        f"plain: nested ObjectRefs f.remote(city, f.remote(...)) submitted at once; "
+        f"durable: start_new from {threads} threads ({median_of(starts):,.0f}/s), "
+        "then wait_for_completion"
+    )
+    return [row]
+
+
+def print_table(rows: list[Row], args: argparse.Namespace) -> None:
+    """The summary: one line per case and placement, then the notes."""
+    header = ("case", "placement", "plain Ray", "ray-durable", "durable vs plain", "goal")
+    lines = [header]
+    for row in rows:
+        goal = "-"
+        if row.goal is not None:
+            goal = f"{row.goal_text}: {'met' if row.goal(row) else 'MISSED'}"
+        lines.append(
+            (
+                row.case,
+                row.placement,
+                fmt_value(row.plain, row.unit),
+                fmt_value(row.durable, row.unit),
+                fmt_ratio(row),
+                goal,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    say(
+        f"\n== summary: medians of {args.repeats} repeat(s), durability={args.durability}"
+        f"{', QUICK sizes (goals are for the full sizes)' if args.quick else ''} =="
+    )
+    say("latency rows: 'x slower' = durable/plain latency; throughput rows: durable/plain rate")
+    for i, line in enumerate(lines):
+        say("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+        if i == 0:
+            say("  ".join("-" * w for w in widths))
+    notes = [(row, note) for row in rows for note in row.notes]
+    if notes:
+        say("\nnotes:")
+        for row, note in notes:
+            say(f"- {row.case} [{row.placement}]: {note}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description="ray-durable vs plain Ray benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats per case (median)")
+    parser.add_argument("--only", default="a,b,c", help="comma-separated cases: a,b,c")
+    parser.add_argument(
+        "--placements", default="pooled,dedicated", help="comma-separated: pooled,dedicated"
+    )
+    parser.add_argument("--pool-size", type=int, default=2, help="hosts of the pooled hub")
+    parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
+    parser.add_argument(
+        "--threads", type=int, default=16, help="driver threads calling start_new/wait in c"
+    )
+    args = parser.parse_args(argv)
+    args.only = {c.strip() for c in args.only.split(",") if c.strip()}
+    args.placements = [p.strip() for p in args.placements.split(",") if p.strip()]
+    if not args.only <= set(CASES):
+        parser.error(f"--only: expected some of {','.join(CASES)}")
+    if not args.placements or not set(args.placements) <= set(PLACEMENTS):
+        parser.error(f"--placements: expected some of {','.join(PLACEMENTS)}")
+    if args.repeats < 1 or args.pool_size < 1 or args.threads < 1:
+        parser.error("--repeats, --pool-size and --threads must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected cases on each placement and print the table."""
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    say(f"sizes: {sizes}")
+    ray.init(num_cpus=2, include_dashboard=False)
+    rows: list[Row] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-orch-") as tmp:
+            for placement in args.placements:
+                rows += run_placement(placement, args, sizes, tmp)
+    finally:
+        print_table(rows, args)
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
