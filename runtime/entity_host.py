@@ -94,19 +94,28 @@ class EntityCore:
         self._wake.set()
         return await future
 
-    def passivate(self, idle_seconds: float) -> int:
-        """Drop entities idle longer than their passivation time; returns how many."""
+    def passivate(self, idle_seconds: float | None) -> int:
+        """Drop entities idle longer than their passivation time; returns how many.
+
+        An entity type's own ``passivate_after`` wins over the hub's ``idle_seconds``;
+        with neither, the entity stays in memory. Its checkpoint is already committed, so
+        leaving memory loses nothing: the next operation re-activates it from the store.
+        """
         now = time.monotonic()
-        idle = [
-            e
-            for e, live in self.live.items()
-            if not live.parked
-            and not live.waiting
-            and now - live.last_used > (live.etype.passivate_after or idle_seconds)
-        ]
+        idle = []
+        for eid, live in self.live.items():
+            limit = live.etype.passivate_after or idle_seconds
+            if limit is not None and not live.parked and not live.waiting:
+                if now - live.last_used > limit:
+                    idle.append(eid)
         for eid in idle:
             del self.live[eid]
         return len(idle)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in memory and nothing queued."""
+        return not self.live and not self._queue
 
     # -- the pump ---------------------------------------------------------------------
 

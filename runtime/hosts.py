@@ -40,6 +40,9 @@ from .store import Checkpoint, open_store
 log = logging.getLogger("ray_durable.host")
 
 #: History events that are also outbox entries: dispatched once committed.
+#: How often hosts look for entities to passivate (seconds).
+PASSIVATION_CHECK_SECONDS = 0.5
+
 _DISPATCHED = (
     h.TaskScheduled,
     h.SubOrchestrationCreated,
@@ -92,8 +95,10 @@ class HostCore:
         durability: str,
         supervisor_name: str,
         clock: Callable[[], float] | None = None,
+        passivate_after: float | None = None,
     ) -> None:
         self.hub = hub
+        self.passivate_after = passivate_after
         self.store = open_store(store_url, hub, durability)
         self.code = CodeCache(self.store)
         self.supervisor_name = supervisor_name
@@ -110,6 +115,17 @@ class HostCore:
             self.store, self.code, lambda: self._call_supervisor("flush_outbox")
         )
         self.router = EntityRouter(self._supervisor_handle)
+        self._passivation = asyncio.get_event_loop().create_task(self._passivate_loop())
+
+    async def _passivate_loop(self) -> None:
+        """Drop idle entities; a dedicated entity's host then asks to be retired."""
+        name = ray.get_runtime_context().get_actor_name() if ray.is_initialized() else None
+        dedicated = name is not None and "/entity-" in name
+        while True:
+            await asyncio.sleep(PASSIVATION_CHECK_SECONDS)
+            if self.entities.passivate(self.passivate_after) and dedicated:
+                if self.entities.idle and not self.live:
+                    self._call_supervisor("retire_idle_host", name)
 
     # -- messages from the supervisor --------------------------------------------------
 
@@ -477,8 +493,9 @@ class Host:
         durability: str,
         supervisor_name: str,
         clock: Callable[[], float] | None = None,
+        passivate_after: float | None = None,
     ) -> None:
-        self.core = HostCore(hub, store_url, durability, supervisor_name, clock)
+        self.core = HostCore(hub, store_url, durability, supervisor_name, clock, passivate_after)
 
     async def activate(self, instance_ids: list[str]) -> None:
         """Make sure each instance is live here."""
@@ -501,6 +518,10 @@ class Host:
     async def live_instances(self) -> list[str]:
         """Ids of the instances in memory."""
         return list(self.core.live)
+
+    async def live_entities(self) -> list[str]:
+        """Ids of the entities in memory."""
+        return [str(eid) for eid in self.core.entities.live]
 
     async def pid(self) -> int:
         """The host's process id (failure tests kill it)."""

@@ -153,6 +153,7 @@ class SupervisorCore:
                 self.config.durability,
                 supervisor_name(self.config.hub),
                 self._host_clock(),
+                getattr(self.config, "passivate_after", None),
             )
             self.hosts[name] = handle
             asyncio.get_event_loop().create_task(self._watch(name, handle))
@@ -514,6 +515,12 @@ class SupervisorCore:
             raise InstanceNotFoundError(instance_id)
         return record
 
+    async def retire_idle_host(self, name: str) -> None:
+        """Stop a dedicated entity's host whose entity passivated; a message revives it."""
+        if name in self.hosts:
+            log.info("hub %s: host %s idle, retired", self.config.hub, name)
+            self._kill(name)
+
     async def host_of(self, instance_id: str) -> Any:
         """The handle of the host an instance lives on (tests kill it); None once retired."""
         record = self.store.load_instance(instance_id)
@@ -654,6 +661,10 @@ class Supervisor:
     async def fire_timers(self) -> None:
         """Fire due timers now."""
         await self.core.fire_timers()
+
+    async def retire_idle_host(self, name: str) -> None:
+        """A dedicated entity's host has nothing in memory."""
+        await self.core.retire_idle_host(name)
 
     async def host_of(self, instance_id: str) -> Any:
         """The host handle of an instance."""

@@ -79,4 +79,27 @@ def hold(ctx, entity):
     return "released"
 
 
-ALL = [Counter, account, counter_user, transfer, hold]
+class _Sleeper:
+    """Leaves memory half a second after its last operation."""
+
+    def __init__(self):
+        self.value = 0
+
+    def add(self, amount: int) -> None:
+        self.value += amount
+
+    def get(self) -> int:
+        return self.value
+
+
+@entity(placement="dedicated", passivate_after=0.5)
+class Sleepy(_Sleeper):
+    """Its own actor, which is retired when it passivates."""
+
+
+@entity(placement="pooled", passivate_after=0.5)
+class PooledSleepy(_Sleeper):
+    """Shares a pool host, which stays."""
+
+
+ALL = [Counter, account, counter_user, transfer, hold, Sleepy, PooledSleepy]

@@ -184,6 +184,31 @@ def test_lock_holds_other_senders_until_its_owner_ends(ent):
     assert c.call_entity("Account@z", "balance", timeout=30) == 5
 
 
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_idle_entities_passivate_and_come_back_from_their_checkpoint(ent):
+    c = ent.client
+    c.signal_entity("Sleepy@s", "add", 2)
+    name = entity_host(ent.config.hub, EntityId("Sleepy", "s"))
+    ray.get_actor(name, namespace=NAMESPACE)  # its own actor while in use
+
+    def retired() -> bool:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+            return False
+        except ValueError:
+            return True
+
+    wait_until(retired, timeout=30)
+    c.signal_entity("Sleepy@s", "add", 3)
+    assert c.call_entity("Sleepy@s", "get") == 5
+
+    c.signal_entity("PooledSleepy@p", "add", 4)
+    pool = c._router.handle(EntityId("PooledSleepy", "p"))
+    wait_until(lambda: "PooledSleepy@p" not in ray.get(pool.live_entities.remote()), timeout=30)
+    c.signal_entity("PooledSleepy@p", "add", 1)
+    assert c.call_entity("PooledSleepy@p", "get") == 5
+
+
 DRIVER = textwrap.dedent(
     """
     import sys, ray
