@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import metrics
 from .entity_id import EntityId
 from .errors import DurableError, SerializationError
 from .orchestration import history as h
@@ -74,7 +75,11 @@ def err(exc: BaseException) -> bytes:
 class EntityCore:
     """The entities held by one host."""
 
-    def __init__(self, store: Any, code: CodeCache, on_outbox: Callable[[], None]) -> None:
+    def __init__(
+        self, store: Any, code: CodeCache, on_outbox: Callable[[], None], hub: str = ""
+    ) -> None:
+        self.hub = hub
+        self._commit_tags = {"hub": hub, "kind": "entity"}
         self.store = store
         self.code = code
         self.on_outbox = on_outbox
@@ -139,7 +144,8 @@ class EntityCore:
                     checkpoints.append(checkpoint)
             if checkpoints:
                 try:
-                    await loop.run_in_executor(None, self.store.commit_entities, checkpoints)
+                    with metrics.timed("checkpoint_write_seconds", self._commit_tags):
+                        await loop.run_in_executor(None, self.store.commit_entities, checkpoints)
                 except Exception as exc:
                     log.exception("entity commit failed; reloading from the store")
                     for op, _ in outcomes:
@@ -149,9 +155,13 @@ class EntityCore:
                             if not held.future.done():
                                 held.future.set_exception(exc)
                     continue
+            applied: dict[str, int] = {}
             for op, result in outcomes:
+                applied[op.eid.name] = applied.get(op.eid.name, 0) + 1
                 if not op.future.done():
                     op.future.set_result(result)
+            for name, count in applied.items():
+                metrics.inc("entity_operations", {"hub": self.hub, "entity": name}, count)
             if any(cp.outbox for cp in checkpoints):
                 self.on_outbox()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 
 import ray
 
+from . import logs, metrics
 from .entity_host import LOCK, EntityCore
 from .entity_id import EntityId
 from .errors import DurableError, SerializationError
@@ -80,8 +82,6 @@ class _Arrival:
 
 def now_utc(clock: Callable[[], float] | None = None) -> datetime:
     """The hub's current time as an aware UTC datetime."""
-    import time
-
     return datetime.fromtimestamp((clock or time.time)(), tz=timezone.utc)
 
 
@@ -99,6 +99,8 @@ class HostCore:
     ) -> None:
         self.hub = hub
         self.passivate_after = passivate_after
+        self.name = ray.get_runtime_context().get_actor_name() if ray.is_initialized() else None
+        self._commit_tags = {"hub": hub, "kind": "orchestration"}
         self.store = open_store(store_url, hub, durability)
         self.code = CodeCache(self.store)
         self.supervisor_name = supervisor_name
@@ -112,20 +114,24 @@ class HostCore:
         self._activating: dict[str, asyncio.Future] = {}
         self._pump_task = asyncio.get_event_loop().create_task(self._pump())
         self.entities = EntityCore(
-            self.store, self.code, lambda: self._call_supervisor("flush_outbox")
+            self.store, self.code, lambda: self._call_supervisor("flush_outbox"), hub
         )
         self.router = EntityRouter(self._supervisor_handle)
         self._passivation = asyncio.get_event_loop().create_task(self._passivate_loop())
 
     async def _passivate_loop(self) -> None:
         """Drop idle entities; a dedicated entity's host then asks to be retired."""
-        name = ray.get_runtime_context().get_actor_name() if ray.is_initialized() else None
-        dedicated = name is not None and "/entity-" in name
+        dedicated = self.name is not None and "/entity-" in self.name
         while True:
             await asyncio.sleep(PASSIVATION_CHECK_SECONDS)
+            metrics.set_gauge(
+                "instances_live",
+                {"hub": self.hub, "host": self.name or ""},
+                sum(not live.done for live in self.live.values()),
+            )
             if self.entities.passivate(self.passivate_after) and dedicated:
                 if self.entities.idle and not self.live:
-                    self._call_supervisor("retire_idle_host", name)
+                    self._call_supervisor("retire_idle_host", self.name)
 
     # -- messages from the supervisor --------------------------------------------------
 
@@ -169,6 +175,17 @@ class HostCore:
         self.live[iid] = live
         history = [loads(blob, "history event") for blob in self.store.load_history(iid)]
         step = live.executor.execute(history, [])
+        logs.event(
+            log,
+            logging.INFO,
+            "instance activated",
+            hub=self.hub,
+            instance_id=iid,
+            execution_id=live.execution_id,
+            name=live.name,
+            host=self.name,
+            replayed_events=len(history),
+        )
         if step.is_terminal:  # replay itself failed (non-determinism): record it
             self._commit_now([self._checkpoint(live, step, [])], [(live, step)])
             return
@@ -199,12 +216,20 @@ class HostCore:
                 work = self._advance(batch)
                 if work:
                     checkpoints = [cp for cp, _ in work]
-                    await loop.run_in_executor(None, self.store.commit, checkpoints)
+                    with metrics.timed("checkpoint_write_seconds", self._commit_tags):
+                        await loop.run_in_executor(None, self.store.commit, checkpoints)
                     self._after_commit(
                         [item for _, item in work], any(cp.outbox for cp in checkpoints)
                     )
             except Exception:
-                log.exception("host %s: commit failed; re-activating from the store", self.hub)
+                logs.event(
+                    log,
+                    logging.ERROR,
+                    "commit failed; re-activating from the store",
+                    hub=self.hub,
+                    host=self.name,
+                    exc_info=True,
+                )
                 self._reactivate({a.instance_id for a in batch})
 
     def _advance(self, batch: list[_Arrival]) -> list[tuple[Checkpoint, tuple[_Live, Step]]]:
@@ -311,7 +336,8 @@ class HostCore:
         return h.SubOrchestrationFailed(live.parent_seq or 0, failure)
 
     def _commit_now(self, checkpoints: list[Checkpoint], items: list[tuple[_Live, Step]]) -> None:
-        self.store.commit(checkpoints)
+        with metrics.timed("checkpoint_write_seconds", self._commit_tags):
+            self.store.commit(checkpoints)
         self._after_commit(items, any(cp.outbox for cp in checkpoints))
 
     def _after_commit(self, items: list[tuple[_Live, Step]], outbox: bool = False) -> None:
@@ -381,7 +407,9 @@ class HostCore:
             )
             return
         ref = remote.remote(action.input)
-        asyncio.ensure_future(self._collect(live.instance_id, live.execution_id, action.seq, ref))
+        asyncio.ensure_future(
+            self._collect(live.instance_id, live.execution_id, action.seq, ref, action.name)
+        )
 
     def _remote_for(self, live: _Live, action: h.TaskScheduled) -> Any:
         remote = self._remotes.get(action.name)
@@ -441,17 +469,36 @@ class HostCore:
                 await asyncio.sleep(min(0.05 * (attempt + 1), 1.0))
         raise DurableError(f"entity {entity} unreachable")
 
-    async def _collect(self, iid: str, execution_id: str, seq: int, ref: Any) -> None:
+    async def _collect(self, iid: str, execution_id: str, seq: int, ref: Any, name: str) -> None:
+        started = time.perf_counter()
         try:
             ok, value = await ref
         except Exception as exc:  # the worker died past Ray's retries, or the result failed
             ok, value = False, failure_of(exc)
+        metrics.observe(
+            "activity_duration_seconds",
+            {"hub": self.hub, "name": name},
+            time.perf_counter() - started,
+        )
         event = h.TaskCompleted(seq, value) if ok else h.TaskFailed(seq, value)
         self._enqueue(_Arrival(iid, execution_id, event))
 
     # -- talking to the supervisor -------------------------------------------------------
 
     def _notify_done(self, live: _Live, step: Step) -> None:
+        logs.event(
+            log,
+            logging.INFO,
+            "instance finished",
+            hub=self.hub,
+            instance_id=live.instance_id,
+            execution_id=live.execution_id,
+            name=live.name,
+            status=str(step.status),
+        )
+        metrics.inc(
+            "instances_finished", {"hub": self.hub, "name": live.name, "status": str(step.status)}
+        )
         self._call_supervisor(
             "instance_done", live.instance_id, str(step.status), live.parent_instance_id
         )
@@ -495,6 +542,7 @@ class Host:
         clock: Callable[[], float] | None = None,
         passivate_after: float | None = None,
     ) -> None:
+        logs.configure()
         self.core = HostCore(hub, store_url, durability, supervisor_name, clock, passivate_after)
 
     async def activate(self, instance_ids: list[str]) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import ray
 
+from . import logs, metrics
 from .config import HubConfig
 from .entity_host import UNLOCK
 from .entity_id import EntityId
@@ -68,6 +69,7 @@ class SupervisorCore:
         self.code = CodeCache(self.store)
         self.router = EntityRouter(lambda: self._self_handle())
         self._lanes: dict[tuple[bool, str], asyncio.Future] = {}
+        self._tags = {"hub": config.hub}
         loop = asyncio.get_event_loop()
         self.ready = loop.create_task(self._recover())
         self._timer_task = loop.create_task(self._timer_service())
@@ -87,12 +89,16 @@ class SupervisorCore:
             self._host(name).activate.remote(ids)
         self._refill_spares()
         asyncio.get_event_loop().create_task(self.flush_outbox())
-        log.info(
-            "hub %s: supervisor ready, %d instances on %d hosts in %.2fs",
-            self.config.hub,
-            sum(map(len, by_host.values())),
-            len(by_host),
-            time.monotonic() - started,
+        if by_host:
+            metrics.inc("recoveries", {**self._tags, "kind": "supervisor"})
+        logs.event(
+            log,
+            logging.INFO,
+            "supervisor ready",
+            hub=self.config.hub,
+            instances=sum(map(len, by_host.values())),
+            hosts=len(by_host),
+            seconds=round(time.monotonic() - started, 3),
         )
 
     def _self_handle(self) -> Any:
@@ -169,16 +175,19 @@ class SupervisorCore:
             except Exception as exc:
                 if name in self.retired:
                     return
-                log.warning(
-                    "hub %s: host %s failed (%s); recovering its instances",
-                    self.config.hub,
-                    name,
-                    type(exc).__name__,
+                logs.event(
+                    log,
+                    logging.WARNING,
+                    "host failed; recovering its instances",
+                    hub=self.config.hub,
+                    host=name,
+                    error=type(exc).__name__,
                 )
                 await self._revive(name)
 
     async def _revive(self, name: str) -> None:
         ids = [r.instance_id for r in self.store.active_instances() if r.host == name]
+        metrics.inc("recoveries", {**self._tags, "kind": "host"})
         for attempt in range(60):
             handle = self.hosts.get(name)
             try:
@@ -247,6 +256,17 @@ class SupervisorCore:
             raise
         self._host(host).activate.remote([instance_id])
         self._refill_spares()
+        metrics.inc("instances_started", {**self._tags, "name": name})
+        logs.event(
+            log,
+            logging.INFO,
+            "instance started",
+            hub=self.config.hub,
+            instance_id=instance_id,
+            execution_id=record.execution_id,
+            name=name,
+            host=host,
+        )
         return instance_id
 
     async def start_child(
@@ -518,7 +538,7 @@ class SupervisorCore:
     async def retire_idle_host(self, name: str) -> None:
         """Stop a dedicated entity's host whose entity passivated; a message revives it."""
         if name in self.hosts:
-            log.info("hub %s: host %s idle, retired", self.config.hub, name)
+            logs.event(log, logging.INFO, "idle host retired", hub=self.config.hub, host=name)
             self._kill(name)
 
     async def host_of(self, instance_id: str) -> Any:
@@ -558,7 +578,8 @@ class SupervisorCore:
         while True:
             try:
                 self._fire_due_timers()
-                nxt = self.store.next_timer_time()
+                pending, nxt = self.store.timer_stats()
+                metrics.set_gauge("pending_timers", self._tags, pending)
                 wait = 60.0 if nxt is None else max(0.0, min(60.0, nxt - self.clock()))
             except Exception:
                 log.exception("hub %s: timer service", self.config.hub)
@@ -596,6 +617,7 @@ class Supervisor:
     """The Ray actor around SupervisorCore."""
 
     def __init__(self, config: dict[str, Any], clock: Callable[[], float] | None = None) -> None:
+        logs.configure()
         self.core = SupervisorCore(HubConfig(**config), clock)
 
     async def ready(self) -> None:

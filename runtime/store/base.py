@@ -166,6 +166,9 @@ class Store(Protocol):
     def next_timer_time(self) -> float | None:
         """When the earliest pending timer is due, if any."""
 
+    def timer_stats(self) -> tuple[int, float | None]:
+        """(pending timers, when the earliest is due)."""
+
     def fire_timers(self, timers: list[DueTimer], messages: list[bytes | None]) -> list[int]:
         """Drop fired timers and queue each one's message (None: none) in one transaction."""
 

@@ -323,8 +323,12 @@ class SqliteStore:
 
     def next_timer_time(self) -> float | None:
         """When the earliest pending timer is due, if any."""
-        rows = self._read("SELECT MIN(fire_at) FROM timers WHERE hub=?", (self.hub,))
-        return rows[0][0]
+        return self.timer_stats()[1]
+
+    def timer_stats(self) -> tuple[int, float | None]:
+        """(pending timers, when the earliest is due)."""
+        rows = self._read("SELECT COUNT(*), MIN(fire_at) FROM timers WHERE hub=?", (self.hub,))
+        return rows[0][0], rows[0][1]
 
     def fire_timers(self, timers: list[DueTimer], messages: list[bytes | None]) -> list[int]:
         """Drop fired timers and queue each one's message (None: none) in one transaction."""

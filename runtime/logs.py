@@ -1,0 +1,62 @@
+"""Structured logs: one JSON object per line, carrying hub, instance and execution ids.
+
+Hosts and the supervisor are Ray actors, so their lines land in Ray's worker logs (and
+on the driver's console when Ray forwards worker output); JSON lets a log pipeline index
+them by ``hub``, ``instance_id`` and ``execution_id`` without parsing prose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+#: Fields a record may carry, in the order they are written.
+FIELDS = ("hub", "instance_id", "execution_id", "name", "status", "host", "entity")
+
+_configured = False
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line: time, level, logger, message and its fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as JSON."""
+        line: dict[str, Any] = {
+            "ts": round(record.created, 6),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "durable", None) or {}
+        for key in FIELDS:
+            if fields.get(key) is not None:
+                line[key] = fields[key]
+        for key, value in fields.items():
+            if key not in line:
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure(level: str | None = None) -> None:
+    """Send ``ray_durable.*`` logs to stderr as JSON lines (once per process)."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    root = logging.getLogger("ray_durable")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(level or os.environ.get("RAY_DURABLE_LOG_LEVEL", "INFO"))
+    root.propagate = False  # Ray's own handler would print each line a second time
+
+
+def event(
+    logger: logging.Logger, level: int, message: str, exc_info: bool = False, **fields: Any
+) -> None:
+    """Log ``message`` with structured fields (hub, instance_id, execution_id, ...)."""
+    logger.log(level, message, exc_info=exc_info, extra={"durable": fields})
