@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import ray
@@ -25,8 +27,9 @@ class Runtime:
     @classmethod
     def start(
         cls,
-        hub: str = "default",
+        hub: str | None = None,
         *,
+        config: HubConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
         register: Iterable[Any] = (),
         clock: Callable[[], float] | None = None,
         address: str | None = None,
@@ -34,13 +37,19 @@ class Runtime:
     ) -> Runtime:
         """Start local Ray if needed, then create the hub's supervisor or attach to it.
 
-        ``settings`` are HubConfig fields: ``store`` (``sqlite:///path``, default
-        ``.durable/<hub>.db``), ``placement`` (``dedicated`` or ``pooled``), ``pool_size``,
-        ``durability`` (``fsync`` or ``process``), ``warm_hosts``.
+        ``config`` is a ``durable.yaml`` path, a mapping or a HubConfig; ``hub``,
+        ``address`` (``ray.address``) and ``settings`` (any HubConfig field: ``store``,
+        ``placement``, ``pool_size``, ``passivate_after``, ``durability``, ``warm_hosts``,
+        ``http``, ``activity_defaults``, ``ray``) override its values.
         """
-        config = HubConfig.from_dict({"hub": hub, **settings})
+        if hub is not None:
+            settings["hub"] = hub
+        config = HubConfig.load(config, **settings)
+        if address is not None:
+            config = replace(config, ray=replace(config.ray, address=address))
+        hub = config.hub
         if not ray.is_initialized():
-            ray.init(address=address)
+            ray.init(address=config.ray.address, namespace=config.ray.namespace)
         name = supervisor_name(hub)
         try:
             supervisor = ray.get_actor(name, namespace=NAMESPACE)
@@ -63,7 +72,9 @@ class Runtime:
         ray.get(supervisor.ready.remote())
         if hasattr(clock, "attach"):
             clock.attach(hub)
-        runtime = cls(HubConfig.from_dict(running), supervisor)
+        # http and ray say how this driver reaches the hub, not what the hub is: keep ours.
+        running_config = replace(HubConfig.from_dict(running), http=config.http, ray=config.ray)
+        runtime = cls(running_config, supervisor)
         runtime.register(*register)
         return runtime
 

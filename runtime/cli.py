@@ -1,0 +1,652 @@
+"""The ``durable`` command line: serve a task hub, then start, query and steer its instances.
+
+Every command but ``serve`` and ``config`` connects to a running Ray cluster
+(``--address``, or ``ray.address`` of the config file, or the local cluster) and to a
+running hub (``--hub``, or ``hub`` of the config file, or ``default``). Output is for
+people unless ``--json`` is given. A user error (unknown instance, bad JSON, unknown hub)
+prints one line on stderr and exits 1; a usage error exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import ray
+
+from .client import DurableClient, OrchestrationState
+from .config import DEFAULT_CONFIG_FILE, HubConfig
+from .entity_id import EntityId
+from .errors import DurableError, FailureDetails
+from .orchestration import history as h
+from .orchestration.status import OrchestrationStatus
+
+PROG = "durable"
+KINDS = ("orchestrator", "activity", "entity")
+STATUSES = tuple(str(s) for s in OrchestrationStatus)
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 1."""
+
+
+class _UsageError(Exception):
+    """Bad command-line arguments: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        # argparse would print the whole usage and exit; one line is easier to read.
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``durable`` command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        return args.run(args) or 0
+    except (CliError, DurableError, ValueError, TimeoutError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = _Parser(prog=PROG, description="Run and manage a ray-durable task hub.")
+    _global_options(parser, suppress=False)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands.required = True
+    common = _Parser(add_help=False)
+    _global_options(common, suppress=True)
+
+    def command(name: str, run: Callable[[argparse.Namespace], int | None], help: str) -> Any:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(run=run)
+        return sub
+
+    sub = command("serve", _serve, "start the hub and its HTTP API; block until Ctrl-C")
+    sub.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module whose orchestrators, activities and entities to register "
+        "(importable from the current directory; repeatable)",
+    )
+    sub.add_argument("--host", help="HTTP host (overrides http.host)")
+    sub.add_argument("--port", type=int, help="HTTP port (overrides http.port)")
+
+    command("config", _show_config, "print the effective configuration")
+
+    sub = command("start", _start, "start an orchestration; prints its instance id")
+    sub.add_argument("name", help="registered orchestrator name")
+    sub.add_argument("--input", metavar="JSON", help="the orchestration's input, as JSON")
+    sub.add_argument("--id", dest="instance_id", help="instance id (default: a new UUID)")
+    sub.add_argument("--version", help="orchestrator version (default: the latest)")
+
+    sub = command("status", _status, "show an instance's status")
+    sub.add_argument("instance_id", metavar="ID")
+    sub.add_argument("--history", action="store_true", help="include the history events")
+
+    sub = command("list", _list, "list instances, oldest first")
+    _filters(sub)
+    sub.add_argument("--prefix", help="only instance ids starting with this")
+    sub.add_argument("--top", type=int, metavar="N", help="at most N instances")
+
+    sub = command("raise", _raise, "send an external event to an instance")
+    sub.add_argument("instance_id", metavar="ID")
+    sub.add_argument("event", metavar="EVENT", help="event name")
+    sub.add_argument("--data", metavar="JSON", help="the event's data, as JSON")
+
+    for name, run, what in (
+        ("terminate", _terminate, "stop a running instance (it ends Terminated)"),
+        ("suspend", _suspend, "pause an instance until it is resumed"),
+        ("resume", _resume, "let a suspended instance go on"),
+    ):
+        sub = command(name, run, what)
+        sub.add_argument("instance_id", metavar="ID")
+        sub.add_argument("--reason", default="", help="recorded in the history")
+
+    sub = command("purge", _purge, "delete finished instances: one by id, or by filters")
+    sub.add_argument("instance_id", metavar="ID", nargs="?")
+    _filters(sub)
+
+    sub = command("signal", _signal, "send a one-way operation to an entity")
+    sub.add_argument("entity", metavar="NAME@KEY")
+    sub.add_argument("operation", metavar="OP")
+    sub.add_argument("--input", metavar="JSON", help="the operation's input, as JSON")
+
+    sub = command("entity", _entity, "show an entity's state")
+    sub.add_argument("entity", metavar="NAME@KEY")
+
+    sub = command("watch", _watch, "show a running instance's progress until it ends")
+    sub.add_argument("instance_id", metavar="ID")
+    sub.add_argument("--interval", type=float, default=0.5, help="seconds between redraws")
+    sub.add_argument("--timeout", type=float, help="give up after this many seconds")
+    return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    # Accepted before and after the command; after it, an option absent must not reset
+    # the value given before it, hence SUPPRESS in the sub-commands' copy.
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument("--address", default=default(None), help="Ray cluster address")
+    parser.add_argument("--hub", default=default(None), help="task hub name")
+    parser.add_argument(
+        "--config",
+        default=default(None),
+        help=f"YAML configuration file (default: ./{DEFAULT_CONFIG_FILE} if present)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="machine-readable output"
+    )
+
+
+def _filters(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--status", nargs="+", metavar="STATUS", help=", ".join(STATUSES))
+    sub.add_argument(
+        "--from",
+        dest="created_from",
+        metavar="TIME",
+        help="created at or after (ISO 8601; UTC if no zone)",
+    )
+    sub.add_argument(
+        "--to",
+        dest="created_to",
+        metavar="TIME",
+        help="created at or before (ISO 8601; UTC if no zone)",
+    )
+
+
+# -- configuration and connection ---------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> HubConfig:
+    path = args.config
+    if path is None and os.path.exists(DEFAULT_CONFIG_FILE):
+        path = DEFAULT_CONFIG_FILE
+    overrides: dict[str, Any] = {}
+    if args.hub is not None:
+        overrides["hub"] = args.hub
+    config = HubConfig.load(path, **overrides)
+    if args.address is not None:
+        config = dataclasses.replace(
+            config, ray=dataclasses.replace(config.ray, address=args.address)
+        )
+    return config
+
+
+def _init_ray(address: str | None, namespace: str | None) -> None:
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(
+            address=address,
+            namespace=namespace,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"at {address!r}" if address not in (None, "auto") else "on this machine"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CliError(
+            f"cannot connect to a Ray cluster {where} ({first}); start one with "
+            "'ray start --head' or 'durable serve', or pass --address"
+        ) from None
+
+
+def _connect(args: argparse.Namespace) -> DurableClient:
+    config = _config(args)
+    _init_ray(config.ray.address or "auto", config.ray.namespace)
+    try:
+        return DurableClient.connect(hub=config.hub)
+    except DurableError:
+        raise CliError(
+            f"no running task hub named {config.hub!r} on this Ray cluster; "
+            f"start it with 'durable serve --hub {config.hub}'"
+        ) from None
+
+
+# -- input and output ----------------------------------------------------------------------
+
+
+def _json_arg(option: str, text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"{option} is not valid JSON ({exc.msg}, column {exc.colno}): {text!r}; "
+            f"quote strings, e.g. {option} '\"text\"'"
+        ) from None
+
+
+def _time_arg(option: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(
+            f"{option}: expected an ISO 8601 time such as 2026-01-31T12:00:00Z, got {text!r}"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _statuses(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    by_lower = {s.lower(): s for s in STATUSES}
+    chosen = []
+    for value in (v for text in values for v in text.split(",") if v):
+        if value.lower() not in by_lower:
+            raise CliError(f"--status: unknown status {value!r}; one of {', '.join(STATUSES)}")
+        chosen.append(by_lower[value.lower()])
+    return chosen
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-friendly view of a stored value (dataclasses and objects become mappings)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        return {k: jsonable(v) for k, v in vars(value).items() if not k.startswith("_")}
+    return repr(value)
+
+
+def _failure(details: FailureDetails | None) -> dict[str, str] | None:
+    if details is None:
+        return None
+    return {
+        "errorType": details.error_type,
+        "errorMessage": details.message,
+        "stackTrace": details.stack_trace,
+    }
+
+
+def _event(event: h.HistoryEvent) -> dict[str, Any]:
+    return {"eventType": type(event).__name__, **jsonable(event)}
+
+
+def state_json(state: OrchestrationState) -> dict[str, Any]:
+    """An instance's status as the Durable Functions HTTP API spells it."""
+    out = {
+        "instanceId": state.instance_id,
+        "name": state.name,
+        "runtimeStatus": str(state.runtime_status),
+        "input": jsonable(state.input),
+        "output": jsonable(state.output),
+        "customStatus": jsonable(state.custom_status),
+        "createdTime": jsonable(state.created_time),
+        "lastUpdatedTime": jsonable(state.last_updated_time),
+        "version": state.version,
+        "failureDetails": _failure(state.failure_details),
+    }
+    if state.history is not None:
+        out["historyEvents"] = [_event(e) for e in state.history]
+    return out
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data) if args.json else text, flush=True)
+
+
+def _short(value: Any, width: int = 100) -> str:
+    text = json.dumps(jsonable(value))
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _require_state(client: DurableClient, instance_id: str, history: bool) -> OrchestrationState:
+    state = client.get_status(instance_id, show_history=history)
+    if state is None:
+        raise CliError(f"no orchestration instance with id {instance_id!r} in hub {client.hub!r}")
+    return state
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    values = _config(args).to_dict()
+    _emit(args, values, yaml.safe_dump(values, sort_keys=False).rstrip())
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    value = _json_arg("--input", args.input)
+    client = _connect(args)
+    iid = client.start_new(
+        args.name, input=value, instance_id=args.instance_id, version=args.version
+    )
+    _emit(args, {"instanceId": iid, "name": args.name}, iid)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    state = _require_state(_connect(args), args.instance_id, args.history)
+    if args.json:
+        _emit(args, state_json(state), "")
+        return 0
+    rows = [
+        ("instance", state.instance_id),
+        ("name", state.name + (f" (version {state.version})" if state.version else "")),
+        ("status", str(state.runtime_status)),
+        ("created", _when(state.created_time)),
+        ("last updated", _when(state.last_updated_time)),
+        ("input", _short(state.input)),
+        ("output", _short(state.output)),
+        ("custom status", _short(state.custom_status)),
+    ]
+    if state.failure_details is not None:
+        rows.append(("failure", str(state.failure_details)))
+    lines = [f"{k + ':':<15}{v}" for k, v in rows]
+    if state.history is not None:
+        lines.append(f"history ({len(state.history)} events):")
+        for i, event in enumerate(state.history):
+            fields = ", ".join(f"{k}={_short(v, 60)}" for k, v in jsonable(event).items())
+            lines.append(f"  {i:>4}  {type(event).__name__}  {fields}")
+    print("\n".join(lines), flush=True)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    statuses = _statuses(args.status)
+    created_from = _time_arg("--from", args.created_from)
+    created_to = _time_arg("--to", args.created_to)
+    if args.top is not None and args.top < 1:
+        raise CliError(f"--top: expected a positive number, got {args.top}")
+    states = _connect(args).get_status_by(
+        runtime_status=statuses,
+        created_time_from=created_from,
+        created_time_to=created_to,
+        instance_id_prefix=args.prefix,
+        top=args.top,
+    )
+    if args.json:
+        _emit(args, [state_json(s) for s in states], "")
+        return 0
+    if not states:
+        print("no instances", flush=True)
+        return 0
+    table = [("INSTANCE ID", "NAME", "STATUS", "CREATED", "LAST UPDATED")]
+    table += [
+        (
+            s.instance_id,
+            s.name,
+            str(s.runtime_status),
+            _when(s.created_time),
+            _when(s.last_updated_time),
+        )
+        for s in states
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    sys.stdout.flush()
+    return 0
+
+
+def _raise(args: argparse.Namespace) -> int:
+    data = _json_arg("--data", args.data)
+    _connect(args).raise_event(args.instance_id, args.event, data)
+    _emit(
+        args,
+        {"instanceId": args.instance_id, "event": args.event, "raised": True},
+        f"raised {args.event!r} on {args.instance_id}",
+    )
+    return 0
+
+
+def _control(verb: str, method: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        getattr(_connect(args), method)(args.instance_id, args.reason)
+        _emit(args, {"instanceId": args.instance_id, "result": verb}, f"{verb} {args.instance_id}")
+        return 0
+
+    return run
+
+
+_terminate = _control("terminated", "terminate")
+_suspend = _control("suspended", "suspend")
+_resume = _control("resumed", "resume")
+
+
+def _purge(args: argparse.Namespace) -> int:
+    filters = (args.status, args.created_from, args.created_to)
+    if args.instance_id is not None and any(f is not None for f in filters):
+        raise CliError("give either an instance id or filters (--status, --from, --to), not both")
+    if args.instance_id is None and all(f is None for f in filters):
+        raise CliError(
+            "give an instance id, or at least one filter: e.g. --status Completed Failed "
+            "Terminated (purges every finished instance)"
+        )
+    if args.instance_id is not None:
+        count = _connect(args).purge_instance_history(args.instance_id)
+    else:
+        statuses = _statuses(args.status)
+        created_from = _time_arg("--from", args.created_from)
+        created_to = _time_arg("--to", args.created_to)
+        count = _connect(args).purge_instance_history_by(
+            created_time_from=created_from, created_time_to=created_to, runtime_status=statuses
+        )
+    _emit(args, {"purged": count}, f"purged {count} instance{'s' if count != 1 else ''}")
+    return 0
+
+
+def _entity_id(text: str) -> EntityId:
+    return EntityId.parse(text)  # InvalidEntityIdError is a DurableError: one clear line
+
+
+def _signal(args: argparse.Namespace) -> int:
+    eid = _entity_id(args.entity)
+    value = _json_arg("--input", args.input)
+    _connect(args).signal_entity(eid, args.operation, value)
+    _emit(
+        args,
+        {"entityId": str(eid), "operation": args.operation, "signalled": True},
+        f"signalled {args.operation!r} to {eid}",
+    )
+    return 0
+
+
+def _entity(args: argparse.Namespace) -> int:
+    eid = _entity_id(args.entity)
+    response = _connect(args).read_entity_state(eid)
+    state = jsonable(response.entity_state)
+    text = json.dumps(state, indent=2) if response.entity_exists else f"entity {eid} has no state"
+    _emit(args, {"entityId": str(eid), "exists": response.entity_exists, "state": state}, text)
+    return 0
+
+
+def progress(history: list[h.HistoryEvent]) -> tuple[int, int, int]:
+    """(scheduled, completed, failed) activities of a history."""
+    scheduled = sum(isinstance(e, h.TaskScheduled) for e in history)
+    completed = sum(isinstance(e, h.TaskCompleted) for e in history)
+    failed = sum(isinstance(e, h.TaskFailed) for e in history)
+    return scheduled, completed, failed
+
+
+def progress_bar(done: int, total: int, width: int = 30) -> str:
+    """``[#####.....]`` for ``done`` of ``total``."""
+    filled = width if total == 0 and done == 0 else (width * done) // max(total, 1)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def _watch(args: argparse.Namespace) -> int:
+    client = _connect(args)
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    tty = sys.stdout.isatty() and not args.json
+    last = None
+    while True:
+        state = _require_state(client, args.instance_id, history=True)
+        scheduled, completed, failed = progress(state.history or [])
+        done = completed + failed
+        status = str(state.runtime_status)
+        if args.json:
+            line = json.dumps(
+                {
+                    "instanceId": state.instance_id,
+                    "runtimeStatus": status,
+                    "scheduled": scheduled,
+                    "completed": completed,
+                    "failed": failed,
+                }
+            )
+        else:
+            extra = f", {failed} failed" if failed else ""
+            line = f"{progress_bar(done, scheduled)} {done}/{scheduled} activities{extra}  {status}"
+        if line != last:
+            # A terminal redraws in place; a pipe or a file gets one line per change.
+            print(f"\r{line}\033[K" if tty else line, end="" if tty else "\n", flush=True)
+            last = line
+        if state.is_terminal:
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            if tty:
+                print()
+            raise CliError(
+                f"instance {args.instance_id!r} is still {status} after {args.timeout:g} s"
+            )
+        time.sleep(max(0.05, args.interval))
+    if tty:
+        print()
+    if not args.json:
+        if state.runtime_status == OrchestrationStatus.COMPLETED:
+            print(f"output: {_short(state.output, 400)}", flush=True)
+        elif state.failure_details is not None:
+            print(f"failure: {state.failure_details}", flush=True)
+    return 0 if state.runtime_status == OrchestrationStatus.COMPLETED else 1
+
+
+# -- serve --------------------------------------------------------------------------------
+
+
+def app_objects(module: Any) -> list[Any]:
+    """The orchestrators, activities and entities defined or imported in ``module``."""
+    found: dict[int, Any] = {}
+    for value in vars(module).values():
+        # Instances only: the Orchestrator/Activity/Entity classes carry ``kind`` too.
+        if getattr(value, "kind", None) in KINDS and not isinstance(value, type):
+            found.setdefault(id(value), value)
+    return list(found.values())
+
+
+def _import_app(name: str) -> Any:
+    # The console script's sys.path starts at its bin/ folder, not where the user is.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # the module's own code may raise anything while importing
+        raise CliError(f"cannot import app module {name!r}: {type(exc).__name__}: {exc}") from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from runtime.http_api import serve_http
+    except ImportError as exc:
+        raise CliError(
+            f"the HTTP API (runtime.http_api) is not available in this installation: {exc}"
+        ) from None
+    from .hub import Runtime
+
+    config = _config(args)
+    http = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if http:
+        config = HubConfig.load(config, http=http)
+    modules = [_import_app(name) for name in args.app]
+    objects = [obj for module in modules for obj in app_objects(module)]
+    if config.ray.address is not None:
+        _init_ray(config.ray.address, config.ray.namespace)
+    runtime = Runtime.start(config=config)
+    previous = _on_sigterm_interrupt()
+    server = None
+    try:
+        runtime.register(*objects)
+        names = ", ".join(f"{o.kind} {o.name}" for o in objects) or "nothing"
+        print(f"hub {config.hub!r} on {config.store}; registered {names}", flush=True)
+        print(
+            f"HTTP API on http://{config.http.host}:{config.http.port} (Ctrl-C to stop)",
+            flush=True,
+        )
+        server = serve_http(
+            config.hub,
+            host=config.http.host,
+            port=config.http.port,
+            token_env=config.http.token_env,
+            max_body_bytes=config.http.max_body_bytes,
+        )
+        while True:  # serve_http may return a running server or block itself
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for method in ("shutdown", "close", "stop"):
+            if callable(getattr(server, method, None)):
+                getattr(server, method)()
+                break
+        runtime.shutdown()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        print(f"stopped hub {config.hub!r}; its instances resume at the next start", flush=True)
+    return 0
+
+
+def _on_sigterm_interrupt() -> Any:
+    """Stop on SIGTERM as on Ctrl-C (process managers send SIGTERM); returns the old handler."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None  # not the main thread (an embedding program): keep its handlers
+
+
+if __name__ == "__main__":
+    sys.exit(main())

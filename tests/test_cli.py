@@ -1,0 +1,360 @@
+"""The ``durable`` CLI against a real hub: a few true console-script runs, the rest in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+import uuid
+from importlib.metadata import entry_points
+
+import entity_defs
+import hub_defs
+import pytest
+import ray
+import workflows
+from conftest import start_ray
+
+from runtime import DurableClient, Runtime
+from runtime.cli import main, progress_bar
+from runtime.routing import NAMESPACE
+from runtime.supervisor import supervisor_name
+
+SETTINGS = {"placement": "pooled", "pool_size": 1, "warm_hosts": 0}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A running hub in this process; the CLI reaches it through the session's Ray."""
+    start_ray()
+    path = tmp_path_factory.mktemp("cli") / "hub.db"
+    rt = Runtime.start(
+        f"cli-{uuid.uuid4().hex[:8]}",
+        store=f"sqlite:///{path}",
+        register=[*workflows.ALL, hub_defs.blue_flow, hub_defs.stamp, entity_defs.Counter],
+        **SETTINGS,
+    )
+    yield rt
+    rt.shutdown()
+
+
+def cli(hub, *args: str) -> list[str]:
+    return ["--hub", hub.config.hub, *args]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def durable(tmp_path, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The installed console script, as a user runs it, connected to this session's Ray."""
+    exe = shutil.which("durable")
+    assert exe is not None, "the durable console script is not installed: pip install -e ."
+    address = ray.get_runtime_context().gcs_address
+    return subprocess.run(
+        [exe, "--address", address, *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_line_error(stderr: str, text: str) -> None:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("durable: error: ") and text in lines[0], stderr
+
+
+# -- the console script --------------------------------------------------------------------
+
+
+def test_console_script_is_declared():
+    (script,) = entry_points(group="console_scripts", name="durable")
+    assert script.value == "runtime.cli:main"
+
+
+def test_console_script_starts_and_reports_with_json(hub, tmp_path):
+    started = durable(tmp_path, *cli(hub, "--json", "start", "chain", "--input", "5"))
+    assert started.returncode == 0, started.stderr
+    iid = json.loads(started.stdout)["instanceId"]
+    assert hub.client.wait_for_completion(iid, timeout=60).output == 12
+
+    status = durable(tmp_path, *cli(hub, "status", iid, "--json", "--history"))
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert (data["instanceId"], data["name"], data["runtimeStatus"]) == (iid, "chain", "Completed")
+    assert (data["input"], data["output"]) == (5, 12)
+    kinds = [e["eventType"] for e in data["historyEvents"]]
+    assert kinds.count("TaskScheduled") == 2 and kinds.count("TaskCompleted") == 2
+
+
+def test_console_script_errors_are_one_line(hub, tmp_path):
+    unknown_hub = durable(tmp_path, "--hub", "no-such-hub", "status", "x")
+    assert unknown_hub.returncode == 1
+    one_line_error(unknown_hub.stderr, "no running task hub named 'no-such-hub'")
+
+    unknown_id = durable(tmp_path, *cli(hub, "status", "no-such-instance"))
+    assert unknown_id.returncode == 1
+    one_line_error(unknown_id.stderr, "no orchestration instance with id 'no-such-instance'")
+
+    bad_json = durable(tmp_path, *cli(hub, "start", "chain", "--input", "{five"))
+    assert bad_json.returncode == 1
+    one_line_error(bad_json.stderr, "--input is not valid JSON")
+
+    usage = durable(tmp_path, "status")
+    assert usage.returncode == 2
+    one_line_error(usage.stderr, "the following arguments are required: ID")
+
+
+def test_console_script_watch_draws_progress_until_done(hub, tmp_path):
+    log = tmp_path / "steps.log"
+    iid = hub.client.start_new(workflows.slow_chain, input=(str(log), 4, 0.5))
+    watched = durable(tmp_path, *cli(hub, "watch", iid, "--interval", "0.2"))
+    assert watched.returncode == 0, watched.stderr
+    lines = watched.stdout.strip().splitlines()
+    assert lines[-2] == f"{progress_bar(4, 4)} 4/4 activities  Completed"
+    assert lines[-1] == "output: [0, 1, 2, 3]"
+
+
+# -- every command, in-process ---------------------------------------------------------------
+
+
+def test_start_status_and_list(hub, capsys):
+    prefix = f"l{uuid.uuid4().hex[:6]}-"
+    for i in range(3):
+        code, out, _ = run(
+            capsys, *cli(hub, "start", "chain", "--input", str(i), "--id", f"{prefix}{i}")
+        )
+        assert (code, out.strip()) == (0, f"{prefix}{i}")
+    for i in range(3):
+        hub.client.wait_for_completion(f"{prefix}{i}", timeout=60)
+
+    code, out, _ = run(capsys, *cli(hub, "status", f"{prefix}1", "--history"))
+    assert code == 0
+    assert "status:        Completed" in out and "output:        4" in out
+    assert "TaskScheduled" in out and "ExecutionStarted" in out
+
+    code, out, _ = run(capsys, *cli(hub, "--json", "list", "--prefix", prefix, "--top", "2"))
+    listed = json.loads(out)
+    assert [s["instanceId"] for s in listed] == [f"{prefix}0", f"{prefix}1"]
+    code, out, _ = run(capsys, *cli(hub, "list", "--prefix", prefix, "--status", "completed"))
+    assert out.splitlines()[0].split() == [
+        "INSTANCE",
+        "ID",
+        "NAME",
+        "STATUS",
+        "CREATED",
+        "LAST",
+        "UPDATED",
+    ]
+    assert len(out.splitlines()) == 4 and all("Completed" in line for line in out.splitlines()[1:])
+    code, out, _ = run(
+        capsys, *cli(hub, "list", "--prefix", prefix, "--status", "Running", "Failed")
+    )
+    assert (code, out.strip()) == (0, "no instances")
+
+    waiting = hub.client.start_new("flow", input="w", instance_id=f"{prefix}waiting")
+    code, _, err = run(capsys, *cli(hub, "start", "flow", "--id", waiting))
+    assert code == 1
+    one_line_error(err, "already exists and is Running")
+    hub.client.terminate(waiting)
+    code, _, err = run(capsys, *cli(hub, "start", "no_such_orchestrator"))
+    assert code == 1
+    one_line_error(err, "no orchestrator named 'no_such_orchestrator'")
+
+
+def test_raise_suspend_resume_terminate(hub, capsys):
+    a, b = (f"ev-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    hub.client.start_new("flow", input="a", instance_id=a)
+    hub.client.start_new("flow", input="b", instance_id=b)
+
+    code, out, _ = run(capsys, *cli(hub, "suspend", a, "--reason", "hold"))
+    assert (code, out.strip()) == (0, f"suspended {a}")
+    assert str(hub.client.get_status(a).runtime_status) == "Suspended"
+    code, out, _ = run(capsys, *cli(hub, "--json", "raise", a, "Go", "--data", '{"n": 1}'))
+    assert json.loads(out) == {"instanceId": a, "event": "Go", "raised": True}
+    code, out, _ = run(capsys, *cli(hub, "resume", a))
+    assert code == 0
+    assert hub.client.wait_for_completion(a, timeout=60).output == "blue:a:{'n': 1}"
+
+    code, out, _ = run(capsys, *cli(hub, "terminate", b, "--reason", "cancelled", "--json"))
+    assert json.loads(out) == {"instanceId": b, "result": "terminated"}
+    assert str(hub.client.wait_for_completion(b, timeout=60).runtime_status) == "Terminated"
+
+    code, _, err = run(capsys, *cli(hub, "raise", b, "Go"))
+    assert code == 1
+    one_line_error(err, "it takes no more messages")
+    code, _, err = run(capsys, *cli(hub, "resume", "no-such-id"))
+    assert code == 1
+    one_line_error(err, "no orchestration instance with id 'no-such-id'")
+
+
+def test_purge_by_id_and_by_filters(hub, capsys):
+    prefix = f"p{uuid.uuid4().hex[:6]}-"
+    for i in range(3):
+        hub.client.start_new("chain", input=i, instance_id=f"{prefix}{i}")
+    for i in range(3):
+        hub.client.wait_for_completion(f"{prefix}{i}", timeout=60)
+    running = f"{prefix}running"
+    hub.client.start_new("flow", input="r", instance_id=running)
+
+    code, out, _ = run(capsys, *cli(hub, "purge", f"{prefix}0"))
+    assert (code, out.strip()) == (0, "purged 1 instance")
+    code, _, err = run(capsys, *cli(hub, "purge", running))
+    assert code == 1
+    one_line_error(err, "only completed, failed or terminated instances can be purged")
+    code, _, err = run(capsys, *cli(hub, "purge"))
+    assert code == 1
+    one_line_error(err, "give an instance id, or at least one filter")
+    code, _, err = run(capsys, *cli(hub, "purge", running, "--status", "Completed"))
+    assert code == 1
+    code, _, err = run(capsys, *cli(hub, "purge", "--status", "Done"))
+    assert code == 1
+    one_line_error(err, "--status: unknown status 'Done'")
+    code, _, err = run(capsys, *cli(hub, "purge", "--from", "yesterday"))
+    assert code == 1
+    one_line_error(err, "--from: expected an ISO 8601 time")
+
+    code, out, _ = run(
+        capsys, *cli(hub, "--json", "purge", "--status", "Completed", "--from", "2000-01-01")
+    )
+    assert code == 0 and json.loads(out)["purged"] >= 2
+    assert hub.client.get_status(f"{prefix}1") is None
+    assert str(hub.client.get_status(running).runtime_status) == "Running"
+    hub.client.terminate(running, "test over")
+
+
+def test_signal_and_read_entities(hub, capsys):
+    key = f"Counter@{uuid.uuid4().hex[:6]}"
+    code, out, _ = run(capsys, *cli(hub, "signal", key, "add", "--input", "5"))
+    assert (code, out.strip()) == (0, f"signalled 'add' to {key}")
+    run(capsys, *cli(hub, "signal", key, "add", "--input", "2"))
+    code, out, _ = run(capsys, *cli(hub, "--json", "entity", key))
+    assert json.loads(out) == {"entityId": key, "exists": True, "state": {"value": 7}}
+    code, out, _ = run(capsys, *cli(hub, "entity", key))
+    assert json.loads(out) == {"value": 7}
+    code, out, _ = run(capsys, *cli(hub, "entity", "Counter@never"))
+    assert (code, out.strip()) == (0, "entity Counter@never has no state")
+
+    code, _, err = run(capsys, *cli(hub, "signal", "no-key", "add"))
+    assert code == 1
+    one_line_error(err, "invalid entity id 'no-key'")
+    code, _, err = run(capsys, *cli(hub, "signal", key, "nope"))
+    assert code == 1
+    one_line_error(err, "has no operation 'nope'")
+    code, _, err = run(capsys, *cli(hub, "signal", key, "add", "--input", "five"))
+    assert code == 1
+    one_line_error(err, "--input is not valid JSON")
+
+
+def test_watch_json_and_failed_instance(hub, capsys):
+    iid = hub.client.start_new("fan_out_fan_in", input=3)
+    hub.client.wait_for_completion(iid, timeout=60)
+    code, out, _ = run(capsys, *cli(hub, "--json", "watch", iid))
+    assert code == 0
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last == {
+        "instanceId": iid,
+        "runtimeStatus": "Completed",
+        "scheduled": 3,
+        "completed": 3,
+        "failed": 0,
+    }
+    failing = hub.client.start_new("unhandled", input="boom")
+    hub.client.wait_for_completion(failing, timeout=60)
+    code, out, _ = run(capsys, *cli(hub, "watch", failing))
+    assert code == 1
+    assert "1/1 activities, 1 failed  Failed" in out and "failure: " in out and "boom" in out
+    waiting = hub.client.start_new("flow", input="w")
+    code, _, err = run(capsys, *cli(hub, "watch", waiting, "--timeout", "0.3"))
+    assert code == 1
+    one_line_error(err, "is still Running after 0.3 s")
+    hub.client.terminate(waiting)
+
+
+def test_config_file_and_options_after_the_command(hub, capsys, tmp_path):
+    config = tmp_path / "durable.yaml"
+    config.write_text(f"hub: {hub.config.hub}\nhttp: {{port: 9100}}\n")
+    iid = hub.client.start_new("chain", input=1)
+    hub.client.wait_for_completion(iid, timeout=60)
+    code, out, _ = run(capsys, "--config", str(config), "status", iid, "--json")
+    assert code == 0 and json.loads(out)["output"] == 4
+    code, out, _ = run(capsys, "config", "--config", str(config), "--json")
+    assert json.loads(out)["http"]["port"] == 9100
+    code, out, _ = run(capsys, "--config", str(config), "config")
+    assert f"hub: {hub.config.hub}" in out and "port: 9100" in out
+
+    config.write_text("http: {port: x}\n")
+    code, _, err = run(capsys, "--config", str(config), "status", iid)
+    assert code == 1
+    one_line_error(err, "http.port: expected an integer, got 'x'")
+    code, _, err = run(capsys, "--config", str(tmp_path / "missing.yaml"), "list")
+    assert code == 1
+    one_line_error(err, "not found")
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+def test_serve_registers_the_app_and_starts_the_http_api(capsys, monkeypatch, tmp_path):
+    hub_name = f"serve-{uuid.uuid4().hex[:6]}"
+    config = tmp_path / "durable.yaml"
+    config.write_text(
+        f"hub: {hub_name}\nstore: sqlite:///{tmp_path}/serve.db\nplacement: pooled\n"
+        "pool_size: 1\nwarm_hosts: 0\nhttp: {token_env: DURABLE_TEST_TOKEN}\n"
+    )
+    calls = []
+
+    def serve_http(hub, **options):
+        client = DurableClient.connect(hub=hub)
+        iid = client.start_new("cli_app_flow", input="hi")
+        calls.append((hub, options, client.wait_for_completion(iid, timeout=60).output))
+        client.signal_entity("Tally@t", "add", 2)
+        raise KeyboardInterrupt  # what Ctrl-C does while the server blocks
+
+    fake = types.ModuleType("runtime.http_api")
+    fake.serve_http = serve_http
+    monkeypatch.setitem(sys.modules, "runtime.http_api", fake)
+    monkeypatch.chdir(os.path.dirname(workflows.__file__))
+    code, out, err = run(
+        capsys, "--config", str(config), "serve", "--app", "cli_app", "--port", "9123"
+    )
+    assert code == 0, err
+    assert calls == [
+        (
+            hub_name,
+            {
+                "host": "127.0.0.1",
+                "port": 9123,
+                "token_env": "DURABLE_TEST_TOKEN",
+                "max_body_bytes": 1_048_576,
+            },
+            "HI!",
+        )
+    ]
+    assert "registered activity shout, orchestrator cli_app_flow, entity Tally" in out
+    assert f"stopped hub '{hub_name}'" in out
+    with pytest.raises(ValueError):  # Ctrl-C stopped the hub; the store keeps its instances
+        ray.get_actor(supervisor_name(hub_name), namespace=NAMESPACE)
+
+
+def test_serve_fails_clearly(capsys, monkeypatch, tmp_path):
+    hub_name = f"serve-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setitem(sys.modules, "runtime.http_api", None)  # import fails as if missing
+    code, _, err = run(capsys, "--hub", hub_name, "serve")
+    assert code == 1
+    one_line_error(err, "the HTTP API (runtime.http_api) is not available")
+
+    monkeypatch.setitem(sys.modules, "runtime.http_api", types.ModuleType("runtime.http_api"))
+    sys.modules["runtime.http_api"].serve_http = lambda *a, **k: None
+    code, _, err = run(capsys, "--hub", hub_name, "serve", "--app", "no_such_module_xyz")
+    assert code == 1
+    one_line_error(err, "cannot import app module 'no_such_module_xyz'")
+    with pytest.raises(ValueError):  # nothing was started
+        ray.get_actor(supervisor_name(hub_name), namespace=NAMESPACE)
