@@ -1,8 +1,9 @@
 """Structured logs: one JSON object per line, carrying hub, instance and execution ids.
 
-Hosts and the supervisor are Ray actors, so their lines land in Ray's worker logs (and
-on the driver's console when Ray forwards worker output); JSON lets a log pipeline index
-them by ``hub``, ``instance_id`` and ``execution_id`` without parsing prose.
+Hosts and the supervisor write every line to ``<Ray session logs>/ray-durable/<pid>.log``
+(as Ray Serve keeps its own log files), where a log pipeline indexes them by ``hub``,
+``instance_id`` and ``execution_id`` without parsing prose. Only warnings and errors also
+go to stderr, which Ray forwards to the driver's console: a busy hub would drown it.
 """
 
 from __future__ import annotations
@@ -48,11 +49,40 @@ def configure(level: str | None = None) -> None:
         return
     _configured = True
     root = logging.getLogger("ray_durable")
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root.addHandler(handler)
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    handlers: list[logging.Handler] = [console]
+    path = log_file()
+    if path is not None:
+        handlers.append(logging.FileHandler(path))
+    for handler in handlers:
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
     root.setLevel(level or os.environ.get("RAY_DURABLE_LOG_LEVEL", "INFO"))
     root.propagate = False  # Ray's own handler would print each line a second time
+
+
+def log_dir() -> str | None:
+    """Where this Ray session's ray-durable log files are (None outside Ray)."""
+    try:
+        from ray._private import worker  # Ray has no public API for the session's log dir
+
+        base = worker._global_node.get_logs_dir_path()
+    except Exception:
+        return None
+    return os.path.join(base, "ray-durable")
+
+
+def log_file() -> str | None:
+    """This process's log file, created on first use."""
+    directory = log_dir()
+    if directory is None:
+        return None
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return None
+    return os.path.join(directory, f"{os.getpid()}.log")
 
 
 def event(

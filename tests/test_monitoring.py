@@ -16,6 +16,7 @@ from conftest import start_ray
 from test_recovery import wait_until
 
 from runtime import Runtime
+from runtime.logs import log_dir
 
 
 @pytest.fixture
@@ -83,10 +84,10 @@ def test_logs_are_json_lines_carrying_hub_instance_and_execution(hub):
     c = hub.client
     iid = c.start_new(wf.chain, input=1)
     c.wait_for_completion(iid, timeout=60)
-    logs_dir = ray._private.worker._global_node.get_logs_dir_path()
+    directory = log_dir()
 
     def finished_line() -> dict | None:
-        for path in glob.glob(os.path.join(logs_dir, "worker-*.err")):
+        for path in glob.glob(os.path.join(directory, "*.log")):
             with open(path, errors="replace") as f:
                 for line in f:
                     if iid in line and "instance finished" in line:
