@@ -96,9 +96,11 @@ class HostCore:
         supervisor_name: str,
         clock: Callable[[], float] | None = None,
         passivate_after: float | None = None,
+        activity_options: dict[str, Any] | None = None,
     ) -> None:
         self.hub = hub
         self.passivate_after = passivate_after
+        self.activity_options = activity_options or {}
         self.name = ray.get_runtime_context().get_actor_name() if ray.is_initialized() else None
         self._commit_tags = {"hub": hub, "kind": "orchestration"}
         self.store = open_store(store_url, hub, durability)
@@ -267,7 +269,13 @@ class HostCore:
             live.executor.custom_status = previous.custom_status
             start = [
                 h.OrchestratorStarted(now_utc(self.clock)),
-                h.ExecutionStarted(live.name, cont.input, live.version, live.parent_instance_id),
+                h.ExecutionStarted(
+                    live.name,
+                    cont.input,
+                    live.version,
+                    live.parent_instance_id,
+                    previous.activity_retry,
+                ),
                 *cont.carried,
             ]
             step = live.executor.execute([], start)
@@ -419,7 +427,7 @@ class HostCore:
                 target = self.code.get("activity", action.name)
             elif not isinstance(target, Activity):
                 target = Activity(target, action.name)
-            remote = self._remotes[action.name] = _make_remote(target)
+            remote = self._remotes[action.name] = _make_remote(target, self.activity_options)
         return remote
 
     async def _call_entity(self, iid: str, execution_id: str, action: Any) -> None:
@@ -517,7 +525,7 @@ class HostCore:
             self._supervisor = None
 
 
-def _make_remote(activity: Activity) -> Any:
+def _make_remote(activity: Activity, defaults: dict[str, Any]) -> Any:
     def run(input: Any) -> tuple[bool, Any]:
         try:
             return True, activity.run(input)
@@ -525,7 +533,7 @@ def _make_remote(activity: Activity) -> Any:
             return False, failure_of(exc)
 
     run.__name__ = run.__qualname__ = activity.name
-    options = {"num_cpus": 1, **activity.options}
+    options = {"num_cpus": 1, **defaults, **activity.options}  # the activity's own win
     return ray.remote(run).options(**options)
 
 
@@ -541,9 +549,12 @@ class Host:
         supervisor_name: str,
         clock: Callable[[], float] | None = None,
         passivate_after: float | None = None,
+        activity_options: dict[str, Any] | None = None,
     ) -> None:
         logs.configure()
-        self.core = HostCore(hub, store_url, durability, supervisor_name, clock, passivate_after)
+        self.core = HostCore(
+            hub, store_url, durability, supervisor_name, clock, passivate_after, activity_options
+        )
 
     async def activate(self, instance_ids: list[str]) -> None:
         """Make sure each instance is live here."""

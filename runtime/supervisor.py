@@ -17,6 +17,7 @@ It holds no workflow semantics: those live in the replay engine inside the hosts
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -159,7 +160,8 @@ class SupervisorCore:
                 self.config.durability,
                 supervisor_name(self.config.hub),
                 self._host_clock(),
-                getattr(self.config, "passivate_after", None),
+                self.config.passivate_after,
+                self.config.activity_options(),
             )
             self.hosts[name] = handle
             asyncio.get_event_loop().create_task(self._watch(name, handle))
@@ -248,6 +250,10 @@ class SupervisorCore:
             parent_seq=parent[1] if parent else None,
             host=host,
         )
+        retry = self.config.activity_retry_policy()
+        if retry is not None:
+            started = loads(start_blob, "orchestration start")
+            start_blob = dumps(dataclasses.replace(started, activity_retry=retry))
         try:
             self.store.create_instance(record, [], [start_blob])
         except DurableError:

@@ -88,6 +88,24 @@ def retrying(ctx, args):
 
 
 @orchestrator
+def plain_call(ctx, args):
+    """No policy of its own: the hub's activity_defaults decide."""
+    return (yield ctx.call_activity(flaky, args))
+
+
+@activity
+def assigned_cpus(_):
+    import ray
+
+    return ray.get_runtime_context().get_assigned_resources().get("CPU")
+
+
+@orchestrator
+def cpus_of_activity(ctx, _):
+    return (yield ctx.call_activity(assigned_cpus, None))
+
+
+@orchestrator
 def child(ctx, i):
     return (yield ctx.call_activity(wf.inc, i))
 
@@ -139,6 +157,9 @@ ALL = [
     ticker,
     flaky,
     retrying,
+    plain_call,
+    assigned_cpus,
+    cpus_of_activity,
     child,
     parent,
     waiting_child,

@@ -9,12 +9,14 @@ from datetime import timedelta
 import patterns as pt
 import pytest
 import workflows as wf
+from conftest import start_ray
 from test_recovery import kill_host, wait_until
 
 from runtime import (
     InstanceNotFoundError,
     InvalidOperationError,
     OrchestrationStatus,
+    Runtime,
 )
 from runtime.orchestration import history as h
 
@@ -233,5 +235,30 @@ def test_child_given_as_object_needs_no_registration(hub_name, tmp_path, placeme
     try:
         iid = rt.client.start_new(pt.parent, input=3)
         assert rt.client.wait_for_completion(iid, timeout=60).output == 6
+    finally:
+        rt.shutdown()
+
+
+def test_hub_activity_defaults_give_ray_options_and_a_retry_policy(hub_name, store_url, tmp_path):
+    start_ray()
+    rt = Runtime.start(
+        hub=hub_name,
+        store=store_url,
+        placement="pooled",
+        pool_size=1,
+        register=pt.ALL,
+        activity_defaults={
+            "num_cpus": 0.5,
+            "retry": {"first_retry_interval": 0.1, "max_number_of_attempts": 3},
+        },
+    )
+    try:
+        client = rt.client
+        log = str(tmp_path / "tries")
+        iid = client.start_new(pt.plain_call, input=(log, 2))
+        assert client.wait_for_completion(iid, timeout=60).output == "ok"
+        assert len(wf.executions(log)) == 3
+        iid = client.start_new(pt.cpus_of_activity)
+        assert client.wait_for_completion(iid, timeout=60).output == 0.5
     finally:
         rt.shutdown()

@@ -164,6 +164,11 @@ class OrchestrationContext:
 
     def call_activity(self, activity: Any, input: Any = None) -> Task:
         """Schedule an activity (an ``@activity`` function or its registered name)."""
+        if self._ex.activity_retry is not None:  # the hub's default policy
+            return self.call_activity_with_retry(activity, self._ex.activity_retry, input)
+        return self._schedule_activity(activity, input)
+
+    def _schedule_activity(self, activity: Any, input: Any) -> Task:
         name = _name_of(activity)
         task = ActivityTask(name)
         self._ex.schedule(h.TaskScheduled(self._ex.next_seq(), name, input), task, activity)
@@ -173,7 +178,7 @@ class OrchestrationContext:
         self, activity: Any, retry_policy: RetryPolicy, input: Any = None
     ) -> Task:
         """Schedule an activity that is retried after durable waits when it fails."""
-        return _RetryableTask(self, retry_policy, lambda: self.call_activity(activity, input))
+        return _RetryableTask(self, retry_policy, lambda: self._schedule_activity(activity, input))
 
     def call_sub_orchestrator(
         self,
@@ -345,6 +350,7 @@ class OrchestrationExecutor:
         self.entity_counters: dict[str, int] = {}
         self.held_lock: h.LockRequested | None = None
         self._lock_requests: dict[int, h.LockRequested] = {}
+        self.activity_retry: Any = None
         self._waiters: dict[str, deque[ExternalEventTask]] = {}
         self._inbox: dict[str, deque[h.EventRaised]] = {}
         self._done: Step | None = None
@@ -454,6 +460,7 @@ class OrchestrationExecutor:
 
     def _on_execution_started(self, event: h.ExecutionStarted, replay: bool) -> bool:
         self.input = event.input
+        self.activity_retry = event.activity_retry
         self._start()
         return True
 

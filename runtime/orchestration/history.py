@@ -27,6 +27,9 @@ class ExecutionStarted(HistoryEvent):
     input: Any = None
     version: str = ""
     parent_instance_id: str | None = None
+    #: The hub's ``activity_defaults.retry`` when the execution started; recorded here so
+    #: replay sees the policy the first run used, whatever the hub's settings are now.
+    activity_retry: Any = None
 
 
 @dataclass(frozen=True)
