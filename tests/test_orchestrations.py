@@ -9,6 +9,7 @@ import textwrap
 import threading
 
 import pytest
+import ray
 import workflows as wf
 
 from runtime import (
@@ -133,7 +134,7 @@ DRIVER = textwrap.dedent(
     def greet(ctx, name):
         return (yield ctx.call_activity(shout, "hello " + name))
 
-    ray.init(address="auto", namespace="some-other-namespace")
+    ray.init(address=sys.argv[2], namespace="some-other-namespace")
     client = DurableClient.connect(hub=sys.argv[1])
     print(client.start_new(greet, input="ray"))
     """
@@ -145,12 +146,13 @@ def test_second_driver_starts_code_from_its_main_and_exits(runtime, tmp_path):
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     out = subprocess.run(
-        [sys.executable, str(script), runtime.config.hub],
-        check=True,
+        # This session's cluster by address: "auto" is ambiguous when other clusters run.
+        [sys.executable, str(script), runtime.config.hub, ray.get_runtime_context().gcs_address],
         capture_output=True,
         text=True,
         timeout=120,
     )
+    assert out.returncode == 0, out.stderr[-3000:]
     iid = out.stdout.strip().splitlines()[-1]
     # The driver that defined the code is gone; the hub still has it.
     state = runtime.client.wait_for_completion(iid, timeout=60)

@@ -6,8 +6,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from ..errors import HubConfigError, InstanceExistsError
 from .base import (
@@ -19,6 +20,11 @@ from .base import (
     InstanceRecord,
     OutboxMessage,
 )
+
+T = TypeVar("T")
+
+#: How long a writer waits for another process's transaction before giving up.
+BUSY_TIMEOUT_SECONDS = 60.0
 
 _TERMINAL = ("Completed", "Failed", "Terminated")
 
@@ -95,10 +101,12 @@ class SqliteStore:
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         self._lock = threading.RLock()
+        # No busy timeout: SQLite's own handler sleeps at least a millisecond per try, more
+        # than a whole fsync'd commit of the process holding the lock; _busy retries sooner.
         self._db = sqlite3.connect(
-            self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+            self.path, timeout=0.0, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._busy(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
         # fsync: a commit survives power loss; process: it survives a killed process only.
         sync = "FULL" if durability == "fsync" else "NORMAL"
         self._db.execute(f"PRAGMA synchronous={sync}")
@@ -107,21 +115,38 @@ class SqliteStore:
                 if statement.strip():
                     db.execute(statement)
 
+    @staticmethod
+    def _busy(attempt: Callable[[], T]) -> T:
+        """Run ``attempt``, retrying while another process holds the database."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        pause = 0.0001
+        while True:
+            try:
+                return attempt()
+            except sqlite3.OperationalError as exc:
+                message = str(exc)
+                if "locked" not in message and "busy" not in message:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             # IMMEDIATE takes the write lock up front: no deadlock on a read->write upgrade.
-            self._db.execute("BEGIN IMMEDIATE")
+            self._busy(lambda: self._db.execute("BEGIN IMMEDIATE"))
             try:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            self._busy(lambda: self._db.execute("COMMIT"))
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
-            return self._db.execute(sql, params).fetchall()
+            return self._busy(lambda: self._db.execute(sql, params).fetchall())
 
     # -- instances ----------------------------------------------------------------------
 
