@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -24,6 +25,21 @@ from .supervisor import supervisor_name
 
 #: How long a client keeps retrying while the supervisor restarts.
 RECONNECT_SECONDS = 60.0
+
+_resend_pool: ThreadPoolExecutor | None = None
+_resend_lock = threading.Lock()
+
+
+def _resender() -> ThreadPoolExecutor:
+    global _resend_pool
+    with _resend_lock:
+        if _resend_pool is None:
+            _resend_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-resend")
+        return _resend_pool
+
+
+def _host_lost(exc: BaseException) -> bool:
+    return isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError))
 
 
 @dataclass(frozen=True)
@@ -277,34 +293,86 @@ class DurableClient:
         created_time_from: datetime | None = None,
         created_time_to: datetime | None = None,
         runtime_status: Iterable[OrchestrationStatus | str] | None = None,
+        instance_id_prefix: str | None = None,
     ) -> int:
         """Delete every finished instance matching the filters; returns how many."""
         statuses = None
         if runtime_status is not None:
             statuses = tuple(str(OrchestrationStatus(s)) for s in runtime_status)
-        query = InstanceQuery(statuses, _timestamp(created_time_from), _timestamp(created_time_to))
+        query = InstanceQuery(
+            statuses,
+            _timestamp(created_time_from),
+            _timestamp(created_time_to),
+            instance_id_prefix,
+        )
         return self._call("purge_by", query)
 
     # -- entities -----------------------------------------------------------------------
 
     def signal_entity(
         self, entity_id: EntityId | str, operation: str, input: Any = None, wait: bool = True
-    ) -> Any:
+    ) -> Future | None:
         """Send a one-way operation; returns once it is durably applied.
 
         Errors the operation raises are not reported to the signaller (one-way); an
         unknown entity type or operation, or input that does not pickle, raises here.
-        With ``wait=False`` it returns a Ray ObjectRef instead, to pipeline many signals.
+        With ``wait=False`` it returns at once a ``concurrent.futures.Future`` that
+        resolves when the signal is applied, to pipeline many signals; the client re-sends
+        it by itself if the entity's host restarts or was retired meanwhile.
         """
         eid, seq, blob = self._prepare(entity_id, operation, input)
         if not wait:
-            return self._router.handle(eid).entity_op.remote(
-                str(eid), operation, blob, self._sender, seq, True
-            )
-        outcome = self._send(eid, operation, blob, seq)
+            future: Future = Future()
+            self._pipeline(future, eid, operation, blob, seq, time.monotonic() + RECONNECT_SECONDS)
+            return future
+        self._signal_outcome(self._send(eid, operation, blob, seq))
+        return None
+
+    @staticmethod
+    def _signal_outcome(outcome: tuple) -> None:
         if outcome[0] == "err" and outcome[2] is not None:
             raise outcome[2]
-        return None
+
+    def _pipeline(
+        self,
+        future: Future,
+        eid: EntityId,
+        operation: str,
+        blob: bytes,
+        seq: int,
+        deadline: float,
+        pause: float = 0.0,
+    ) -> None:
+        """Send one pipelined signal; on a lost host, send it again with the same number."""
+        time.sleep(pause)
+        try:
+            ref = self._router.handle(eid, self._get).entity_op.remote(
+                str(eid), operation, blob, self._sender, seq, True
+            )
+        except Exception as exc:
+            future.set_exception(exc)
+            return
+
+        def done(sent: Future) -> None:
+            exc = sent.exception()
+            if exc is None:
+                try:
+                    self._signal_outcome(loads(sent.result(), "entity operation result"))
+                    future.set_result(None)
+                except Exception as error:
+                    future.set_exception(error)
+            elif _host_lost(exc) and time.monotonic() < deadline:
+                # The host restarts or was retired: the same number is applied once. Ray
+                # runs this callback on its own thread, so the resend happens elsewhere.
+                self._router.forget(eid)
+                pause = 0.0 if isinstance(exc, ray.exceptions.ActorDiedError) else 0.1
+                _resender().submit(
+                    self._pipeline, future, eid, operation, blob, seq, deadline, pause
+                )
+            else:
+                future.set_exception(exc)
+
+        ref.future().add_done_callback(done)
 
     def call_entity(
         self,
@@ -368,12 +436,13 @@ class DurableClient:
                 return loads(ray.get(ref, timeout=timeout), "entity operation result")
             except ray.exceptions.GetTimeoutError:
                 raise TimeoutError(f"entity {eid} did not answer within {timeout} s") from None
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
                 # The entity's host is restarting: resending the same seq is applied once.
                 if time.monotonic() > deadline:
                     raise
                 self._router.forget(eid)
-                time.sleep(0.1)
+                if not isinstance(exc, ray.exceptions.ActorDiedError):
+                    time.sleep(0.1)  # a dead-for-good host is replaced at once: no wait
 
     def _get(self, ref: Any) -> Any:
         try:

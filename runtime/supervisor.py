@@ -49,6 +49,9 @@ from .store import InstanceQuery, InstanceRecord, open_store
 
 log = logging.getLogger("ray_durable.supervisor")
 
+#: How often the supervisor looks for outbox rows nobody nudged it about (seconds).
+OUTBOX_SWEEP_SECONDS = 2.0
+
 
 def supervisor_name(hub: str) -> str:
     """The Ray actor name of a hub's supervisor."""
@@ -74,6 +77,7 @@ class SupervisorCore:
         loop = asyncio.get_event_loop()
         self.ready = loop.create_task(self._recover())
         self._timer_task = loop.create_task(self._timer_service())
+        self._sweep_task = loop.create_task(self._outbox_sweep())
 
     # -- recovery ---------------------------------------------------------------------
 
@@ -190,6 +194,8 @@ class SupervisorCore:
     async def _revive(self, name: str) -> None:
         ids = [r.instance_id for r in self.store.active_instances() if r.host == name]
         metrics.inc("recoveries", {**self._tags, "kind": "host"})
+        # The dead host may have committed outbox rows (unlocks) without nudging us.
+        await self.flush_outbox()
         for attempt in range(60):
             handle = self.hosts.get(name)
             try:
@@ -562,6 +568,7 @@ class SupervisorCore:
     async def shutdown(self) -> None:
         """Stop every host of the hub (the store keeps everything)."""
         self._timer_task.cancel()
+        self._sweep_task.cancel()
         for name in list(self.hosts) + self.spares:
             self._kill(name)
         self.spares.clear()
@@ -578,6 +585,16 @@ class SupervisorCore:
     async def timer_hint(self, fire_at: float) -> None:
         """A host created a timer (or the clock moved): re-check when the next is due."""
         self._timer_wake.set()
+
+    async def _outbox_sweep(self) -> None:
+        """A safety net: rows whose writer died before nudging the flush still leave."""
+        await self.ready
+        while True:
+            await asyncio.sleep(OUTBOX_SWEEP_SECONDS)
+            try:
+                await self.flush_outbox()
+            except Exception:
+                logs.event(log, logging.ERROR, "outbox sweep", hub=self.config.hub, exc_info=True)
 
     async def _timer_service(self) -> None:
         await self.ready

@@ -170,7 +170,13 @@ def test_lock_holds_other_senders_until_its_owner_ends(ent):
     queued = c.start_new(ed.hold, input="Account@h")  # waits for the lock
     signal = c.signal_entity("Account@h", "deposit", 10, wait=False)  # waits too
     mover = c.start_new(ed.transfer, input=("Account@h", "Account@z", 5))
-    time.sleep(1.0)
+    wait_until(
+        lambda: any(
+            type(e).__name__ == "LockRequested"
+            for e in c.get_status(mover, show_history=True).history
+        )
+    )
+    time.sleep(0.5)  # time enough to be granted, were the lock not held
     assert c.read_entity_state("Account@h").entity_state == 1
     assert c.get_status(mover).runtime_status == "Running"
     # Ending a waiter before its lock arrives must not leave the entity locked for it.
@@ -178,7 +184,7 @@ def test_lock_holds_other_senders_until_its_owner_ends(ent):
     c.wait_for_completion(queued, timeout=30)
     c.terminate(holder, "ends inside its critical section")
     assert c.wait_for_completion(holder, timeout=30).runtime_status == "Terminated"
-    ray.get(signal, timeout=60)
+    signal.result(timeout=60)
     assert c.wait_for_completion(mover, timeout=60).output is True
     assert c.call_entity("Account@h", "balance", timeout=30) == 6
     assert c.call_entity("Account@z", "balance", timeout=30) == 5
@@ -199,8 +205,9 @@ def test_idle_entities_passivate_and_come_back_from_their_checkpoint(ent):
             return True
 
     wait_until(retired, timeout=30)
-    c.signal_entity("Sleepy@s", "add", 3)
-    assert c.call_entity("Sleepy@s", "get") == 5
+    # Pipelined, to a retired actor: the client sends it again to the new one, once.
+    c.signal_entity("Sleepy@s", "add", 3, wait=False).result(timeout=60)
+    assert c.call_entity("Sleepy@s", "get", timeout=60) == 5
 
     c.signal_entity("PooledSleepy@p", "add", 4)
     pool = c._router.handle(EntityId("PooledSleepy", "p"))
@@ -213,7 +220,7 @@ DRIVER = textwrap.dedent(
     """
     import sys, ray
     from runtime import DurableClient
-    ray.init(address="auto")
+    ray.init(address=sys.argv[4])
     client = DurableClient.connect(hub=sys.argv[1])
     worker, keys = int(sys.argv[2]), int(sys.argv[3])
     for i in range(500):
@@ -225,8 +232,9 @@ DRIVER = textwrap.dedent(
 def run_drivers(rt, tmp_path, keys: int) -> None:
     script = tmp_path / "signaller.py"
     script.write_text(DRIVER)
+    address = ray.get_runtime_context().gcs_address  # "auto" is ambiguous with other clusters
     procs = [
-        subprocess.Popen([sys.executable, str(script), rt.config.hub, str(w), str(keys)])
+        subprocess.Popen([sys.executable, str(script), rt.config.hub, str(w), str(keys), address])
         for w in range(8)
     ]
     for proc in procs:
