@@ -1,0 +1,722 @@
+"""The Durable Functions compatible HTTP management API, served by Ray Serve.
+
+``serve_http(hub)`` deploys one FastAPI ingress (a Serve application) whose replica
+connects to the hub's supervisor by name and answers below ``/runtime/webhooks/durabletask/``
+with Durable Functions' paths, status codes and JSON, so its HTTP clients (and the
+official ``azure-functions-durable`` client) work against a Ray hub.
+
+The API speaks JSON only: request bodies are parsed with ``json`` and never unpickled.
+Bad input gets a 4xx with a JSON error body (Durable Functions' ``Message`` /
+``ExceptionMessage`` / ``ExceptionType``) before anything is stored. Serve has one HTTP
+proxy per cluster (one host and port), so one hub's API is served at a time.
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at
+# run time, and Serve's class-based views cannot resolve them from strings.
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import ray
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, QueryParams
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import logs
+from .client import DurableClient
+from .config import HttpConfig
+from .entity_id import EntityId, InvalidEntityIdError
+from .errors import (
+    DurableError,
+    HubConfigError,
+    InstanceExistsError,
+    InstanceNotFoundError,
+    InvalidOperationError,
+    NotRegisteredError,
+    SerializationError,
+)
+from .http_json import (
+    BASE_PATH,
+    entity_payload,
+    is_running,
+    management_urls,
+    state_view,
+    status_payload,
+)
+from .hub import Runtime
+from .orchestration.status import OrchestrationStatus
+from .store import InstanceQuery
+
+__all__ = ["APP_NAME", "BASE_PATH", "HttpApiError", "HttpApiUrl", "serve_http", "stop_http"]
+
+#: The Serve application's name (one per Ray cluster).
+APP_NAME = "ray-durable-http"
+#: Page size of instance and entity listings when ``top`` is not given (as Durable Functions).
+DEFAULT_PAGE_SIZE = 100
+#: Seconds a poller is asked to wait: after a start (10) and while an instance runs (5).
+RETRY_AFTER_START, RETRY_AFTER_RUNNING = "10", "5"
+CONTINUATION_HEADER = "x-ms-continuation-token"
+READY_TIMEOUT_SECONDS = 60.0
+
+log = logging.getLogger("ray_durable.http")
+
+
+class HttpApiError(DurableError):
+    """A request the API refuses, with the HTTP status it answers."""
+
+    def __init__(
+        self, status: int, message: str, error_type: str = "", headers: dict | None = None
+    ) -> None:
+        super().__init__(status, message, error_type, headers)
+        self.status, self.message = status, message
+        self.error_type = error_type or type(self).__name__
+        self.headers = headers
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.message}"
+
+    def response(self) -> JSONResponse:
+        """The JSON error response (Durable Functions' HttpError shape)."""
+        body = {"Message": self.message, "ExceptionMessage": self.message}
+        body["ExceptionType"] = self.error_type
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+#: Typed runtime errors -> HTTP status; the first matching class wins.
+ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (InstanceNotFoundError, 404),
+    (InstanceExistsError, 409),
+    (NotRegisteredError, 400),
+    (InvalidEntityIdError, 400),
+    (SerializationError, 400),
+    (InvalidOperationError, 409),
+    (HubConfigError, 500),
+    (ValueError, 400),  # the client's own argument checks
+    (TimeoutError, 504),
+    (ray.exceptions.RayActorError, 503),
+    (ray.exceptions.ActorUnavailableError, 503),
+)
+
+
+def error_of(exc: BaseException) -> HttpApiError:
+    """The HttpApiError a runtime error answers as."""
+    if isinstance(exc, HttpApiError):
+        return exc
+    status = next((code for cls, code in ERROR_STATUS if isinstance(exc, cls)), 500)
+    return HttpApiError(status, str(exc) or type(exc).__name__, type(exc).__name__)
+
+
+# -- the request guard: bearer token and body size, before any route runs -------------------
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """What the guard checks: the token's SHA-256 (None: no token) and the body limit."""
+
+    token_sha256: str | None
+    max_body_bytes: int
+
+    def authorized(self, header: str | None) -> bool:
+        """True if no token is required or ``header`` is ``Bearer <the token>``."""
+        if self.token_sha256 is None:
+            return True
+        scheme, _, presented = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            return False
+        digest = hashlib.sha256(presented.strip().encode()).hexdigest()
+        return hmac.compare_digest(digest, self.token_sha256)
+
+
+class RequestGuard:
+    """ASGI middleware: 401 without the bearer token, 413 past the body limit.
+
+    The body is read here, up to the limit, and handed on whole: a route never sees a
+    request that was too large, whether it announced its length or streamed it.
+    """
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        """Check the request, then pass it (with its buffered body) to the app."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings: GuardSettings | None = getattr(scope["app"].state, "guard", None)
+        refusal = self._refusal(settings, Headers(scope=scope))
+        body: bytes | None = b""
+        if refusal is None and settings is not None:
+            body, refusal = await self._read(receive, settings.max_body_bytes)
+            if body is None:
+                return  # the client went away mid-body: a partial body must not be acted on
+        if refusal is not None:
+            await refusal.response()(scope, receive, send)
+            return
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            # Durable Functions trims slashes: ``instances/`` is ``instances``.
+            scope = {**scope, "path": path.rstrip("/")}
+        await self.app(scope, _replay(body or b"", receive), send)
+
+    @staticmethod
+    def _refusal(settings: GuardSettings | None, headers: Headers) -> HttpApiError | None:
+        if settings is None:
+            return HttpApiError(503, "the HTTP API is starting")
+        if not settings.authorized(headers.get("authorization")):
+            message = "missing or wrong bearer token (Authorization: Bearer ...)"
+            return HttpApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
+            return _too_large(settings.max_body_bytes)
+        return None
+
+    @staticmethod
+    async def _read(receive: Callable, limit: int) -> tuple[bytes | None, HttpApiError | None]:
+        """(the whole body, None), (b"", 413 error), or (None, None) if the client left."""
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None, None
+            body += message.get("body", b"")
+            if len(body) > limit:
+                return b"", _too_large(limit)
+            if not message.get("more_body", False):
+                return bytes(body), None
+
+
+def _too_large(limit: int) -> HttpApiError:
+    return HttpApiError(413, f"request body larger than the limit of {limit} bytes")
+
+
+def _replay(body: bytes, receive: Callable) -> Callable:
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+# -- request parsing ------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def json_body(body: bytes) -> Any:
+    """The request's JSON value (None for an empty body); 400 for anything else."""
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise HttpApiError(400, f"Invalid JSON content: {exc}", "JsonReaderException") from None
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def flag(params: QueryParams, name: str, default: bool) -> bool:
+    """A boolean query parameter (``true``/``false``, any case)."""
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise HttpApiError(400, f"query parameter {name}: expected true or false, got {value!r}")
+
+
+def integer(params: QueryParams, name: str, default: int, low: int = 0) -> int:
+    """A non-negative integer query parameter."""
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or int(value) < low:
+        raise HttpApiError(400, f"query parameter {name}: expected an integer >= {low}")
+    return int(value)
+
+
+def moment(params: QueryParams, name: str) -> datetime | None:
+    """An ISO 8601 time query parameter; UTC when it names no offset."""
+    value = params.get(name)
+    if not value:
+        return None
+    text = value.strip().replace(" ", "+")  # an unescaped '+' of an offset arrives as ' '
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise HttpApiError(
+            400, f"query parameter {name}: not an ISO 8601 time: {value!r}"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def statuses(params: QueryParams) -> tuple[str, ...] | None:
+    """``runtimeStatus`` values (comma-separated and/or repeated), or None for any."""
+    names = [n.strip() for v in params.getlist("runtimeStatus") for n in v.split(",")]
+    names = [n for n in names if n]
+    if not names:
+        return None
+    known = {s.value.lower(): s.value for s in OrchestrationStatus}
+    unknown = [n for n in names if n.lower() not in known]
+    if unknown:
+        raise HttpApiError(
+            400, f"unknown runtimeStatus {unknown[0]!r}; one of {', '.join(known.values())}"
+        )
+    return tuple(dict.fromkeys(known[n.lower()] for n in names))
+
+
+def continuation(request: Request) -> int:
+    """The offset a ``x-ms-continuation-token`` header continues from."""
+    token = request.headers.get(CONTINUATION_HEADER, "").strip()
+    if token in ("", "null"):
+        return 0
+    if not token.isdigit():
+        raise HttpApiError(400, f"invalid {CONTINUATION_HEADER} header {token!r}")
+    return int(token)
+
+
+def _origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _timestamp(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+# -- the application ------------------------------------------------------------------------
+
+app = FastAPI(title="ray-durable", docs_url=None, redoc_url=None, openapi_url=None)
+app.add_middleware(RequestGuard)
+
+
+@app.exception_handler(HttpApiError)
+async def _api_error(request: Request, exc: HttpApiError) -> JSONResponse:
+    return exc.response()
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return HttpApiError(exc.status_code, str(exc.detail), "HttpException").response()
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return HttpApiError(400, str(exc), "ValidationError").response()
+
+
+def _accepted() -> Response:
+    return Response(status_code=202)
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpApiError(400, "request content is neither JSON nor UTF-8 text") from None
+
+
+# Serve pickles this class when it is decorated: whatever its methods use must be defined
+# above this line.
+@serve.deployment(
+    # No CPU: the replica waits on the hub; its access log goes to Serve's files only.
+    ray_actor_options={
+        "num_cpus": 0,
+        "runtime_env": {"env_vars": {"RAY_SERVE_LOG_TO_STDERR": "0"}},
+    },
+    max_ongoing_requests=32,
+)
+@serve.ingress(app)
+class DurableHttpApi:
+    """The Serve replica: routes of the management API over one DurableClient."""
+
+    def __init__(self, hub: str, token_sha256: str | None, max_body_bytes: int) -> None:
+        logs.configure()
+        self.hub = hub
+        self.client = DurableClient.connect(hub=hub)
+        app.state.guard = GuardSettings(token_sha256, max_body_bytes)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking client call off the event loop; map its errors to HTTP."""
+        try:
+            return await run_in_threadpool(fn, *args)
+        except Exception as exc:
+            error = error_of(exc)
+            if error.status >= 500:
+                logs.event(log, logging.ERROR, "request failed", exc_info=True, hub=self.hub)
+            raise error from exc
+
+    def _check_hub(self, request: Request) -> None:
+        hub = request.query_params.get("taskHub")
+        if hub and hub != self.hub:
+            raise HttpApiError(404, f"this API serves task hub {self.hub!r}, not {hub!r}")
+
+    async def _record(self, request: Request, instance_id: str) -> Any:
+        self._check_hub(request)
+        # The client's own get_status would unpickle every value; the views decode leniently.
+        record, _ = await self._run(self.client._call, "get_status", instance_id, False)
+        if record is None:
+            raise HttpApiError(404, f"no orchestration instance with id {instance_id!r}")
+        return record
+
+    def _check_status(self, request: Request, instance_id: str) -> JSONResponse:
+        payload = management_urls(_origin(request), instance_id, self.hub)
+        headers = {"Location": payload["statusQueryGetUri"], "Retry-After": RETRY_AFTER_START}
+        return JSONResponse(payload, status_code=202, headers=headers)
+
+    # -- orchestrations -------------------------------------------------------------------
+
+    @app.post("/orchestrators/{name}")
+    async def start(self, request: Request, name: str) -> JSONResponse:
+        """Start an orchestration; 202 with the check-status payload."""
+        return await self._start(request, name, None)
+
+    @app.post("/orchestrators/{name}/{instance_id}")
+    async def start_with_id(self, request: Request, name: str, instance_id: str) -> JSONResponse:
+        """Start an orchestration with a chosen instance id."""
+        return await self._start(request, name, instance_id)
+
+    async def _start(self, request: Request, name: str, instance_id: str | None) -> JSONResponse:
+        self._check_hub(request)
+        data = json_body(await request.body())
+        version = request.query_params.get("version") or None
+        iid = await self._run(self.client.start_new, name, data, instance_id, version)
+        return self._check_status(request, iid)
+
+    @app.get("/instances/{instance_id}")
+    async def get_status(self, request: Request, instance_id: str) -> JSONResponse:
+        """An instance's status: 202 while it runs, 200 once finished, 404 if unknown."""
+        self._check_hub(request)
+        params = request.query_params
+        show_history = flag(params, "showHistory", False)
+        record, history = await self._run(
+            self.client._call, "get_status", instance_id, show_history
+        )
+        if record is None:
+            raise HttpApiError(404, f"no orchestration instance with id {instance_id!r}")
+        body = status_payload(
+            record,
+            show_input=flag(params, "showInput", True),
+            history=history,
+            show_history_output=flag(params, "showHistoryOutput", False),
+        )
+        if is_running(record.status):
+            headers = {"Location": str(request.url), "Retry-After": RETRY_AFTER_RUNNING}
+            return JSONResponse(body, status_code=202, headers=headers)
+        failed = record.status == OrchestrationStatus.FAILED
+        code = 500 if failed and flag(params, "returnInternalServerErrorOnFailure", False) else 200
+        return JSONResponse(body, status_code=code)
+
+    @app.get("/instances")
+    async def query(self, request: Request) -> JSONResponse:
+        """Instances matching the filters, a page at a time (``x-ms-continuation-token``)."""
+        self._check_hub(request)
+        params = request.query_params
+        top = integer(params, "top", DEFAULT_PAGE_SIZE, low=1)
+        offset = continuation(request)
+        query = InstanceQuery(
+            statuses(params),
+            _timestamp(moment(params, "createdTimeFrom")),
+            _timestamp(moment(params, "createdTimeTo")),
+            params.get("instanceIdPrefix") or None,
+            top + 1,  # one more than asked tells whether a next page exists
+            offset,
+        )
+        records = await self._run(self.client._call, "query", query)
+        show_input = flag(params, "showInput", True)
+        body = [status_payload(r, show_input=show_input) for r in records[:top]]
+        response = JSONResponse(body)
+        if len(records) > top:
+            response.headers[CONTINUATION_HEADER] = str(offset + top)
+        return response
+
+    @app.post("/instances/{instance_id}/raiseEvent/{event_name}")
+    async def raise_event(self, request: Request, instance_id: str, event_name: str) -> Response:
+        """Send an external event (JSON body); 410 once the instance finished."""
+        record = await self._record(request, instance_id)
+        if not is_running(record.status):
+            raise HttpApiError(410, f"instance {instance_id!r} is {record.status}")
+        if _media_type(request) != "application/json":
+            raise HttpApiError(400, "Only application/json request content is supported")
+        data = json_body(await request.body())
+        await self._run(self.client.raise_event, instance_id, event_name, data)
+        return _accepted()
+
+    @app.post("/instances/{instance_id}/{operation}")
+    async def operate(self, request: Request, instance_id: str, operation: str) -> Response:
+        """terminate, suspend, resume (202; 410 once finished), restart, rewind."""
+        op = operation.lower()
+        if op not in ("terminate", "suspend", "resume", "restart", "rewind"):
+            raise HttpApiError(404, f"no operation {operation!r} on instances")
+        record = await self._record(request, instance_id)
+        if op == "restart":
+            new_id = flag(request.query_params, "restartWithNewInstanceId", True)
+            iid = await self._run(self.client.restart, instance_id, new_id)
+            return self._check_status(request, iid)
+        if op == "rewind":
+            if record.status != OrchestrationStatus.FAILED:
+                raise HttpApiError(412, f"instance {instance_id!r} is {record.status}, not Failed")
+            raise HttpApiError(501, "rewind is not supported; restart the instance instead")
+        if not is_running(record.status):
+            raise HttpApiError(410, f"instance {instance_id!r} is {record.status}")
+        reason = request.query_params.get("reason") or ""
+        await self._run(getattr(self.client, op), instance_id, reason)
+        return _accepted()
+
+    @app.delete("/instances/{instance_id}")
+    async def purge(self, request: Request, instance_id: str) -> JSONResponse:
+        """Delete a finished instance's history; 412 while it runs."""
+        record = await self._record(request, instance_id)
+        if is_running(record.status):
+            raise HttpApiError(412, f"instance {instance_id!r} is {record.status}; terminate it")
+        deleted = await self._run(self.client.purge_instance_history, instance_id)
+        return JSONResponse({"instancesDeleted": deleted})
+
+    @app.delete("/instances")
+    async def purge_by(self, request: Request) -> JSONResponse:
+        """Delete finished instances by filter (``createdTimeFrom`` required); 404 if none."""
+        self._check_hub(request)
+        params = request.query_params
+        created_from = moment(params, "createdTimeFrom")
+        if created_from is None:
+            raise HttpApiError(400, "Please provide value for 'createdTimeFrom' parameter.")
+        created_to = moment(params, "createdTimeTo") or datetime.now(timezone.utc)
+        prefix = params.get("instanceIdPrefix") or None
+        deleted = await self._run(
+            self.client.purge_instance_history_by,
+            created_from,
+            created_to,
+            statuses(params),
+            prefix,
+        )
+        body = {"instancesDeleted": deleted}
+        return JSONResponse(body, status_code=200 if deleted else 404)
+
+    # -- entities -------------------------------------------------------------------------
+
+    @app.post("/entities/{name}/{key}")
+    async def signal(self, request: Request, name: str, key: str) -> Response:
+        """Signal an entity operation (``?op=``); 202 once it is durably applied."""
+        self._check_hub(request)
+        body = await request.body()
+        data: Any = None
+        if body and _media_type(request) == "application/json":
+            data = json_body(body)
+        elif body:
+            data = _text(body)  # Durable Functions passes other content as a string
+        operation = request.query_params.get("op", "")
+        await self._run(self.client.signal_entity, EntityId(name, key), operation, data)
+        return _accepted()
+
+    @app.delete("/entities/{name}/{key}")
+    async def delete_entity(self, request: Request, name: str, key: str) -> Response:
+        """Signal the entity's ``delete`` operation (as Durable Functions does)."""
+        self._check_hub(request)
+        await self._run(self.client.signal_entity, EntityId(name, key), "delete", None)
+        return _accepted()
+
+    @app.get("/entities/{name}/{key}")
+    async def read_entity(self, request: Request, name: str, key: str) -> JSONResponse:
+        """The entity's state as JSON; 404 if it has none."""
+        self._check_hub(request)
+        eid = EntityId(name, key)
+        row = await self._run(self.client._call, "read_entity", str(eid))
+        if row is None or not row[1]:
+            raise HttpApiError(404, f"entity {eid} has no state")
+        return JSONResponse(state_view(row[0]))
+
+    @app.get("/entities")
+    async def list_all_entities(self, request: Request) -> JSONResponse:
+        """Every stored entity, a page at a time."""
+        return await self._list_entities(request, None)
+
+    @app.get("/entities/{name}")
+    async def list_entities(self, request: Request, name: str) -> JSONResponse:
+        """Stored entities of one name, a page at a time."""
+        return await self._list_entities(request, name)
+
+    async def _list_entities(self, request: Request, name: str | None) -> JSONResponse:
+        self._check_hub(request)
+        params = request.query_params
+        top = integer(params, "top", DEFAULT_PAGE_SIZE, low=1)
+        fetch_state = flag(params, "fetchState", False)
+        offset = continuation(request)
+        page, more = await self._run(self.client.get_entities, name, top, offset)
+        body = []
+        for meta in page:
+            if not meta.exists:
+                continue
+            eid = meta.entity_id
+            state = None
+            if fetch_state:
+                row = await self._run(self.client._call, "read_entity", str(eid))
+                state = state_view(row[0]) if row else None
+            when = meta.last_modified_time.timestamp()
+            body.append(entity_payload(eid.name, eid.key, when, state, fetch_state))
+        response = JSONResponse(body)
+        if more is not None:
+            response.headers[CONTINUATION_HEADER] = str(more)
+        return response
+
+
+# -- starting and stopping ------------------------------------------------------------------
+
+
+class HttpApiUrl(str):
+    """The API's base URL (a str); ``stop()`` stops the API, for callers that hold on to it."""
+
+    def stop(self) -> None:
+        """Stop the HTTP API (``stop_http``)."""
+        stop_http()
+
+
+def serve_http(
+    client_or_hub: DurableClient | Runtime | str | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token_env: str | None = None,
+    max_body_bytes: int = 1_048_576,
+    hub: str | None = None,
+) -> str:
+    """Serve a running hub's management API with Ray Serve; returns its base URL.
+
+    ``client_or_hub`` is a DurableClient (or Runtime) or a hub name; ``hub`` names it
+    instead. ``port=0`` picks a free port. With ``token_env``, the environment variable
+    it names holds a token every request must present as ``Authorization: Bearer``.
+    """
+    hub_name = _hub_of(client_or_hub, hub)
+    HttpConfig(host=host, port=port, token_env=token_env, max_body_bytes=max_body_bytes)
+    token = _token(token_env)
+    if not isinstance(client_or_hub, DurableClient):
+        DurableClient.connect(hub=hub_name)  # a clear error now if the hub is not running
+    running = _serve_address()
+    if port == 0:
+        port = running[1] if running and running[0] == host else _free_port(host)
+    if running is None:
+        serve.start(http_options={"host": host, "port": port})
+    elif running != (host, port):
+        raise HubConfigError(
+            f"Ray Serve already listens on {running[0]}:{running[1]}, not {host}:{port}; "
+            "call stop_http() (or serve.shutdown()) first, or use that address"
+        )
+    digest = None if token is None else hashlib.sha256(token.encode()).hexdigest()
+    serve.run(
+        DurableHttpApi.bind(hub_name, digest, max_body_bytes),
+        name=APP_NAME,
+        route_prefix=BASE_PATH,
+    )
+    url = HttpApiUrl(f"http://{_url_host(host)}:{port}{BASE_PATH}/")
+    _wait_until_served(url, token)
+    return url
+
+
+def stop_http() -> None:
+    """Delete the API's Serve application; stop Serve too if nothing else runs on it."""
+    if not ray.is_initialized():
+        return
+    applications = serve.status().applications
+    if APP_NAME in applications:
+        serve.delete(APP_NAME)
+        applications = serve.status().applications
+    if not applications:
+        serve.shutdown()
+
+
+def _hub_of(client_or_hub: Any, hub: str | None) -> str:
+    client = getattr(client_or_hub, "client", client_or_hub)  # a Runtime carries its client
+    if isinstance(client, DurableClient):
+        name = client.hub
+    elif isinstance(client, str) or client is None:
+        name = client
+    else:
+        raise TypeError(f"serve_http: expected a DurableClient or a hub name, got {client!r}")
+    if name is not None and hub is not None and name != hub:
+        raise ValueError(f"serve_http: client of hub {name!r} but hub={hub!r}")
+    name = name or hub
+    if not name:
+        raise ValueError("serve_http: name the hub (a hub name or a DurableClient)")
+    return name
+
+
+def _token(token_env: str | None) -> str | None:
+    if token_env is None:
+        return None
+    token = os.environ.get(token_env, "").strip()
+    if not token:
+        raise HubConfigError(
+            f"http.token_env: environment variable {token_env!r} is not set or empty; "
+            "set it to the bearer token clients must present"
+        )
+    return token
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _url_host(host: str) -> str:
+    # A wildcard address is where the server listens, not where a client connects.
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _serve_address() -> tuple[str, int] | None:
+    """(host, port) of the running Serve proxy; None if Serve is not running."""
+    try:
+        from ray.serve.context import _get_global_client  # no public getter exists
+
+        config = _get_global_client().http_config
+    except Exception:  # RayServeException when no controller runs, or a changed private API
+        return None
+    return config.host, config.port
+
+
+def _wait_until_served(url: str, token: str | None) -> None:
+    """Block until the proxy routes requests to the new application."""
+    probe = urllib.request.Request(url + "instances?top=1")
+    if token is not None:
+        probe.add_header("Authorization", f"Bearer {token}")
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while True:
+        try:
+            with urllib.request.urlopen(probe, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass  # not listening or not routed yet
+        if time.monotonic() > deadline:
+            raise DurableError(
+                f"the HTTP API did not answer at {url} within {READY_TIMEOUT_SECONDS:g} s"
+            )
+        time.sleep(0.2)

@@ -1,0 +1,228 @@
+"""JSON views for the HTTP API: stored values, statuses, histories and management URLs.
+
+Pure functions, no Ray and no web framework: what the Durable Functions compatible HTTP
+API (``runtime.http_api``) answers, built from the store's records.
+
+Values are stored pickled, so they can be anything Python. A view keeps JSON's own types
+(``None``, bools, numbers, strings, lists, objects), shows tuples and sets as lists,
+dates and times as ISO 8601 strings, enums by value, dataclasses and plain objects as
+objects of their public attributes (as Durable Functions shows a class's fields), and
+turns everything else into a marker ``{"$type": "module.Class", "$repr": "..."}``. A stored
+value that cannot be unpickled in the API's process shows as ``{"$unreadable": "..."}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import types
+from datetime import date, datetime, time, timezone
+from typing import Any
+from urllib.parse import quote
+
+from .errors import FailureDetails, SerializationError
+from .orchestration.status import OrchestrationStatus
+from .serialization import loads
+from .store import InstanceRecord
+
+#: Where Durable Functions serves its management API; every route is below it.
+BASE_PATH = "/runtime/webhooks/durabletask"
+#: Keys of the marker that stands for a value JSON cannot show.
+TYPE_KEY, REPR_KEY, UNREADABLE_KEY = "$type", "$repr", "$unreadable"
+#: Deeper structures (or cycles) end in a marker instead of recursing on.
+MAX_DEPTH = 64
+MAX_REPR = 1000
+#: History event fields that carry an output, shown only with ``showHistoryOutput``.
+OUTPUT_FIELDS = frozenset({"result"})
+
+
+def json_view(value: Any) -> Any:
+    """A JSON-compatible view of any Python value (see the module docstring)."""
+    return _view(value, set(), 0)
+
+
+def _view(value: Any, seen: set[int], depth: int) -> Any:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else marker(value)
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if depth >= MAX_DEPTH or id(value) in seen:
+        return marker(value)
+    seen.add(id(value))
+    try:
+        return _container(value, seen, depth + 1)
+    finally:
+        seen.discard(id(value))
+
+
+def _container(value: Any, seen: set[int], depth: int) -> Any:
+    if isinstance(value, dict):
+        return {_key(k): _view(v, seen, depth) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_view(item, seen, depth) for item in value]
+    attributes = _public_attributes(value)
+    if attributes is None:
+        return marker(value)
+    return {name: _view(item, seen, depth) for name, item in attributes.items()}
+
+
+def _public_attributes(value: Any) -> dict[str, Any] | None:
+    """A dataclass's fields or a plain object's public attributes; None for anything else."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, (type, types.ModuleType, BaseException)) or callable(value):
+        return None
+    attributes = getattr(value, "__dict__", None)
+    if not isinstance(attributes, dict):
+        return None
+    return {k: v for k, v in attributes.items() if isinstance(k, str) and not k.startswith("_")}
+
+
+def _key(key: Any) -> str:
+    # The same strings json.dumps writes for these keys.
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return {None: "null", True: "true", False: "false"}[key]
+    if isinstance(key, (int, float)):
+        return str(key)
+    return _safe_repr(key)
+
+
+def marker(value: Any) -> dict[str, str]:
+    """The marker shown for a value JSON cannot represent."""
+    cls = type(value)
+    module = "" if cls.__module__ == "builtins" else f"{cls.__module__}."
+    name = module + cls.__qualname__
+    return {TYPE_KEY: name, REPR_KEY: _safe_repr(value)}
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:  # a user's __repr__ may raise anything
+        text = f"<repr failed: {type(exc).__name__}>"
+    return text if len(text) <= MAX_REPR else text[: MAX_REPR - 3] + "..."
+
+
+def _decode(blob: bytes | None, what: str) -> Any:
+    """Unpickle a stored value; one this process cannot read comes back as _Unreadable."""
+    try:
+        return loads(blob, what)
+    except SerializationError as exc:
+        return _Unreadable(str(exc))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unreadable:
+    message: str
+
+
+def _value(blob: bytes | None, what: str) -> Any:
+    value = _decode(blob, what)
+    if isinstance(value, _Unreadable):
+        return {UNREADABLE_KEY: value.message}
+    return json_view(value)
+
+
+def timestamp(seconds: float) -> str:
+    """Durable Functions' time format: ISO 8601 in UTC, whole seconds, ``Z``."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_payload(
+    record: InstanceRecord,
+    *,
+    show_input: bool = True,
+    history: list[bytes] | None = None,
+    show_history_output: bool = False,
+) -> dict[str, Any]:
+    """The status JSON of one instance (``GET instances/{id}``)."""
+    failure = _decode(record.failure, "failure details")
+    output = _value(record.output, "output")
+    body: dict[str, Any] = {
+        "name": record.name,
+        "instanceId": record.instance_id,
+        "runtimeStatus": record.status,
+        "input": _value(record.input, "input") if show_input else None,
+        "customStatus": _value(record.custom_status, "custom status"),
+        "output": output,
+        "createdTime": timestamp(record.created_time),
+        "lastUpdatedTime": timestamp(record.last_updated_time),
+        "historyEvents": None,
+    }
+    if isinstance(failure, FailureDetails):
+        # Durable Functions shows a failed instance's error message as its output.
+        if output is None:
+            body["output"] = str(failure)
+        body["failureDetails"] = {
+            "errorType": failure.error_type,
+            "errorMessage": failure.message,
+            "stackTrace": failure.stack_trace,
+        }
+    if history is not None:
+        body["historyEvents"] = [history_event(blob, show_history_output) for blob in history]
+    return body
+
+
+def history_event(blob: bytes, show_output: bool = False) -> dict[str, Any]:
+    """One history event as ``{"EventType": ..., "<Field>": ...}``."""
+    event = _decode(blob, "history event")
+    if isinstance(event, _Unreadable):
+        return {"EventType": None, UNREADABLE_KEY: event.message}
+    if not dataclasses.is_dataclass(event):
+        return {"EventType": type(event).__name__, **marker(event)}
+    body: dict[str, Any] = {"EventType": type(event).__name__}
+    for field in dataclasses.fields(event):
+        if field.name in OUTPUT_FIELDS and not show_output:
+            continue
+        body[_pascal(field.name)] = json_view(getattr(event, field.name))
+    return body
+
+
+def _pascal(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def is_running(status: str) -> bool:
+    """True while an instance may still change by itself (HTTP 202 while polling)."""
+    return not OrchestrationStatus(status).is_terminal
+
+
+def management_urls(origin: str, instance_id: str, hub: str) -> dict[str, str]:
+    """The check-status payload: the instance's id and the URLs that manage it."""
+    prefix = f"{origin}{BASE_PATH}/instances/{quote(instance_id, safe='')}"
+    suffix = f"taskHub={quote(hub, safe='')}"
+    return {
+        "id": instance_id,
+        "statusQueryGetUri": f"{prefix}?{suffix}",
+        "sendEventPostUri": f"{prefix}/raiseEvent/{{eventName}}?{suffix}",
+        "terminatePostUri": f"{prefix}/terminate?reason={{text}}&{suffix}",
+        "purgeHistoryDeleteUri": f"{prefix}?{suffix}",
+        "restartPostUri": f"{prefix}/restart?{suffix}",
+        "suspendPostUri": f"{prefix}/suspend?reason={{text}}&{suffix}",
+        "resumePostUri": f"{prefix}/resume?reason={{text}}&{suffix}",
+    }
+
+
+def entity_payload(
+    name: str, key: str, last_modified: float, state: Any = None, fetch_state: bool = False
+) -> dict[str, Any]:
+    """One row of ``GET entities/{name}`` (Durable Functions' DurableEntityStatus)."""
+    body: dict[str, Any] = {
+        "entityId": {"name": name, "key": key},
+        "lastOperationTime": timestamp(last_modified),
+    }
+    if fetch_state:
+        body["state"] = state
+    return body
+
+
+def state_view(blob: bytes | None) -> Any:
+    """An entity's state as JSON (``GET entities/{name}/{key}``)."""
+    return _value(blob, "entity state")
