@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -36,6 +37,108 @@ def _resender() -> ThreadPoolExecutor:
         if _resend_pool is None:
             _resend_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-resend")
         return _resend_pool
+
+
+@dataclass
+class _Signal:
+    """One pipelined signal on its way."""
+
+    future: Future
+    eid: EntityId
+    operation: str
+    blob: bytes
+    seq: int
+    deadline: float | None = None  # set by the first lost host: retries end then
+
+
+class _SignalBatcher:
+    """Groups pipelined signals per host, so one Ray call carries many of them.
+
+    A Ray actor call costs far more than applying a small operation, so signals sent with
+    ``wait=False`` wait up to ``LINGER_SECONDS`` (or until ``MAX_BATCH`` gather) and leave
+    together. Order holds: a batch keeps the sender's order, and hosts apply a sender's
+    operations by sequence number whatever order batches arrive in.
+    """
+
+    MAX_BATCH = 256
+    LINGER_SECONDS = 0.002
+
+    def __init__(self, client: DurableClient) -> None:
+        self._client = client
+        self._cond = threading.Condition()
+        self._pending: dict[int, tuple[Any, list[_Signal]]] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, signal: _Signal) -> None:
+        """Queue one signal for its entity's host."""
+        handle = self._client._router.handle(signal.eid, self._client._get)
+        full = None
+        with self._cond:
+            _, items = self._pending.setdefault(id(handle), (handle, []))
+            items.append(signal)
+            if len(items) >= self.MAX_BATCH:
+                full = self._pending.pop(id(handle))
+            elif self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="durable-signals", daemon=True
+                )
+                self._thread.start()
+        if full is not None:
+            self._send(*full)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait(self.LINGER_SECONDS)
+                batches, self._pending = list(self._pending.values()), {}
+            for handle, items in batches:
+                self._send(handle, items)
+
+    def _send(self, handle: Any, items: list[_Signal]) -> None:
+        ops = [(str(s.eid), s.operation, s.blob, s.seq) for s in items]
+        try:
+            ref = handle.entity_ops.remote(self._client._sender, ops)
+        except Exception as exc:
+            self._failed(items, exc)
+            return
+
+        def done(sent: Future) -> None:
+            exc = sent.exception()
+            if exc is not None:
+                self._failed(items, exc)
+                return
+            for signal, blob in zip(items, sent.result()):
+                try:
+                    self._client._signal_outcome(loads(blob, "entity operation result"))
+                    signal.future.set_result(None)
+                except Exception as error:
+                    signal.future.set_exception(error)
+
+        ref.future().add_done_callback(done)
+
+    def _failed(self, items: list[_Signal], exc: BaseException) -> None:
+        if not _host_lost(exc):
+            for signal in items:
+                signal.future.set_exception(exc)
+            return
+        # Ray runs callbacks on its own thread: the wait and the resend happen elsewhere.
+        _resender().submit(self._again, items, exc)
+
+    def _again(self, items: list[_Signal], exc: BaseException) -> None:
+        """After a lost host, send again with the same numbers: each is applied once."""
+        if not isinstance(exc, ray.exceptions.ActorDiedError):
+            time.sleep(0.1)  # restarting: give it a moment; a dead-for-good one is replaced
+        now = time.monotonic()
+        for signal in items:
+            self._client._router.forget(signal.eid)
+            signal.deadline = signal.deadline or now + RECONNECT_SECONDS
+            if now > signal.deadline:
+                signal.future.set_exception(exc)
+            else:
+                try:
+                    self.add(signal)
+                except Exception as error:
+                    signal.future.set_exception(error)
 
 
 def _host_lost(exc: BaseException) -> bool:
@@ -127,6 +230,7 @@ class DurableClient:
         self._sender = f"client-{uuid.uuid4().hex}"
         self._counters: dict[str, int] = {}
         self._counter_lock = threading.Lock()
+        self._batcher = _SignalBatcher(self)
 
     @classmethod
     def connect(cls, hub: str = "default", address: str | None = None) -> DurableClient:
@@ -187,6 +291,41 @@ class DurableClient:
         version: str | None = None,
     ) -> str:
         """Start an orchestration (a registered object or name); returns its instance id."""
+        return self._start(self._start_args(orchestrator, input, instance_id, version), True)
+
+    async def start_new_async(
+        self,
+        orchestrator: Any,
+        input: Any = None,
+        instance_id: str | None = None,
+        version: str | None = None,
+    ) -> str:
+        """``start_new`` for code on an event loop: awaits the hub instead of blocking."""
+        args = self._start_args(orchestrator, input, instance_id, version)
+        try:
+            return await self._supervisor.start_new.remote(*args)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, DurableError):
+                raise exc.cause from None
+            raise
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            # The supervisor restarts: retry off the loop, as the blocking call does.
+            return await asyncio.get_running_loop().run_in_executor(None, self._start, args, False)
+
+    async def call_async(self, method: str, *args: Any) -> Any:
+        """A supervisor method from code on an event loop (typed errors raised whole)."""
+        try:
+            return await getattr(self._supervisor, method).remote(*args)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, DurableError):
+                raise exc.cause from None
+            raise
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            return await asyncio.get_running_loop().run_in_executor(None, self._call, method, *args)
+
+    def _start_args(
+        self, orchestrator: Any, input: Any, instance_id: str | None, version: str | None
+    ) -> tuple[str, str | None, bytes, bytes, str]:
         if isinstance(orchestrator, str):
             name = orchestrator
         else:
@@ -199,16 +338,16 @@ class DurableClient:
         iid = instance_id or uuid.uuid4().hex
         input_blob = dumps(input, "orchestration input")
         start_blob = dumps(h.ExecutionStarted(name, input, version or ""), "orchestration input")
-        first = True
+        return name, version, input_blob, start_blob, iid
+
+    def _start(self, args: tuple[str, str | None, bytes, bytes, str], first: bool) -> str:
         while True:
             try:
-                return self._call(
-                    "start_new", name, version, input_blob, start_blob, iid, retry=False
-                )
+                return self._call("start_new", *args, retry=False)
             except InstanceExistsError:
                 if first:
                     raise
-                return iid  # our own earlier attempt landed before the supervisor restarted
+                return args[-1]  # our own earlier attempt landed before the supervisor restarted
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
                 first = False
                 time.sleep(0.2)
@@ -323,7 +462,7 @@ class DurableClient:
         eid, seq, blob = self._prepare(entity_id, operation, input)
         if not wait:
             future: Future = Future()
-            self._pipeline(future, eid, operation, blob, seq, time.monotonic() + RECONNECT_SECONDS)
+            self._batcher.add(_Signal(future, eid, operation, blob, seq))
             return future
         self._signal_outcome(self._send(eid, operation, blob, seq))
         return None
@@ -332,47 +471,6 @@ class DurableClient:
     def _signal_outcome(outcome: tuple) -> None:
         if outcome[0] == "err" and outcome[2] is not None:
             raise outcome[2]
-
-    def _pipeline(
-        self,
-        future: Future,
-        eid: EntityId,
-        operation: str,
-        blob: bytes,
-        seq: int,
-        deadline: float,
-        pause: float = 0.0,
-    ) -> None:
-        """Send one pipelined signal; on a lost host, send it again with the same number."""
-        time.sleep(pause)
-        try:
-            ref = self._router.handle(eid, self._get).entity_op.remote(
-                str(eid), operation, blob, self._sender, seq, True
-            )
-        except Exception as exc:
-            future.set_exception(exc)
-            return
-
-        def done(sent: Future) -> None:
-            exc = sent.exception()
-            if exc is None:
-                try:
-                    self._signal_outcome(loads(sent.result(), "entity operation result"))
-                    future.set_result(None)
-                except Exception as error:
-                    future.set_exception(error)
-            elif _host_lost(exc) and time.monotonic() < deadline:
-                # The host restarts or was retired: the same number is applied once. Ray
-                # runs this callback on its own thread, so the resend happens elsewhere.
-                self._router.forget(eid)
-                pause = 0.0 if isinstance(exc, ray.exceptions.ActorDiedError) else 0.1
-                _resender().submit(
-                    self._pipeline, future, eid, operation, blob, seq, deadline, pause
-                )
-            else:
-                future.set_exception(exc)
-
-        ref.future().add_done_callback(done)
 
     def call_entity(
         self,

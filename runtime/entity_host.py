@@ -99,6 +99,21 @@ class EntityCore:
         self._wake.set()
         return await future
 
+    async def operate_many(
+        self, sender: str, ops: list[tuple[str, str, bytes, int]]
+    ) -> list[bytes]:
+        """Several ordered operations of one sender, queued together (one Ray call)."""
+        loop = asyncio.get_event_loop()
+        futures = []
+        for eid, operation, input_blob, seq in ops:
+            future = loop.create_future()
+            self._queue.append(
+                _Op(EntityId.parse(eid), operation, input_blob, sender, seq, True, future)
+            )
+            futures.append(future)
+        self._wake.set()
+        return list(await asyncio.gather(*futures))
+
     def passivate(self, idle_seconds: float | None) -> int:
         """Drop entities idle longer than their passivation time; returns how many.
 

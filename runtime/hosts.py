@@ -566,6 +566,10 @@ class Host:
         """Run one entity operation (idempotent per sender and sequence number)."""
         return await self.core.entities.operate(eid, operation, input_blob, sender, seq, ordered)
 
+    async def entity_ops(self, sender: str, ops: list[tuple[str, str, bytes, int]]) -> list[bytes]:
+        """Run one sender's pipelined operations (entity, operation, input, seq), in order."""
+        return await self.core.entities.operate_many(sender, ops)
+
     async def poke(self, instance_id: str) -> None:
         """Check the instance's inbox."""
         await self.core.poke(instance_id)

@@ -216,6 +216,18 @@ def test_idle_entities_passivate_and_come_back_from_their_checkpoint(ent):
     assert c.call_entity("PooledSleepy@p", "get") == 5
 
 
+@pytest.mark.parametrize("placement", ["pooled", "dedicated"])
+def test_pipelined_signals_survive_a_killed_host_and_apply_once(ent):
+    c = ent.client
+    c.signal_entity("Counter@p", "add", 0)
+    futures = [c.signal_entity("Counter@p", "add", 1, wait=False) for _ in range(1500)]
+    os.kill(host_pid(ent, "Counter@p"), signal.SIGKILL)  # batches in flight, some applied
+    futures += [c.signal_entity("Counter@p", "add", 1, wait=False) for _ in range(500)]
+    for future in futures:
+        future.result(timeout=120)
+    assert c.call_entity("Counter@p", "get", timeout=60) == 2000
+
+
 DRIVER = textwrap.dedent(
     """
     import sys, ray
