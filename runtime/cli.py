@@ -587,7 +587,7 @@ def _import_app(name: str) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from runtime.http_api import serve_http
+        from runtime.http_api import serve_http, stop_http
     except ImportError as exc:
         raise CliError(
             f"the HTTP API (runtime.http_api) is not available in this installation: {exc}"
@@ -604,7 +604,7 @@ def _serve(args: argparse.Namespace) -> int:
         _init_ray(config.ray.address, config.ray.namespace)
     runtime = Runtime.start(config=config)
     previous = _on_sigterm_interrupt()
-    server = None
+    serving = False
     try:
         runtime.register(*objects)
         names = ", ".join(f"{o.kind} {o.name}" for o in objects) or "nothing"
@@ -613,22 +613,24 @@ def _serve(args: argparse.Namespace) -> int:
             f"HTTP API on http://{config.http.host}:{config.http.port} (Ctrl-C to stop)",
             flush=True,
         )
-        server = serve_http(
+        serving = True  # from here on, even a start cut short leaves a Serve app to delete
+        serve_http(
             config.hub,
             host=config.http.host,
             port=config.http.port,
             token_env=config.http.token_env,
             max_body_bytes=config.http.max_body_bytes,
         )
-        while True:  # serve_http may return a running server or block itself
+        while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
-        for method in ("shutdown", "close", "stop"):
-            if callable(getattr(server, method, None)):
-                getattr(server, method)()
-                break
+        if serving:
+            try:
+                stop_http()
+            except Exception as exc:  # the hub must still stop
+                print(f"durable: could not stop the HTTP API: {exc}", file=sys.stderr)
         runtime.shutdown()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -16,6 +16,7 @@ proxy per cluster (one host and port), so one hub's API is served at a time.
 
 import hashlib
 import hmac
+import inspect
 import json
 import logging
 import os
@@ -361,8 +362,10 @@ class DurableHttpApi:
         app.state.guard = GuardSettings(token_sha256, max_body_bytes)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a blocking client call off the event loop; map its errors to HTTP."""
+        """Run a client call (awaited if async, else in a thread); map its errors to HTTP."""
         try:
+            if inspect.iscoroutinefunction(fn):
+                return await fn(*args)
             return await run_in_threadpool(fn, *args)
         except Exception as exc:
             error = error_of(exc)
@@ -378,7 +381,7 @@ class DurableHttpApi:
     async def _record(self, request: Request, instance_id: str) -> Any:
         self._check_hub(request)
         # The client's own get_status would unpickle every value; the views decode leniently.
-        record, _ = await self._run(self.client._call, "get_status", instance_id, False)
+        record, _ = await self._run(self.client.call_async, "get_status", instance_id, False)
         if record is None:
             raise HttpApiError(404, f"no orchestration instance with id {instance_id!r}")
         return record
@@ -404,7 +407,7 @@ class DurableHttpApi:
         self._check_hub(request)
         data = json_body(await request.body())
         version = request.query_params.get("version") or None
-        iid = await self._run(self.client.start_new, name, data, instance_id, version)
+        iid = await self._run(self.client.start_new_async, name, data, instance_id, version)
         return self._check_status(request, iid)
 
     @app.get("/instances/{instance_id}")
@@ -414,7 +417,7 @@ class DurableHttpApi:
         params = request.query_params
         show_history = flag(params, "showHistory", False)
         record, history = await self._run(
-            self.client._call, "get_status", instance_id, show_history
+            self.client.call_async, "get_status", instance_id, show_history
         )
         if record is None:
             raise HttpApiError(404, f"no orchestration instance with id {instance_id!r}")
@@ -446,7 +449,7 @@ class DurableHttpApi:
             top + 1,  # one more than asked tells whether a next page exists
             offset,
         )
-        records = await self._run(self.client._call, "query", query)
+        records = await self._run(self.client.call_async, "query", query)
         show_input = flag(params, "showInput", True)
         body = [status_payload(r, show_input=show_input) for r in records[:top]]
         response = JSONResponse(body)
@@ -544,7 +547,7 @@ class DurableHttpApi:
         """The entity's state as JSON; 404 if it has none."""
         self._check_hub(request)
         eid = EntityId(name, key)
-        row = await self._run(self.client._call, "read_entity", str(eid))
+        row = await self._run(self.client.call_async, "read_entity", str(eid))
         if row is None or not row[1]:
             raise HttpApiError(404, f"entity {eid} has no state")
         return JSONResponse(state_view(row[0]))
@@ -573,7 +576,7 @@ class DurableHttpApi:
             eid = meta.entity_id
             state = None
             if fetch_state:
-                row = await self._run(self.client._call, "read_entity", str(eid))
+                row = await self._run(self.client.call_async, "read_entity", str(eid))
                 state = state_view(row[0]) if row else None
             when = meta.last_modified_time.timestamp()
             body.append(entity_payload(eid.name, eid.key, when, state, fetch_state))

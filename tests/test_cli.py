@@ -318,8 +318,10 @@ def test_serve_registers_the_app_and_starts_the_http_api(capsys, monkeypatch, tm
         client.signal_entity("Tally@t", "add", 2)
         raise KeyboardInterrupt  # what Ctrl-C does while the server blocks
 
+    stopped = []
     fake = types.ModuleType("runtime.http_api")
     fake.serve_http = serve_http
+    fake.stop_http = lambda: stopped.append(True)
     monkeypatch.setitem(sys.modules, "runtime.http_api", fake)
     monkeypatch.chdir(os.path.dirname(workflows.__file__))
     code, out, err = run(
@@ -338,6 +340,7 @@ def test_serve_registers_the_app_and_starts_the_http_api(capsys, monkeypatch, tm
             "HI!",
         )
     ]
+    assert stopped == [True]  # interrupted while serving: the API is taken down too
     assert "registered activity shout, orchestrator cli_app_flow, entity Tally" in out
     assert f"stopped hub '{hub_name}'" in out
     with pytest.raises(ValueError):  # Ctrl-C stopped the hub; the store keeps its instances
@@ -353,6 +356,7 @@ def test_serve_fails_clearly(capsys, monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "runtime.http_api", types.ModuleType("runtime.http_api"))
     sys.modules["runtime.http_api"].serve_http = lambda *a, **k: None
+    sys.modules["runtime.http_api"].stop_http = lambda: None
     code, _, err = run(capsys, "--hub", hub_name, "serve", "--app", "no_such_module_xyz")
     assert code == 1
     one_line_error(err, "cannot import app module 'no_such_module_xyz'")

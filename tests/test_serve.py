@@ -1,0 +1,405 @@
+"""``durable serve`` as a real subprocess, driven by the real ``durable`` CLI and over HTTP.
+
+One server for the one test (starting a hub and Ray Serve costs seconds): the CLI's human
+and ``--json`` output, bad input over both (the right exit code or HTTP status, a clear
+message, nothing stored), then SIGTERM stops the server and the store keeps the instances.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from conftest import start_ray
+
+from runtime.routing import NAMESPACE
+from runtime.supervisor import supervisor_name
+
+TESTS = Path(__file__).resolve().parent
+TOKEN_ENV = "RAY_DURABLE_SERVE_TEST_TOKEN"
+MAX_BODY = 4096  # small, so an oversize body is cheap to send
+READY_SECONDS = 90.0
+_NO_BODY = object()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def durable_exe() -> str:
+    """The installed console script (beside this Python, else on PATH)."""
+    beside = Path(sys.executable).with_name("durable")
+    exe = str(beside) if beside.exists() else shutil.which("durable")
+    assert exe is not None, "the durable console script is not installed: pip install -e ."
+    return exe
+
+
+def call(
+    method: str,
+    url: str,
+    body: Any = _NO_BODY,
+    *,
+    data: bytes | None = None,
+    token: str | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, dict[str, str], Any]:
+    """(status, lower-cased headers, body) of one request: JSON, else text, else None."""
+    if body is not _NO_BODY:
+        data = json.dumps(body).encode()
+    headers = {"Content-Type": content_type} if data is not None else {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, raw, found = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as error:
+        status, raw, found = error.code, error.read(), error.headers
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:  # e.g. Serve's own plain-text 404 before the app is routed
+        value = raw.decode(errors="replace")
+    return status, {k.lower(): v for k, v in found.items()}, value
+
+
+def one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("durable: error: ") and text in lines[0], result.stderr
+
+
+class Served:
+    """A ``durable serve`` subprocess and the way to talk to it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.hub = f"serve-{uuid.uuid4().hex[:8]}"
+        self.db = tmp_path / "serve.db"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/runtime/webhooks/durabletask/"
+        self.token = uuid.uuid4().hex
+        self.address = ray.get_runtime_context().gcs_address
+        self.exe = durable_exe()
+        self.config = tmp_path / "durable.yaml"
+        self.config.write_text(
+            f"hub: {self.hub}\n"
+            f"store: sqlite:///{self.db}\n"
+            "placement: pooled\npool_size: 1\nwarm_hosts: 0\n"
+            f"http: {{host: 127.0.0.1, port: {self.port}, token_env: {TOKEN_ENV}, "
+            f"max_body_bytes: {MAX_BODY}}}\n"
+        )
+        # The app module lives in tests/: on PYTHONPATH (conftest) for the server, its
+        # Ray workers (started by this session's raylet) and the CLI alike.
+        self.env = {**os.environ, TOKEN_ENV: self.token}
+        self.log = tmp_path / "serve.log"
+        self.proc: subprocess.Popen | None = None
+        self.stopped = False  # True once SIGTERM stopped it cleanly
+
+    # -- the server ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [self.exe, "--address", self.address, "serve", "--config", str(self.config)]
+                + ["--app", "serve_app"],
+                cwd=self.tmp_path,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: signals spare this session
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_SECONDS
+        while True:
+            assert self.proc is not None
+            code = self.proc.poll()
+            assert code is None, f"durable serve exited with {code}:\n{self.output()}"
+            try:
+                status, _, _ = call("GET", self.base + "instances?top=1", token=self.token)
+                if status == 200:
+                    return
+            except (urllib.error.URLError, OSError):
+                pass  # not listening, or not routed yet
+            assert time.monotonic() < deadline, f"no HTTP API after {READY_SECONDS:g} s:\n" + (
+                self.output()
+            )
+            time.sleep(0.3)
+
+    def stop(self, timeout: float) -> int:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self.stopped = code == 0
+        return code
+
+    def cleanup(self) -> None:
+        """After a failure: kill the server and whatever it left on this session's Ray."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=30)
+        try:
+            supervisor = ray.get_actor(supervisor_name(self.hub), namespace=NAMESPACE)
+        except ValueError:
+            supervisor = None
+        if supervisor is not None:
+            try:
+                ray.get(supervisor.shutdown.remote(), timeout=30)
+            finally:
+                ray.kill(supervisor, no_restart=True)
+        if self.stopped:
+            return  # the server stopped its HTTP API itself
+        try:
+            from runtime.http_api import stop_http
+
+            stop_http()
+        except Exception:
+            pass  # best effort: Serve was never started, or is gone already
+
+    # -- the CLI ------------------------------------------------------------------------
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.exe, "--address", self.address, "--config", str(self.config), *args]
+
+    def durable(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.argv(*args),
+            cwd=self.tmp_path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def durable_all(self, *commands: tuple[str, ...]) -> list[subprocess.CompletedProcess]:
+        """Several CLI runs at once (each one is a short-lived Ray driver)."""
+        procs = [
+            subprocess.Popen(
+                self.argv(*args),
+                cwd=self.tmp_path,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for args in commands
+        ]
+        results = []
+        for args, proc in zip(commands, procs):
+            out, err = proc.communicate(timeout=60)
+            results.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
+        return results
+
+    def ok(self, result: subprocess.CompletedProcess) -> str:
+        assert result.returncode == 0, (result.args, result.stdout, result.stderr)
+        assert result.stderr.strip() == "", result.stderr
+        return result.stdout
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def http(self, method: str, path: str, body: Any = _NO_BODY, **options: Any) -> tuple:
+        options.setdefault("token", self.token)
+        return call(method, self.base + path, body, **options)
+
+    def http_gone(self, timeout: float) -> bool:
+        """True once nothing listens on the API's port any more."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.http("GET", "instances")
+            except (urllib.error.URLError, OSError):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.3)
+
+    def wait_status(self, iid: str, done: Callable[[dict], bool], timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            status, _, body = self.http("GET", f"instances/{iid}")
+            assert status in (200, 202), (status, body)
+            if done(body):
+                return body
+            assert time.monotonic() < deadline, f"{iid} still {body['runtimeStatus']}"
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def served(tmp_path):
+    start_ray()
+    server = Served(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+def test_serve_subprocess_cli_http_and_sigterm(served):
+    served.wait_ready()
+    s = served
+    uid = uuid.uuid4().hex[:6]
+    assert (
+        f"hub '{s.hub}' on sqlite:///{s.db}; registered activity serve_greet, "
+        "orchestrator serve_hello, orchestrator serve_wait, entity ServeTally" in s.output()
+    )
+    assert f"HTTP API on http://127.0.0.1:{s.port}" in s.output()
+
+    # -- start, human and --json; signal an entity ---------------------------------------
+    wait_id = f"wait-{uid}"
+    started, started_json, signalled = s.durable_all(
+        ("start", "serve_hello", "--input", '["Tokyo", "Lima"]'),
+        ("--json", "start", "serve_wait", "--input", '{"order": 7}', "--id", wait_id),
+        ("signal", "ServeTally@cart", "add", "--input", "5"),
+    )
+    hello_id = s.ok(started).strip()
+    assert len(hello_id) == 32 and "\n" not in hello_id, started.stdout  # a uuid4 hex
+    assert json.loads(s.ok(started_json)) == {"instanceId": wait_id, "name": "serve_wait"}
+    assert s.ok(signalled).strip() == "signalled 'add' to ServeTally@cart"
+    done = s.wait_status(hello_id, lambda b: b["runtimeStatus"] == "Completed")
+    assert done["output"] == ["Hello Tokyo!", "Hello Lima!"]
+
+    # -- status (human, --json), entity, raise, list -------------------------------------
+    status, status_json, entity_json, raised, listed = s.durable_all(
+        ("status", hello_id),
+        ("status", hello_id, "--json"),
+        ("entity", "ServeTally@cart", "--json"),
+        ("raise", wait_id, "Approve", "--data", '{"by": "ana"}'),
+        ("list", "--json"),
+    )
+    text = s.ok(status)
+    assert f"instance:      {hello_id}\n" in text
+    assert "name:          serve_hello\n" in text and "status:        Completed\n" in text
+    assert 'input:         ["Tokyo", "Lima"]\n' in text
+    assert 'output:        ["Hello Tokyo!", "Hello Lima!"]\n' in text
+    data = json.loads(s.ok(status_json))
+    assert (data["instanceId"], data["name"], data["runtimeStatus"]) == (
+        hello_id,
+        "serve_hello",
+        "Completed",
+    )
+    assert (data["input"], data["output"]) == (["Tokyo", "Lima"], ["Hello Tokyo!", "Hello Lima!"])
+    assert data["failureDetails"] is None
+    assert json.loads(s.ok(entity_json)) == {
+        "entityId": "ServeTally@cart",
+        "exists": True,
+        "state": {"total": 5},
+    }
+    assert s.ok(raised).strip() == f"raised 'Approve' on {wait_id}"
+    before = {d["instanceId"]: d["name"] for d in json.loads(s.ok(listed))}
+    assert before == {hello_id: "serve_hello", wait_id: "serve_wait"}
+    done = s.wait_status(wait_id, lambda b: b["runtimeStatus"] == "Completed")
+    assert done["output"] == {"request": {"order": 7}, "approval": {"by": "ana"}}
+    assert s.http("GET", "entities/ServeTally/cart")[::2] == (200, {"total": 5})
+
+    # -- CLI errors: exit 1, one line on stderr, nothing stored ----------------------------
+    bad_json, unknown_orch, unknown_id = s.durable_all(
+        ("start", "serve_hello", "--input", "[Tokyo", "--id", f"badjson-{uid}"),
+        ("start", "no_such_orchestrator", "--input", "1", "--id", f"noorch-{uid}"),
+        ("status", f"nobody-{uid}"),
+    )
+    one_line_error(bad_json, "--input is not valid JSON")
+    one_line_error(unknown_orch, "no orchestrator named 'no_such_orchestrator'")
+    one_line_error(unknown_id, f"no orchestration instance with id 'nobody-{uid}'")
+
+    # -- HTTP errors: status code, JSON message, nothing stored ----------------------------
+    status, headers, body = s.http("GET", "instances", token=None)
+    assert status == 401 and headers.get("www-authenticate") == "Bearer", (status, body)
+    assert "bearer token" in body["Message"]
+    status, _, body = s.http("POST", f"orchestrators/serve_hello/nontoken-{uid}", [], token=None)
+    assert status == 401, body
+    status, _, body = s.http("GET", "instances", token="not-the-token")
+    assert status == 401 and "bearer token" in body["Message"], body
+    status, _, body = s.http("POST", f"orchestrators/serve_hello/badtoken-{uid}", [], token="x")
+    assert status == 401, body
+
+    status, _, body = s.http("POST", f"orchestrators/serve_hello/badjson-{uid}", data=b"[Tokyo")
+    assert status == 400, body
+    assert body["ExceptionType"] == "JsonReaderException"
+    assert body["Message"].startswith("Invalid JSON content")
+    status, _, body = s.http("POST", f"orchestrators/no_such_orchestrator/noorch-{uid}", 1)
+    assert status == 400 and "no_such_orchestrator" in body["Message"], body
+    big = ["x" * 100] * (MAX_BODY // 100)  # a valid JSON body just over the limit
+    status, _, body = s.http("POST", f"orchestrators/serve_hello/big-{uid}", big)
+    assert status == 413 and f"limit of {MAX_BODY} bytes" in body["Message"], body
+    status, _, body = s.http("GET", f"instances/nobody-{uid}")
+    assert status == 404 and f"nobody-{uid}" in body["Message"], body
+    status, _, body = s.http("POST", f"instances/nobody-{uid}/terminate")
+    assert status == 404, body
+    status, _, body = s.http("GET", "entities/ServeTally/nobody")
+    assert status == 404, body
+    for refused in ("badjson", "noorch", "nontoken", "badtoken", "big"):
+        assert s.http("GET", f"instances/{refused}-{uid}")[0] == 404, refused
+    status, _, body = s.http("GET", "instances")
+    assert status == 200
+    assert {d["instanceId"]: d["name"] for d in body} == before
+
+    # -- an instance started over HTTP, seen and steered by the CLI ------------------------
+    http_id = f"http-{uid}"
+    status, headers, body = s.http("POST", f"orchestrators/serve_wait/{http_id}", {"via": "http"})
+    assert status == 202 and body["id"] == http_id, body
+    assert headers["location"] == body["statusQueryGetUri"]
+    s.wait_status(http_id, lambda b: b["runtimeStatus"] == "Running")
+    status_json, listed = s.durable_all(("status", http_id, "--json"), ("--json", "list"))
+    data = json.loads(s.ok(status_json))
+    assert (data["name"], data["runtimeStatus"], data["input"]) == (
+        "serve_wait",
+        "Running",
+        {"via": "http"},
+    )
+    after = {d["instanceId"]: d["runtimeStatus"] for d in json.loads(s.ok(listed))}
+    assert after == {hello_id: "Completed", wait_id: "Completed", http_id: "Running"}
+
+    terminated, purged = s.durable_all(
+        ("terminate", http_id, "--reason", "done over the CLI"), ("purge", hello_id)
+    )
+    assert s.ok(terminated).strip() == f"terminated {http_id}"
+    assert s.ok(purged).strip() == "purged 1 instance"
+    done = s.wait_status(http_id, lambda b: b["runtimeStatus"] == "Terminated")
+    assert s.http("GET", f"instances/{hello_id}")[0] == 404
+
+    # -- SIGTERM: a clean stop, and the store keeps the instances --------------------------
+    code = s.stop(timeout=60)
+    assert code == 0, s.output()
+    assert f"stopped hub '{s.hub}'" in s.output()
+    assert "Traceback" not in s.output(), s.output()
+    with pytest.raises(ValueError):  # the hub's supervisor is gone
+        ray.get_actor(supervisor_name(s.hub), namespace=NAMESPACE)
+    assert s.http_gone(timeout=15), "the HTTP API still answers after the server stopped"
+    with sqlite3.connect(s.db) as db:
+        rows = db.execute(
+            "SELECT instance_id, name, status FROM instances WHERE hub = ?", (s.hub,)
+        ).fetchall()
+        entities = db.execute(
+            "SELECT name, key, exists_ FROM entities WHERE hub = ?", (s.hub,)
+        ).fetchall()
+    assert sorted(rows) == sorted(
+        [(wait_id, "serve_wait", "Completed"), (http_id, "serve_wait", "Terminated")]
+    )
+    assert entities == [("ServeTally", "cart", 1)]
