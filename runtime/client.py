@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -302,26 +302,28 @@ class DurableClient:
     ) -> str:
         """``start_new`` for code on an event loop: awaits the hub instead of blocking."""
         args = self._start_args(orchestrator, input, instance_id, version)
-        try:
-            return await self._supervisor.start_new.remote(*args)
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, DurableError):
-                raise exc.cause from None
-            raise
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-            # The supervisor restarts: retry off the loop, as the blocking call does.
-            return await asyncio.get_running_loop().run_in_executor(None, self._start, args, False)
+        return await self._await_hub(
+            lambda: self._supervisor.start_new.remote(*args), lambda: self._start(args, False)
+        )
 
     async def call_async(self, method: str, *args: Any) -> Any:
         """A supervisor method from code on an event loop (typed errors raised whole)."""
+        return await self._await_hub(
+            lambda: getattr(self._supervisor, method).remote(*args),
+            lambda: self._call(method, *args),
+        )
+
+    @staticmethod
+    async def _await_hub(send: Callable[[], Any], blocking: Callable[[], Any]) -> Any:
         try:
-            return await getattr(self._supervisor, method).remote(*args)
+            return await send()
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, DurableError):
                 raise exc.cause from None
             raise
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-            return await asyncio.get_running_loop().run_in_executor(None, self._call, method, *args)
+            # The supervisor restarts: wait for it off the loop, as the blocking call does.
+            return await asyncio.get_running_loop().run_in_executor(None, blocking)
 
     def _start_args(
         self, orchestrator: Any, input: Any, instance_id: str | None, version: str | None

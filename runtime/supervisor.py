@@ -380,8 +380,10 @@ class SupervisorCore:
             self._lanes[key] = asyncio.ensure_future(self._run_lane(key, messages))
 
     async def _run_lane(self, key: tuple[bool, str], messages: list[Any]) -> None:
-        delivered = await self._deliver_lane(messages)
-        del self._lanes[key]
+        try:
+            delivered = await self._deliver_lane(messages)
+        finally:
+            del self._lanes[key]  # whatever happened: a stuck lane would block its target
         if not delivered:
             await asyncio.sleep(0.5)
         await self.flush_outbox()  # what this lane skipped while busy, or a retry
@@ -395,6 +397,8 @@ class SupervisorCore:
                 log.exception(
                     "hub %s: outbox message %d not delivered yet", self.config.hub, message.id
                 )
+                if message.kind in ("signal", "unlock"):
+                    self.router.forget(EntityId.parse(message.target))  # its host may be new
                 return False
             self.store.delete_outbox([message.id])
         return True

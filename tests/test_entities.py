@@ -142,6 +142,24 @@ def test_killed_entity_host_loses_no_acknowledged_signal_and_applies_none_twice(
     assert c.call_entity("Counter@k", "get") == acknowledged == 301
 
 
+def stuck_transfers(rt, ids) -> str:
+    """What a hung transfer test needs to be understood: who holds what, who waits."""
+    import sqlite3
+
+    c = rt.client
+    with sqlite3.connect(rt.config.store[len("sqlite:///") :]) as db:
+        locks = db.execute("SELECT key, locked_by FROM entities WHERE hub=?", (rt.config.hub,))
+        lines = [f"lock {key}: {owner}" for key, owner in locks.fetchall()]
+        outbox = db.execute("SELECT kind, target, sender FROM outbox WHERE hub=?", (rt.config.hub,))
+        lines += [f"outbox {row}" for row in outbox.fetchall()]
+    for iid in ids:
+        state = c.get_status(iid, show_history=True)
+        if not state.is_terminal:
+            events = [type(e).__name__ for e in state.history]
+            lines.append(f"{iid} {state.input}: {events[-4:]}")
+    return "\n".join(lines)
+
+
 @pytest.mark.parametrize("placement", ["pooled"])
 def test_concurrent_locked_transfers_with_host_kills_conserve_money(ent):
     c = ent.client
@@ -155,7 +173,11 @@ def test_concurrent_locked_transfers_with_host_kills_conserve_money(ent):
         ids.append(c.start_new(ed.transfer, input=(source, target, rng.randint(1, 60))))
         if n in (30, 70):
             os.kill(host_pid(ent, accounts[n % 10]), signal.SIGKILL)
-    outcomes = [c.wait_for_completion(i, timeout=300) for i in ids]
+    try:
+        wait_until(lambda: all(c.get_status(i).is_terminal for i in ids), timeout=180, every=1)
+    except AssertionError:
+        raise AssertionError(stuck_transfers(ent, ids)) from None
+    outcomes = [c.get_status(i) for i in ids]
     assert all(o.runtime_status == "Completed" for o in outcomes), [
         o.failure_details for o in outcomes if o.runtime_status != "Completed"
     ]
