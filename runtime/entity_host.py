@@ -31,6 +31,16 @@ log = logging.getLogger("ray_durable.entities")
 LOCK, UNLOCK = "__lock__", "__unlock__"
 
 
+def lock_owner(sender: str, lock_seq: int) -> str:
+    """Who holds an entity: the orchestration execution (a sender) and its lock request."""
+    return f"{sender}|{lock_seq}"
+
+
+def owner_sender(owner: str) -> str:
+    """The sender of a lock owner, whose operations pass the lock."""
+    return owner.split("|", 1)[0]
+
+
 @dataclass
 class _Op:
     eid: EntityId
@@ -204,7 +214,7 @@ class EntityCore:
         """Ops of senders other than a lock's owner wait until the lock is released."""
         if live.locked_by is None or op.operation == UNLOCK:
             return False
-        return op.sender != live.locked_by.split("|", 1)[0]
+        return op.sender != owner_sender(live.locked_by)
 
     def _admit(self, op: _Op) -> list[_Op]:
         """Ops ready to run, in per-sender order; later ones wait for their predecessors."""

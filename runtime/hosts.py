@@ -28,7 +28,7 @@ from typing import Any
 import ray
 
 from . import logs, metrics
-from .entity_host import LOCK, EntityCore
+from .entity_host import LOCK, EntityCore, lock_owner
 from .entity_id import EntityId
 from .errors import DurableError, SerializationError
 from .orchestration import history as h
@@ -78,6 +78,11 @@ class _Arrival:
     execution_id: str | None
     event: h.HistoryEvent
     message_id: int | None = None
+
+
+def _sender(instance_id: str, execution_id: str) -> str:
+    """An execution's name as an entity sender (its operations are numbered per entity)."""
+    return f"{instance_id}:{execution_id}"
 
 
 def now_utc(clock: Callable[[], float] | None = None) -> datetime:
@@ -329,9 +334,9 @@ class HostCore:
     @staticmethod
     def _unlocks(live: _Live, events: list[h.HistoryEvent]) -> list[tuple[str, str, bytes]]:
         """Outbox rows that unlock the entities of each ended critical section."""
-        owner = f"{live.instance_id}:{live.execution_id}"
+        sender = _sender(live.instance_id, live.execution_id)
         return [
-            ("unlock", entity, dumps((f"{owner}|{e.lock_seq}", counter)))
+            ("unlock", entity, dumps((lock_owner(sender, e.lock_seq), counter)))
             for e in events
             if isinstance(e, h.LockReleased)
             for entity, counter in zip(e.entities, e.counters)
@@ -431,7 +436,7 @@ class HostCore:
         return remote
 
     async def _call_entity(self, iid: str, execution_id: str, action: Any) -> None:
-        sender = f"{iid}:{execution_id}"
+        sender = _sender(iid, execution_id)
         try:
             outcome = await self._send_to_entity(
                 action.entity,
@@ -452,8 +457,8 @@ class HostCore:
 
     async def _acquire(self, iid: str, execution_id: str, action: h.LockRequested) -> None:
         """Take each entity in the global order; the grant is recorded like a result."""
-        sender = f"{iid}:{execution_id}"
-        owner = dumps(f"{sender}|{action.seq}")
+        sender = _sender(iid, execution_id)
+        owner = dumps(lock_owner(sender, action.seq))
         for entity, counter in zip(action.entities, action.counters):
             outcome = await self._send_to_entity(entity, LOCK, owner, sender, counter)
             if outcome[0] != "ok":

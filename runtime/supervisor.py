@@ -30,7 +30,7 @@ import ray
 
 from . import logs, metrics
 from .config import HubConfig
-from .entity_host import UNLOCK
+from .entity_host import UNLOCK, owner_sender
 from .entity_id import EntityId
 from .errors import (
     DurableError,
@@ -407,9 +407,8 @@ class SupervisorCore:
         if message.kind == "unlock":
             owner, counter = loads(message.payload)
             host = await self.router.ahandle(EntityId.parse(message.target))
-            sender = owner.split("|", 1)[0]
             await host.entity_op.remote(
-                message.target, UNLOCK, dumps(owner), sender, counter, False
+                message.target, UNLOCK, dumps(owner), owner_sender(owner), counter, False
             )
         elif message.kind == "signal":
             operation, input_blob = loads(message.payload)

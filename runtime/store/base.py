@@ -163,9 +163,6 @@ class Store(Protocol):
     def due_timers(self, now: float, limit: int = 1000) -> list[DueTimer]:
         """Timers due at ``now`` or before."""
 
-    def next_timer_time(self) -> float | None:
-        """When the earliest pending timer is due, if any."""
-
     def timer_stats(self) -> tuple[int, float | None]:
         """(pending timers, when the earliest is due)."""
 

@@ -346,10 +346,6 @@ class SqliteStore:
         )
         return [DueTimer(*row) for row in rows]
 
-    def next_timer_time(self) -> float | None:
-        """When the earliest pending timer is due, if any."""
-        return self.timer_stats()[1]
-
     def timer_stats(self) -> tuple[int, float | None]:
         """(pending timers, when the earliest is due)."""
         rows = self._read("SELECT COUNT(*), MIN(fire_at) FROM timers WHERE hub=?", (self.hub,))
