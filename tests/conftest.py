@@ -18,7 +18,14 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 sys.path.insert(0, str(TESTS))
 
-RAY_ARGS = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False}
+# address="local" starts a Ray of our own even when another cluster (a leftover `ray start`,
+# a notebook) is recorded on this machine.
+RAY_ARGS = {
+    "address": "local",
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "log_to_driver": False,
+}
 
 
 def start_ray() -> None:
