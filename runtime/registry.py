@@ -67,6 +67,16 @@ class Activity:
             return self.fn(input)
         return self.fn()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Ray ships activities to its workers with its own pickler: travel in our encoding,
+        # which carries the source lines, so a worker on another node shows them too.
+        return _activity_from, (dumps((self.fn, self.name, self.options), f"activity {self.name}"),)
+
+
+def _activity_from(blob: bytes) -> Activity:
+    fn, name, options = loads(blob, "activity")
+    return Activity(fn, name, options)
+
 
 @overload
 def orchestrator(fn: F) -> Orchestrator: ...
