@@ -30,6 +30,10 @@ log = logging.getLogger("ray_durable.entities")
 #: System operations of critical sections (``ctx.lock`` in orchestrations).
 LOCK, UNLOCK = "__lock__", "__unlock__"
 
+#: Outbox kind of an orchestration's signal: its sender and counter order it with the
+#: execution's other messages to that entity (an entity's own signals are "signal").
+ORDERED_SIGNAL = "ordered_signal"
+
 
 def lock_owner(sender: str, lock_seq: int) -> str:
     """Who holds an entity: the orchestration execution (a sender) and its lock request."""

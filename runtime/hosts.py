@@ -28,7 +28,7 @@ from typing import Any
 import ray
 
 from . import logs, metrics
-from .entity_host import LOCK, EntityCore, lock_owner
+from .entity_host import LOCK, ORDERED_SIGNAL, EntityCore, lock_owner
 from .entity_id import EntityId
 from .errors import DurableError, SerializationError
 from .orchestration import history as h
@@ -264,8 +264,8 @@ class HostCore:
         """Restart the execution in place; the checkpoint will replace the history."""
         while step.continued_as_new is not None:
             cont = step.continued_as_new
-            # The ending execution's unlocks are owned by its id, so compute them now.
-            live.unlocks.extend(self._unlocks(live, step.new_events))
+            # The ending execution's messages are sent by its id, so compute them now.
+            live.unlocks.extend(self._messages(live, step.new_events, final=True))
             live.execution_id = uuid.uuid4().hex
             live.history_length = 0
             previous = live.executor
@@ -322,7 +322,8 @@ class HostCore:
                 if isinstance(e, h.TimerCreated)
             ],
         )
-        cp.outbox, live.unlocks = [*live.unlocks, *self._unlocks(live, step.new_events)], []
+        outbox = self._messages(live, step.new_events, final=step.is_terminal)
+        cp.outbox, live.unlocks = [*live.unlocks, *outbox], []
         if step.continued_as_new is not None:
             cp.replace_history, cp.first_index = True, 0
             cp.input = dumps(step.continued_as_new.input)
@@ -332,15 +333,25 @@ class HostCore:
         return cp
 
     @staticmethod
-    def _unlocks(live: _Live, events: list[h.HistoryEvent]) -> list[tuple[str, str, bytes]]:
-        """Outbox rows that unlock the entities of each ended critical section."""
+    def _messages(
+        live: _Live, events: list[h.HistoryEvent], final: bool
+    ) -> list[tuple[str, str, bytes]]:
+        """Outbox rows: unlocks of ended critical sections, and the signals of a final step.
+
+        A running execution re-sends its signals when it is activated again; one that has
+        ended never is, so the signals of its last step travel in the outbox.
+        """
         sender = _sender(live.instance_id, live.execution_id)
-        return [
-            ("unlock", entity, dumps((lock_owner(sender, e.lock_seq), counter)))
-            for e in events
-            if isinstance(e, h.LockReleased)
-            for entity, counter in zip(e.entities, e.counters)
-        ]
+        rows = []
+        for e in events:
+            if isinstance(e, h.LockReleased):
+                for entity, counter in zip(e.entities, e.counters):
+                    owner = lock_owner(sender, e.lock_seq)
+                    rows.append(("unlock", entity, dumps((owner, counter))))
+            elif final and isinstance(e, h.EntitySignaled):
+                payload = (e.operation, dumps(e.input, "entity input"), sender, e.counter)
+                rows.append((ORDERED_SIGNAL, e.entity, dumps(payload)))
+        return rows
 
     def _answer_parent(self, live: _Live, step: Step) -> h.HistoryEvent:
         if step.status == OrchestrationStatus.COMPLETED:
@@ -359,6 +370,8 @@ class HostCore:
         for live, step in items:
             for event in step.new_events:
                 if isinstance(event, _DISPATCHED):
+                    if step.is_terminal and isinstance(event, h.EntitySignaled):
+                        continue  # in the outbox (see _messages)
                     self._dispatch(live, event)
             if step.is_terminal:
                 live.done = True

@@ -30,7 +30,7 @@ import ray
 
 from . import logs, metrics
 from .config import HubConfig
-from .entity_host import UNLOCK, owner_sender
+from .entity_host import ORDERED_SIGNAL, UNLOCK, owner_sender
 from .entity_id import EntityId
 from .errors import (
     DurableError,
@@ -397,7 +397,7 @@ class SupervisorCore:
                 log.exception(
                     "hub %s: outbox message %d not delivered yet", self.config.hub, message.id
                 )
-                if message.kind in ("signal", "unlock"):
+                if message.kind in ("signal", ORDERED_SIGNAL, "unlock"):
                     self.router.forget(EntityId.parse(message.target))  # its host may be new
                 return False
             self.store.delete_outbox([message.id])
@@ -415,6 +415,12 @@ class SupervisorCore:
             host = await self.router.ahandle(EntityId.parse(message.target))
             await host.entity_op.remote(
                 message.target, operation, input_blob, message.sender, message.id, False
+            )
+        elif message.kind == ORDERED_SIGNAL:
+            operation, input_blob, sender, counter = loads(message.payload)
+            host = await self.router.ahandle(EntityId.parse(message.target))
+            await host.entity_op.remote(
+                message.target, operation, input_blob, sender, counter, True
             )
         elif message.kind == "start":
             name, version, input_blob, start = loads(message.payload)

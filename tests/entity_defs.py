@@ -102,4 +102,16 @@ class PooledSleepy(_Sleeper):
     """Shares a pool host, which stays."""
 
 
-ALL = [Counter, account, counter_user, transfer, hold, Sleepy, PooledSleepy]
+@orchestrator
+def signal_then_end(ctx, args):
+    """Signals in the step that ends each execution (issue: such signals were dropped)."""
+    key, ending, n = args
+    ctx.signal_entity(EntityId("Counter", key), "add", n)
+    if ending == "failure":
+        raise ValueError("failed after signalling")
+    if ending == "continue_as_new" and n < 3:
+        ctx.continue_as_new([key, ending, n + 1])
+    return n
+
+
+ALL = [Counter, account, counter_user, transfer, hold, Sleepy, PooledSleepy, signal_then_end]

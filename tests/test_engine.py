@@ -357,3 +357,57 @@ def test_critical_section_is_granted_then_released_even_on_termination():
         "LockReleased",
         "ExecutionCompleted",
     ]
+
+
+@pytest.mark.parametrize("ending", ["return", "failure", "continue_as_new"])
+def test_signal_sent_by_the_final_step_is_recorded_before_the_end(ending):
+    def notify(ctx, n):
+        ctx.signal_entity("Counter@c", "add", n)
+        if ending == "failure":
+            raise ValueError("after the signal")
+        if ending == "continue_as_new" and n == 1:
+            ctx.continue_as_new(n + 1)
+        return n
+
+    step = Run(notify, input=1).step
+    kinds = [type(e).__name__ for e in step.new_events]
+    assert kinds.count("EntitySignaled") == 1
+    signal = next(e for e in step.new_events if isinstance(e, h.EntitySignaled))
+    assert (signal.entity, signal.operation, signal.input, signal.counter) == (
+        "Counter@c",
+        "add",
+        1,
+        1,
+    )
+    last = "ContinuedAsNew" if ending == "continue_as_new" else "ExecutionCompleted"
+    assert kinds.index("EntitySignaled") < kinds.index(last) == len(kinds) - 1
+
+
+def test_unawaited_activity_and_timer_die_with_the_execution():
+    def leaves_work(ctx, _):
+        ctx.call_activity("never_awaited")
+        ctx.create_timer(T0 + timedelta(hours=1))
+        ctx.signal_entity("Counter@c", "add", 1)
+        return "done"
+
+    kinds = [type(e).__name__ for e in Run(leaves_work).step.new_events]
+    assert "TaskScheduled" not in kinds and "TimerCreated" not in kinds
+    assert "EntitySignaled" in kinds
+
+
+def test_non_determinism_sends_nothing_the_diverged_code_asked_for():
+    def v1(ctx, _):
+        yield ctx.call_activity("a")
+        return "v1"
+
+    run = Run(v1)
+
+    def v2(ctx, _):
+        ctx.signal_entity("Counter@c", "add", 1)
+        yield ctx.call_activity("b")
+        return "v2"
+
+    ex = OrchestrationExecutor(v2, "i1")
+    step = ex.execute(run.history, episode(h.TaskCompleted(0, None)))
+    assert step.status == "Failed"
+    assert not [e for e in step.new_events if isinstance(e, h.EntitySignaled)]

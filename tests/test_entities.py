@@ -111,6 +111,19 @@ def test_orchestration_signals_then_calls_in_order(ent):
     assert c.wait_for_completion(iid, timeout=60).output == 11
 
 
+@pytest.mark.parametrize(
+    "ending, status, total",
+    [("return", "Completed", 1), ("failure", "Failed", 1), ("continue_as_new", "Completed", 6)],
+)
+def test_signal_in_the_step_that_ends_the_execution_is_delivered(ent, ending, status, total):
+    c = ent.client
+    iid = c.start_new(ed.signal_then_end, input=[ending, ending, 1])
+    assert c.wait_for_completion(iid, timeout=60).runtime_status == status
+    wait_until(lambda: c.call_entity(f"Counter@{ending}", "get") == total, timeout=30)
+    history = c.get_status(iid, show_history=True).history
+    assert any(type(e).__name__ == "EntitySignaled" for e in history)
+
+
 def test_entity_signals_another_entity_through_the_outbox(ent):
     c = ent.client
     c.signal_entity("Counter@src", "add", 7)

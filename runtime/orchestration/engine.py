@@ -387,6 +387,7 @@ class OrchestrationExecutor:
             self._flush_actions()
         except NonDeterminismError as exc:
             self.is_replaying = False
+            self._pending.clear()  # what a diverged replay asked for is never sent
             self._finish_failed(exc)
         return self._step()
 
@@ -617,11 +618,14 @@ class OrchestrationExecutor:
 
     def _out_terminal(self, event: h.HistoryEvent) -> None:
         # Actions the code took but did not await die with the execution, as in Temporal;
-        # releases of critical sections (run by closing the generator) do not.
-        released = [a for a in self._pending.values() if isinstance(a, h.LockReleased)]
+        # one-way messages do not: signals and the releases of critical sections (run by
+        # closing the generator) were sent by the step that ends the execution.
+        sent = {s: a for s, a in self._pending.items() if isinstance(a, _ONE_WAY)}
         self._pending.clear()
-        if not self.is_replaying:
-            self._out.extend(released)
+        if self.is_replaying:
+            self._pending.update(sent)  # matched by the recorded events that follow
+        else:
+            self._out.extend(sent[seq] for seq in sorted(sent))
             # An execution never ends holding entities, nor with a grant still on its way.
             held = [self.held_lock] if self.held_lock is not None else []
             self.held_lock = None
@@ -654,6 +658,10 @@ class OrchestrationExecutor:
         step.new_events = self._out
         step.custom_status = self.custom_status
         return step
+
+
+#: Actions that are messages, not tasks: kept when the step that sends them ends the execution.
+_ONE_WAY = (h.EntitySignaled, h.LockReleased)
 
 
 def _takes_input(fn: Callable[..., Any]) -> bool:
