@@ -403,30 +403,46 @@ class DurableClient:
         return state
 
     def terminate(self, instance_id: str, reason: str = "", recursive: bool = True) -> None:
-        """Stop a running instance (and its sub-orchestrations); it ends Terminated."""
+        """Stop a live instance (and its live sub-orchestrations); it ends Terminated.
+
+        InvalidOperationError if it has already ended (nothing is changed).
+        """
         self._call("terminate", instance_id, reason, recursive)
 
     def raise_event(self, instance_id: str, event_name: str, data: Any = None) -> None:
-        """Send an external event to a running instance."""
+        """Send an external event to a live instance (kept until it waits for it).
+
+        InvalidOperationError if the instance has ended: the event is refused, not dropped.
+        """
         if not isinstance(event_name, str) or not event_name:
             raise ValueError("event_name must be a non-empty string")
         self._call("deliver", instance_id, dumps(h.EventRaised(event_name, data), "event data"))
 
     def suspend(self, instance_id: str, reason: str = "") -> None:
-        """Pause an instance: events and results wait until ``resume``."""
+        """Pause a live instance: events and results wait until ``resume``.
+
+        Suspending a Suspended instance does nothing; InvalidOperationError if it has ended.
+        """
         self._call("suspend", instance_id, reason)
 
     def resume(self, instance_id: str, reason: str = "") -> None:
-        """Let a suspended instance go on."""
+        """Let a Suspended instance go on; InvalidOperationError for any other status."""
         self._call("resume", instance_id, reason)
 
     def restart(self, instance_id: str, restart_with_new_instance_id: bool = True) -> str:
-        """Run the instance's orchestrator again with its original input; returns the id."""
+        """Run the instance's orchestrator again with its latest input; returns the id.
+
+        Any instance restarts under a new id; under its own id only an ended one (it is
+        replaced), a live one raises InstanceExistsError.
+        """
         new_id = uuid.uuid4().hex if restart_with_new_instance_id else None
         return self._call("restart", instance_id, new_id)
 
     def purge_instance_history(self, instance_id: str) -> int:
-        """Delete a finished instance and its sub-orchestrations; returns how many."""
+        """Delete an ended instance and its ended sub-orchestrations; returns how many.
+
+        InvalidOperationError while it is live (terminate it first).
+        """
         return self._call("purge", instance_id)
 
     def purge_instance_history_by(

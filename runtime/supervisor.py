@@ -307,19 +307,10 @@ class SupervisorCore:
             self._poke(parent_id)
 
     async def deliver(self, instance_id: str, event_blob: bytes) -> None:
-        """Durably accept a message for an instance, then route it to its host."""
-        await self.ready
-        record = self.store.load_instance(instance_id)
-        if record is None:
-            raise InstanceNotFoundError(instance_id)
-        if OrchestrationStatus(record.status).is_terminal:
-            raise InvalidOperationError(
-                f"instance {instance_id!r} is {record.status}; it takes no more messages"
-            )
-        self.store.append_inbox(instance_id, event_blob)
-        # Only a nudge: the host reads its inbox in id order, so a large message that Ray
-        # delivers late cannot overtake the events raised before it.
-        self._host(record.host).poke.remote(instance_id)
+        """Durably accept a message (external event) for a live instance, then route it."""
+        record = await self._accept(instance_id, event_blob, LIVE)
+        if record.status not in LIVE:
+            raise _ended(record, "it takes no more messages")
 
     def _poke(self, instance_id: str) -> None:
         record = self.store.load_instance(instance_id)
@@ -485,70 +476,127 @@ class SupervisorCore:
             except asyncio.TimeoutError:
                 pass
 
+    # -- lifecycle: every answer is decided inside the transaction that writes --------------
+
+    async def _accept(
+        self,
+        instance_id: str,
+        event_blob: bytes,
+        statuses: tuple[str, ...],
+        new_status: str | None = None,
+    ) -> InstanceRecord:
+        """Store a message iff the instance's status is in ``statuses``, then nudge its host.
+
+        Returns the instance as found: the message was written iff its status is in
+        ``statuses``; otherwise nothing was (no row, no status, no last_updated_time).
+        """
+        await self.ready
+        record = self.store.append_inbox_if(instance_id, event_blob, statuses, new_status)
+        if record is None:
+            raise InstanceNotFoundError(instance_id)
+        if record.status in statuses:
+            # Only a nudge: the host reads its inbox in id order, so a large message that
+            # Ray delivers late cannot overtake the events raised before it.
+            self._host(record.host).poke.remote(instance_id)
+        return record
+
     async def terminate(self, instance_id: str, reason: str, recursive: bool = True) -> None:
-        """Ask an instance (and its running children) to stop; recorded before routed."""
-        await self.deliver(instance_id, dumps(h.ExecutionTerminated(reason)))
+        """Ask a live instance (and its live children) to stop; an ended one is refused."""
+        record = await self._accept(instance_id, dumps(h.ExecutionTerminated(reason)), LIVE)
+        if record.status not in LIVE:
+            raise _ended(record, "it cannot be terminated")
         if recursive:
             for child in self.store.children(instance_id):
                 if not OrchestrationStatus(child.status).is_terminal:
-                    await self.terminate(child.instance_id, reason, True)
+                    try:
+                        await self.terminate(child.instance_id, reason, True)
+                    except (InvalidOperationError, InstanceNotFoundError):
+                        pass  # the child ended (or was purged) meanwhile: nothing to stop
 
     async def suspend(self, instance_id: str, reason: str) -> None:
-        """Hold an instance's events until it is resumed."""
-        record = self._require(instance_id)
-        if record.status == OrchestrationStatus.SUSPENDED:
+        """Hold a live instance's events until resumed; no-op if already Suspended."""
+        record = await self._accept(
+            instance_id, dumps(h.ExecutionSuspended(reason)), SUSPENDABLE, SUSPENDED
+        )
+        if record.status in SUSPENDABLE or record.status == SUSPENDED:
             return
-        self.store.set_status(instance_id, str(OrchestrationStatus.SUSPENDED))
-        await self.deliver(instance_id, dumps(h.ExecutionSuspended(reason)))
+        raise _ended(record, "it cannot be suspended")
 
     async def resume(self, instance_id: str, reason: str) -> None:
-        """Let a suspended instance go on."""
-        record = self._require(instance_id)
-        if record.status != OrchestrationStatus.SUSPENDED:
-            raise InvalidOperationError(
-                f"instance {instance_id!r} is {record.status}, not Suspended; nothing to resume"
-            )
-        self.store.set_status(instance_id, str(OrchestrationStatus.RUNNING))
-        await self.deliver(instance_id, dumps(h.ExecutionResumed(reason)))
+        """Let a Suspended instance go on; any other status is refused."""
+        record = await self._accept(
+            instance_id, dumps(h.ExecutionResumed(reason)), (SUSPENDED,), RUNNING
+        )
+        if record.status == SUSPENDED:
+            return
+        if record.status not in LIVE:
+            raise _ended(record, "it cannot be resumed")
+        raise InvalidOperationError(
+            f"instance {instance_id!r} is {record.status}, not Suspended; nothing to resume"
+        )
 
     async def purge(self, instance_id: str) -> int:
-        """Delete a terminal instance and its sub-orchestrations; returns how many."""
-        record = self._require(instance_id)
-        if not OrchestrationStatus(record.status).is_terminal:
+        """Delete an ended instance and its ended sub-orchestrations; returns how many."""
+        await self.ready
+        children = self.store.children(instance_id)
+        record = self.store.delete_instance_if(instance_id, ENDED)
+        if record is None:
+            raise InstanceNotFoundError(instance_id)
+        if record.status not in ENDED:
             raise InvalidOperationError(
                 f"instance {instance_id!r} is {record.status}; only completed, failed or "
                 "terminated instances can be purged (terminate it first)"
             )
-        count = 0
-        for child in self.store.children(instance_id):
+        count = 1
+        for child in children:
             if OrchestrationStatus(child.status).is_terminal:
-                count += await self.purge(child.instance_id)
-        return count + int(self.store.delete_instance(instance_id))
+                try:
+                    count += await self.purge(child.instance_id)
+                except (InvalidOperationError, InstanceNotFoundError):
+                    pass  # restarted or purged meanwhile: not ours to delete
+        return count
 
     async def purge_by(self, query: InstanceQuery) -> int:
         """Purge every terminal instance matching the query; returns how many."""
         await self.ready
-        terminal = {str(s) for s in OrchestrationStatus if s.is_terminal}
-        statuses = tuple(s for s in (query.statuses or terminal) if s in terminal)
+        statuses = tuple(s for s in (query.statuses or ENDED) if s in ENDED)
         if not statuses:
             return 0
         count = 0
         for record in self.store.query(
             InstanceQuery(statuses, query.created_from, query.created_to, query.prefix)
         ):
-            if self.store.load_instance(record.instance_id) is not None:
+            try:
                 count += await self.purge(record.instance_id)
+            except (InvalidOperationError, InstanceNotFoundError):
+                pass  # purged as a child above, or restarted since the query
         return count
 
     async def restart(self, instance_id: str, new_instance_id: str | None) -> str:
-        """Start the instance's orchestrator again with its original input."""
+        """Start the instance's orchestrator again with its input (Durable Functions' restart).
+
+        Under a new id any instance restarts; under its own id only an ended one, which the
+        new run replaces (a live one is refused with InstanceExistsError, nothing written).
+        """
+        await self.ready
         record = self._require(instance_id)
-        history = self.store.load_history(instance_id)
-        start = history[1] if len(history) > 1 else None
-        if start is None or not isinstance(loads(start), h.ExecutionStarted):
-            raise InvalidOperationError(f"instance {instance_id!r} has not started yet")
+        start = self._start_event(record)
         target = new_instance_id or instance_id
         return await self.start_new(record.name, record.version, record.input, start, target)
+
+    def _start_event(self, record: InstanceRecord) -> bytes:
+        """The ExecutionStarted of the current execution: in history, or the inbox if Pending."""
+        history = self.store.load_history(record.instance_id)
+        if history:
+            candidates = history[:2]
+        else:
+            candidates = [m.event for m in self.store.load_inbox(record.instance_id)[:1]]
+        for blob in candidates:
+            if isinstance(loads(blob, "history event"), h.ExecutionStarted):
+                return blob
+        raise InvalidOperationError(
+            f"instance {record.instance_id!r} is {record.status} and has no start to restart from"
+        )
 
     def _require(self, instance_id: str) -> InstanceRecord:
         record = self.store.load_instance(instance_id)
@@ -642,6 +690,24 @@ class SupervisorCore:
         self.store.fire_timers(due, messages)
         for host, iid in {(host, iid) for host, iid, _ in targets}:
             self._host(host).poke.remote(iid)
+
+
+SUSPENDED = str(OrchestrationStatus.SUSPENDED)
+RUNNING = str(OrchestrationStatus.RUNNING)
+#: Statuses that end an instance: it takes no more messages.
+ENDED = tuple(str(s) for s in OrchestrationStatus if s.is_terminal)
+#: Statuses of an instance that takes messages (ContinuedAsNew is never stored: the next
+#: execution is Running at once; it is listed so that no status is left without an answer).
+LIVE = tuple(str(s) for s in OrchestrationStatus if not s.is_terminal)
+SUSPENDABLE = tuple(s for s in LIVE if s != SUSPENDED)
+
+
+def _ended(record: InstanceRecord, what: str) -> InvalidOperationError:
+    """The refusal of an operation on an instance that has ended."""
+    return InvalidOperationError(
+        f"instance {record.instance_id!r} is {record.status}; {what} (it has ended: "
+        "nothing was changed)"
+    )
 
 
 @ray.remote(num_cpus=0)

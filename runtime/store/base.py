@@ -139,6 +139,27 @@ class Store(Protocol):
     def append_inbox(self, instance_id: str, event: bytes) -> int:
         """Durably accept a message for an instance; returns its id."""
 
+    def append_inbox_if(
+        self,
+        instance_id: str,
+        event: bytes,
+        statuses: tuple[str, ...],
+        new_status: str | None = None,
+    ) -> InstanceRecord | None:
+        """Accept a message (and set ``new_status``) only while the status is in ``statuses``.
+
+        Check and write are one transaction. Returns the instance as found (None: unknown
+        id); the message was written exactly when the returned status is in ``statuses``.
+        """
+
+    def delete_instance_if(
+        self, instance_id: str, statuses: tuple[str, ...]
+    ) -> InstanceRecord | None:
+        """Remove an instance (as ``delete_instance``) only while its status is in ``statuses``.
+
+        Check and delete are one transaction; returns the instance as found.
+        """
+
     def commit(self, checkpoints: list[Checkpoint]) -> None:
         """Apply checkpoints of one or more instances in one transaction (group commit)."""
 

@@ -335,6 +335,49 @@ class SqliteStore:
             )
             return int(cursor.lastrowid)
 
+    def append_inbox_if(
+        self,
+        instance_id: str,
+        event: bytes,
+        statuses: tuple[str, ...],
+        new_status: str | None = None,
+    ) -> InstanceRecord | None:
+        """Accept a message (and set ``new_status``) only while the status is in ``statuses``."""
+        # One transaction: a completion committed by a host cannot slip between the check
+        # and the write. The caller reads the answer from the record returned (as found).
+        with self._write() as db:
+            record = self._locked_instance(db, instance_id)
+            if record is None or record.status not in statuses:
+                return record
+            if new_status is not None:
+                db.execute(
+                    "UPDATE instances SET status=?, last_updated_time=? "
+                    "WHERE hub=? AND instance_id=?",
+                    (new_status, time.time(), self.hub, instance_id),
+                )
+            db.execute(
+                "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
+                (self.hub, instance_id, event),
+            )
+            return record
+
+    def delete_instance_if(
+        self, instance_id: str, statuses: tuple[str, ...]
+    ) -> InstanceRecord | None:
+        """Remove an instance (as ``delete_instance``) only while its status is in ``statuses``."""
+        with self._write() as db:
+            record = self._locked_instance(db, instance_id)
+            if record is not None and record.status in statuses:
+                self._delete(db, instance_id)
+            return record
+
+    def _locked_instance(self, db: sqlite3.Connection, instance_id: str) -> InstanceRecord | None:
+        row = db.execute(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND instance_id=?",
+            (self.hub, instance_id),
+        ).fetchone()
+        return None if row is None else InstanceRecord(*row)
+
     # -- timers -------------------------------------------------------------------------
 
     def due_timers(self, now: float, limit: int = 1000) -> list[DueTimer]:
