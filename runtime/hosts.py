@@ -125,6 +125,23 @@ class HostCore:
         )
         self.router = EntityRouter(self._supervisor_handle)
         self._passivation = asyncio.get_event_loop().create_task(self._passivate_loop())
+        self._assigned = asyncio.get_event_loop().create_task(self._activate_assigned())
+
+    async def _activate_assigned(self) -> None:
+        """Activate what the store places on this host: a restarted incarnation then
+        resumes every instance of the one that died, including one whose start was on its
+        way when it died (the supervisor's activate calls only hurry this along)."""
+        if self.name is None:
+            return
+        try:
+            records = await asyncio.get_event_loop().run_in_executor(
+                None, self.store.active_instances, self.name
+            )
+            await self.activate([r.instance_id for r in records])
+        except Exception:
+            logs.event(
+                log, logging.ERROR, "activation from the store", host=self.name, exc_info=True
+            )
 
     async def _passivate_loop(self) -> None:
         """Drop idle entities; a dedicated entity's host then asks to be retired."""

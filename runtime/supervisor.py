@@ -192,22 +192,38 @@ class SupervisorCore:
                 await self._revive(name)
 
     async def _revive(self, name: str) -> None:
-        ids = [r.instance_id for r in self.store.active_instances() if r.host == name]
         metrics.inc("recoveries", {**self._tags, "kind": "host"})
         # The dead host may have committed outbox rows (unlocks) without nudging us.
         await self.flush_outbox()
-        for attempt in range(60):
-            handle = self.hosts.get(name)
+        await self._activate_on(name, None)
+
+    async def _activate_on(self, name: str, ids: list[str] | None) -> None:
+        """Activate instances on a host until one of its incarnations has taken them.
+
+        ``None`` means every instance the store places there, read again at each try: an
+        instance started while the host was dying is then found as well. A new incarnation
+        also activates what the store assigns it by itself (HostCore), so a call lost with
+        an incarnation that dies after this returns loses nothing.
+        """
+        attempt = 0
+        while name not in self.retired:
+            todo = ids
+            if todo is None:
+                todo = [r.instance_id for r in self.store.active_instances(host=name)]
             try:
-                await handle.activate.remote(ids)
+                await self._host(name).activate.remote(todo)
                 return
             except ray.exceptions.ActorDiedError:
                 # Gone for good (not restartable): a new actor takes the same name.
                 self.hosts.pop(name, None)
-                self._host(name)
-                return
             except Exception:
-                await asyncio.sleep(min(0.05 * (attempt + 1), 1.0))
+                pass  # restarting: the next try reaches its new incarnation
+            attempt += 1
+            if attempt % 60 == 0:
+                logs.event(
+                    log, logging.WARNING, "host still unreachable", hub=self.config.hub, host=name
+                )
+            await asyncio.sleep(min(0.05 * attempt, 1.0))
 
     def _kill(self, name: str) -> None:
         self.retired.add(name)
@@ -266,7 +282,9 @@ class SupervisorCore:
             if self.config.placement == "dedicated":
                 self.spares.insert(0, host)
             raise
-        self._host(host).activate.remote([instance_id])
+        # Awaited in the background and retried: a call lost with a dying host would
+        # otherwise leave the stored instance Pending forever.
+        asyncio.get_event_loop().create_task(self._activate_on(host, [instance_id]))
         self._refill_spares()
         metrics.inc("instances_started", {**self._tags, "name": name})
         logs.event(

@@ -112,3 +112,47 @@ def test_whole_ray_stopped_mid_run_resumes_on_same_store(runtime, tmp_path, stor
         assert_no_duplicate_completions(rt.client, iid)
     finally:
         rt.shutdown()
+
+
+def _orchestration_host_pids(hub: str) -> list[int]:
+    """Process ids of the hub's orchestration hosts alive now (pool hosts, dedicated hosts)."""
+    pids = []
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        name = actor["name"]
+        if name.startswith((f"{hub}/pool-", f"{hub}/host-")):
+            try:
+                handle = ray.get_actor(name, namespace=actor["namespace"])
+                pids.append(ray.get(handle.pid.remote(), timeout=5))
+            except Exception:
+                pass  # restarting, or retired meanwhile
+    return pids
+
+
+def test_hosts_killed_during_a_burst_of_starts_leave_no_instance_pending(runtime):
+    """Every stored start is activated, whatever dies while it is routed (issue: 5 of 100
+    transfers stayed Pending forever after two host kills during their starts)."""
+    client, hub = runtime.client, runtime.config.hub
+    started: list[str] = []
+    kills = 0
+    for _ in range(6):
+        # Starts sent right after the kill race the supervisor's notice of the death.
+        for pid in _orchestration_host_pids(hub):
+            os.kill(pid, signal.SIGKILL)
+            kills += 1
+        started.extend(client.start_new(wf.chain, input=i) for i in range(8))
+        time.sleep(0.3)
+
+    deadline = time.monotonic() + 120
+    stuck = []
+    for index, iid in enumerate(started):
+        try:
+            state = client.wait_for_completion(iid, timeout=max(1.0, deadline - time.monotonic()))
+        except TimeoutError:
+            stuck.append((iid, str(client.get_status(iid).runtime_status)))
+            continue
+        assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
+        assert state.output == (index % 8 + 1) * 2
+    total = len(started)
+    assert not stuck, (
+        f"{len(stuck)} of {total} instances never finished after {kills} kills: {stuck}"
+    )

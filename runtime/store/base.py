@@ -166,8 +166,8 @@ class Store(Protocol):
     def query(self, query: InstanceQuery) -> list[InstanceRecord]:
         """Instances matching the filters, oldest first."""
 
-    def active_instances(self) -> list[InstanceRecord]:
-        """Every instance that is not in a terminal status."""
+    def active_instances(self, host: str | None = None) -> list[InstanceRecord]:
+        """Every instance that is not in a terminal status (placed on ``host``, if given)."""
 
     def children(self, instance_id: str) -> list[InstanceRecord]:
         """Sub-orchestrations started by the instance."""

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS instances (
     PRIMARY KEY (hub, instance_id)
 );
 CREATE INDEX IF NOT EXISTS instances_by_status ON instances (hub, status);
+CREATE INDEX IF NOT EXISTS instances_by_host ON instances (hub, host);
 CREATE TABLE IF NOT EXISTS history (
     hub TEXT NOT NULL, instance_id TEXT NOT NULL, idx INTEGER NOT NULL, event BLOB NOT NULL,
     PRIMARY KEY (hub, instance_id, idx)
@@ -213,13 +214,13 @@ class SqliteStore:
             sql += f" LIMIT {int(query.limit)} OFFSET {int(query.offset)}"
         return [InstanceRecord(*row) for row in self._read(sql, tuple(params))]
 
-    def active_instances(self) -> list[InstanceRecord]:
-        """Every instance that is not in a terminal status."""
-        rows = self._read(
-            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND status NOT IN (?,?,?)",
-            (self.hub, *_TERMINAL),
-        )
-        return [InstanceRecord(*row) for row in rows]
+    def active_instances(self, host: str | None = None) -> list[InstanceRecord]:
+        """Every instance that is not in a terminal status (placed on ``host``, if given)."""
+        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND status NOT IN (?,?,?)"
+        params: tuple[object, ...] = (self.hub, *_TERMINAL)
+        if host is not None:
+            sql, params = sql + " AND host=?", (*params, host)
+        return [InstanceRecord(*row) for row in self._read(sql, params)]
 
     def children(self, instance_id: str) -> list[InstanceRecord]:
         """Sub-orchestrations started by the instance."""
