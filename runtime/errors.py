@@ -139,3 +139,59 @@ class OrchestrationFailedError(DurableError):
 
     def __str__(self) -> str:
         return f"orchestration {self.instance_id!r} failed: {self.details}"
+
+
+def _utc(timestamp: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+class HubLeaseHeldError(DurableError):
+    """The hub is served by a supervisor of another Ray cluster, whose lease is still live."""
+
+    def __init__(
+        self,
+        hub: str,
+        store: str,
+        host: str,
+        pid: int,
+        ray_address: str,
+        since: float,
+        expires: float,
+    ) -> None:
+        super().__init__(hub, store, host, pid, ray_address, since, expires)
+        self.hub = hub
+        self.store = store
+        self.host = host
+        self.pid = pid
+        self.ray_address = ray_address
+        self.since = since
+        self.expires = expires
+
+    def __str__(self) -> str:
+        return (
+            f"task hub {self.hub!r} on {self.store} is already served by another Ray cluster: "
+            f"its supervisor (pid {self.pid} on host {self.host!r}, Ray at {self.ray_address}) "
+            f"has held the hub's lease since {_utc(self.since)}, and the lease expires at "
+            f"{_utc(self.expires)} unless renewed; stop that server first, connect to its "
+            "cluster (ray.address), or pick another hub name"
+        )
+
+
+class FencedError(DurableError):
+    """A writer's lease epoch is stale: another supervisor took the hub over; nothing written."""
+
+    def __init__(self, hub: str, epoch: int, current: int | None) -> None:
+        super().__init__(hub, epoch, current)
+        self.hub = hub
+        self.epoch = epoch
+        self.current = current
+
+    def __str__(self) -> str:
+        now = "holds no lease" if self.current is None else f"is at lease epoch {self.current}"
+        return (
+            f"task hub {self.hub!r}: this process writes with lease epoch {self.epoch} but the "
+            f"store {now}: another supervisor took the hub over, so nothing was written and "
+            "this process stops"
+        )

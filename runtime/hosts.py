@@ -30,7 +30,8 @@ import ray
 from . import logs, metrics
 from .entity_host import LOCK, ORDERED_SIGNAL, EntityCore, lock_owner
 from .entity_id import EntityId
-from .errors import DurableError, SerializationError
+from .errors import DurableError, FencedError, SerializationError
+from .lease import stop_this_actor
 from .orchestration import history as h
 from .orchestration.engine import OrchestrationExecutor, Step
 from .orchestration.status import OrchestrationStatus
@@ -102,13 +103,15 @@ class HostCore:
         clock: Callable[[], float] | None = None,
         passivate_after: float | None = None,
         activity_options: dict[str, Any] | None = None,
+        epoch: int | None = None,
     ) -> None:
         self.hub = hub
         self.passivate_after = passivate_after
         self.activity_options = activity_options or {}
         self.name = ray.get_runtime_context().get_actor_name() if ray.is_initialized() else None
         self._commit_tags = {"hub": hub, "kind": "orchestration"}
-        self.store = open_store(store_url, hub, durability)
+        # Every write is fenced by the epoch of the supervisor that created this host.
+        self.store = open_store(store_url, hub, durability, epoch, self._fenced)
         self.code = CodeCache(self.store)
         self.supervisor_name = supervisor_name
         self.clock = clock
@@ -119,6 +122,7 @@ class HostCore:
         self._shipped: set[str] = set()
         self._supervisor: Any = None
         self._activating: dict[str, asyncio.Future] = {}
+        self._loop = asyncio.get_event_loop()
         self._pump_task = asyncio.get_event_loop().create_task(self._pump())
         self.entities = EntityCore(
             self.store, self.code, lambda: self._call_supervisor("flush_outbox"), hub
@@ -142,6 +146,18 @@ class HostCore:
             logs.event(
                 log, logging.ERROR, "activation from the store", host=self.name, exc_info=True
             )
+
+    def _fenced(self, exc: Exception) -> None:
+        """The hub's lease moved to another cluster: this host's writes are refused; stop."""
+        logs.event(
+            log,
+            logging.ERROR,
+            "lease lost; host stops",
+            hub=self.hub,
+            host=self.name,
+            error=str(exc),
+        )
+        stop_this_actor(self._loop)
 
     async def _passivate_loop(self) -> None:
         """Drop idle entities; a dedicated entity's host then asks to be retired."""
@@ -245,6 +261,8 @@ class HostCore:
                     self._after_commit(
                         [item for _, item in work], any(cp.outbox for cp in checkpoints)
                     )
+            except FencedError:
+                return  # _fenced stops this host; re-activating would re-dispatch work
             except Exception:
                 logs.event(
                     log,
@@ -585,10 +603,18 @@ class Host:
         clock: Callable[[], float] | None = None,
         passivate_after: float | None = None,
         activity_options: dict[str, Any] | None = None,
+        epoch: int | None = None,
     ) -> None:
         logs.configure()
         self.core = HostCore(
-            hub, store_url, durability, supervisor_name, clock, passivate_after, activity_options
+            hub,
+            store_url,
+            durability,
+            supervisor_name,
+            clock,
+            passivate_after,
+            activity_options,
+            epoch,
         )
 
     async def activate(self, instance_ids: list[str]) -> None:

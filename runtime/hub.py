@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -11,7 +12,7 @@ import ray
 
 from .client import DurableClient
 from .config import HubConfig
-from .errors import HubConfigError
+from .errors import HubConfigError, HubLeaseHeldError
 from .routing import NAMESPACE
 from .supervisor import Supervisor, supervisor_name
 
@@ -63,7 +64,13 @@ class Runtime:
                 max_task_retries=0,
                 max_concurrency=100_000,
             ).remote(config.to_dict(), clock)
-        running = ray.get(supervisor.hub_config.remote())
+        try:
+            running = ray.get(supervisor.hub_config.remote())
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, HubLeaseHeldError):
+                _discard(supervisor, name)
+                raise exc.cause from None
+            raise
         if running["store"] != config.store:
             raise HubConfigError(
                 f"hub {hub!r} is already running on store {running['store']!r}, "
@@ -89,3 +96,15 @@ class Runtime:
             ray.get(self.supervisor.shutdown.remote())
         finally:
             ray.kill(self.supervisor, no_restart=True)
+
+
+def _discard(supervisor: Any, name: str, timeout: float = 10.0) -> None:
+    """Kill a refused supervisor and wait until its name is free for the next start."""
+    ray.kill(supervisor, no_restart=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.05)

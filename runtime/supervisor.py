@@ -9,7 +9,15 @@ Guarantees (each rebuilt from the store alone, so a restarted supervisor gives t
   re-activated from their checkpoints once Ray has restarted it;
 - a message for an instance (start, external event, termination, timer, child result) is
   written to the store before it is routed, so a dead host loses none;
-- due timers fire from the store, whatever process created them.
+- due timers fire from the store, whatever process created them;
+- one hub on one store has one live supervisor: it holds the hub's lease in the store
+  (``runtime.lease``), renewed every 2 s and valid for 10 s. A start from another Ray
+  cluster while the lease is live is refused with HubLeaseHeldError naming the holder;
+  a supervisor restarted by Ray in its own cluster takes the lease back at once, and
+  after the holder's cluster died the next start takes it at once if the holder ran on
+  the same machine (its pid is gone), else once it expired. The lease's epoch fences
+  writers: this supervisor and every host it creates commit only while the lease still
+  has their epoch; one that lost it stops (a supervisor stops its hosts too).
 
 It holds no workflow semantics: those live in the replay engine inside the hosts.
 """
@@ -34,12 +42,15 @@ from .entity_host import ORDERED_SIGNAL, UNLOCK, owner_sender
 from .entity_id import EntityId
 from .errors import (
     DurableError,
+    FencedError,
+    HubLeaseHeldError,
     InstanceExistsError,
     InstanceNotFoundError,
     InvalidOperationError,
     OrchestratorNotFoundError,
 )
 from .hosts import Host
+from .lease import LeaseKeeper, stop_this_actor
 from .orchestration import history as h
 from .orchestration.status import OrchestrationStatus
 from .registry import CodeCache
@@ -65,6 +76,11 @@ class SupervisorCore:
         self.config = config
         self.clock = clock or time.time
         self.store = open_store(config.store, config.hub, config.durability)
+        try:
+            self.lease = LeaseKeeper(self.store, self._lost_lease)
+        except HubLeaseHeldError:
+            self.store.close()
+            raise  # refused: nothing below starts
         self.hosts: dict[str, Any] = {}
         self.spares: list[str] = []
         self.retired: set[str] = set()
@@ -78,6 +94,7 @@ class SupervisorCore:
         self.ready = loop.create_task(self._recover())
         self._timer_task = loop.create_task(self._timer_service())
         self._sweep_task = loop.create_task(self._outbox_sweep())
+        self._lease_task = loop.create_task(self.lease.keep())
 
     # -- recovery ---------------------------------------------------------------------
 
@@ -105,6 +122,21 @@ class SupervisorCore:
             hosts=len(by_host),
             seconds=round(time.monotonic() - started, 3),
         )
+
+    def _lost_lease(self, exc: FencedError) -> None:
+        """Another cluster's supervisor took the hub over: stop every host, then this actor."""
+        logs.event(
+            log,
+            logging.ERROR,
+            "lease lost; supervisor and hosts stop",
+            hub=self.config.hub,
+            error=str(exc),
+        )
+        for task in (self._timer_task, self._sweep_task):
+            task.cancel()
+        for name in list(self.hosts) + self.spares:
+            self._kill(name)
+        stop_this_actor(asyncio.get_event_loop())
 
     def _self_handle(self) -> Any:
         return ray.get_actor(supervisor_name(self.config.hub), namespace=NAMESPACE)
@@ -166,6 +198,7 @@ class SupervisorCore:
                 self._host_clock(),
                 self.config.passivate_after,
                 self.config.activity_options(),
+                self.lease.epoch,
             )
             self.hosts[name] = handle
             asyncio.get_event_loop().create_task(self._watch(name, handle))
@@ -648,6 +681,8 @@ class SupervisorCore:
             self._kill(name)
         self.spares.clear()
         self._save_spares()
+        self._lease_task.cancel()
+        self.lease.release()
 
     # -- durable timers -----------------------------------------------------------------
 
@@ -734,10 +769,18 @@ class Supervisor:
 
     def __init__(self, config: dict[str, Any], clock: Callable[[], float] | None = None) -> None:
         logs.configure()
-        self.core = SupervisorCore(HubConfig(**config), clock)
+        # A constructor that raises reaches the driver as an untyped ActorDiedError; the
+        # refusal is kept and raised by ready and hub_config (Runtime.start kills us then).
+        self.refused: HubLeaseHeldError | None = None
+        try:
+            self.core = SupervisorCore(HubConfig(**config), clock)
+        except HubLeaseHeldError as exc:
+            self.refused = exc
 
     async def ready(self) -> None:
         """Returns once recovery from the store is done."""
+        if self.refused is not None:
+            raise self.refused
         await self.core.ready
 
     async def register(self, items: list[tuple[str, str, str, bytes]]) -> None:
@@ -810,6 +853,8 @@ class Supervisor:
 
     async def hub_config(self) -> dict[str, Any]:
         """This hub's settings."""
+        if self.refused is not None:
+            raise self.refused
         return await self.core.hub_config()
 
     async def timer_hint(self, fire_at: float) -> None:

@@ -8,6 +8,7 @@ a value that does not pickle fails before any transaction starts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -116,11 +117,40 @@ class InstanceQuery:
     offset: int = 0
 
 
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Who runs a hub's supervisor: a process, its machine and its Ray cluster."""
+
+    host: str
+    #: boot id and pid namespace: where ``pid`` names this very process ("" if unknown)
+    machine: str
+    pid: int
+    ray_address: str
+    #: the Ray cluster's id: every supervisor incarnation of one cluster shares one epoch
+    cluster: str
+    actor_id: str
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A hub's lease: its holder, since and until when, and its fencing epoch."""
+
+    hub: str
+    epoch: int
+    holder: LeaseHolder
+    acquired_at: float
+    expires_at: float
+
+
 class Store(Protocol):
     """Durable storage of one task hub."""
 
     url: str
     hub: str
+    #: writes commit only while the hub's lease has this epoch (None: unfenced, e.g. a driver)
+    epoch: int | None
+    #: called with the FencedError of a refused write, before it is raised
+    on_fenced: Callable[[Exception], None] | None
 
     def create_instance(
         self, record: InstanceRecord, events: list[bytes], inbox: list[bytes] = ()
@@ -230,16 +260,43 @@ class Store(Protocol):
     def set_meta(self, key: str, value: str) -> None:
         """Store a hub-level setting."""
 
+    def acquire_lease(
+        self, holder: LeaseHolder, ttl: float, gone: Callable[[Lease], bool]
+    ) -> Lease:
+        """Take the hub's lease for ``ttl`` seconds, or raise HubLeaseHeldError.
+
+        Free, expired, or held by a holder that ``gone`` says is dead: the epoch goes up.
+        Held by the same Ray cluster (a restarted supervisor): the epoch stays, so that
+        cluster's live hosts keep committing.
+        """
+
+    def renew_lease(self, epoch: int, ttl: float) -> Lease:
+        """Extend the lease of ``epoch`` by ``ttl`` seconds; FencedError if it was taken."""
+
+    def release_lease(self, epoch: int) -> None:
+        """Let the lease of ``epoch`` expire now (a clean stop); the epoch stays."""
+
+    def load_lease(self) -> Lease | None:
+        """The hub's lease, or None if it never had one."""
+
     def close(self) -> None:
         """Release the connection."""
 
 
-def open_store(url: str, hub: str, durability: str = "fsync") -> Store:
-    """Open the store named by ``url`` (``sqlite:///path``) for ``hub``."""
+def open_store(
+    url: str,
+    hub: str,
+    durability: str = "fsync",
+    epoch: int | None = None,
+    on_fenced: Callable[[Exception], None] | None = None,
+) -> Store:
+    """Open the store named by ``url`` (``sqlite:///path``) for ``hub``, fenced by ``epoch``."""
     from ..errors import HubConfigError
 
     if url.startswith("sqlite:///"):
         from .sqlite import SqliteStore
 
-        return SqliteStore(url, hub, durability)
+        store = SqliteStore(url, hub, durability)
+        store.epoch, store.on_fenced = epoch, on_fenced
+        return store
     raise HubConfigError(f"unsupported store URL {url!r}; expected sqlite:///path/to/file.db")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from ..errors import HubConfigError, InstanceExistsError
+from ..errors import FencedError, HubConfigError, HubLeaseHeldError, InstanceExistsError
 from .base import (
     Checkpoint,
     DueTimer,
@@ -18,6 +19,8 @@ from .base import (
     InboxMessage,
     InstanceQuery,
     InstanceRecord,
+    Lease,
+    LeaseHolder,
     OutboxMessage,
 )
 
@@ -79,6 +82,12 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS meta (
     hub TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (hub, key)
 );
+CREATE TABLE IF NOT EXISTS lease (
+    hub TEXT NOT NULL PRIMARY KEY, epoch INTEGER NOT NULL,
+    host TEXT NOT NULL, machine TEXT NOT NULL, pid INTEGER NOT NULL,
+    ray_address TEXT NOT NULL, cluster TEXT NOT NULL, actor_id TEXT NOT NULL,
+    acquired_at REAL NOT NULL, expires_at REAL NOT NULL
+);
 """
 
 _INSTANCE_COLUMNS = (
@@ -111,6 +120,8 @@ class SqliteStore:
         # fsync: a commit survives power loss; process: it survives a killed process only.
         sync = "FULL" if durability == "fsync" else "NORMAL"
         self._db.execute(f"PRAGMA synchronous={sync}")
+        self.epoch: int | None = None
+        self.on_fenced: Callable[[Exception], None] | None = None
         with self._write() as db:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -134,16 +145,27 @@ class SqliteStore:
             pause = min(pause * 2, 0.01)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, fenced: bool = True) -> Iterator[sqlite3.Connection]:
         with self._lock:
             # IMMEDIATE takes the write lock up front: no deadlock on a read->write upgrade.
             self._busy(lambda: self._db.execute("BEGIN IMMEDIATE"))
             try:
+                if fenced and self.epoch is not None:
+                    self._check_epoch(self.epoch)
                 yield self._db
-            except BaseException:
+            except BaseException as exc:
                 self._db.execute("ROLLBACK")
+                if isinstance(exc, FencedError) and self.on_fenced is not None:
+                    self.on_fenced(exc)
                 raise
             self._busy(lambda: self._db.execute("COMMIT"))
+
+    def _check_epoch(self, epoch: int) -> Lease | None:
+        # Inside the write transaction: the lease cannot change before this one commits.
+        lease = self._lease()
+        if lease is None or lease.epoch != epoch:
+            raise FencedError(self.hub, epoch, None if lease is None else lease.epoch)
+        return lease
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -534,6 +556,76 @@ class SqliteStore:
         """Store a hub-level setting."""
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?,?,?)", (self.hub, key, value))
+
+    # -- the hub's lease ---------------------------------------------------------------
+
+    def _lease(self) -> Lease | None:
+        row = self._db.execute(
+            "SELECT epoch, host, machine, pid, ray_address, cluster, actor_id, acquired_at, "
+            "expires_at FROM lease WHERE hub=?",
+            (self.hub,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Lease(self.hub, row[0], LeaseHolder(*row[1:7]), row[7], row[8])
+
+    def acquire_lease(
+        self, holder: LeaseHolder, ttl: float, gone: Callable[[Lease], bool]
+    ) -> Lease:
+        """Take the hub's lease for ``ttl`` seconds, or raise HubLeaseHeldError."""
+        with self._write(fenced=False) as db:
+            now = time.time()
+            current = self._lease()
+            if current is None:
+                epoch = 1
+            elif current.holder.cluster == holder.cluster:
+                epoch = current.epoch
+            elif current.expires_at <= now or gone(current):
+                epoch = current.epoch + 1
+            else:
+                h = current.holder
+                raise HubLeaseHeldError(
+                    self.hub,
+                    self.url,
+                    h.host,
+                    h.pid,
+                    h.ray_address,
+                    current.acquired_at,
+                    current.expires_at,
+                )
+            lease = Lease(self.hub, epoch, holder, now, now + ttl)
+            db.execute(
+                "INSERT OR REPLACE INTO lease VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    self.hub,
+                    epoch,
+                    *dataclasses.astuple(holder),
+                    lease.acquired_at,
+                    lease.expires_at,
+                ),
+            )
+        return lease
+
+    def renew_lease(self, epoch: int, ttl: float) -> Lease:
+        """Extend the lease of ``epoch`` by ``ttl`` seconds; FencedError if it was taken."""
+        with self._write(fenced=False) as db:
+            lease = self._check_epoch(epoch)
+            lease = dataclasses.replace(lease, expires_at=time.time() + ttl)
+            db.execute("UPDATE lease SET expires_at=? WHERE hub=?", (lease.expires_at, self.hub))
+        return lease
+
+    def release_lease(self, epoch: int) -> None:
+        """Let the lease of ``epoch`` expire now (a clean stop); the epoch stays."""
+        with self._write(fenced=False) as db:
+            db.execute(
+                "UPDATE lease SET expires_at=? WHERE hub=? AND epoch=?",
+                (time.time(), self.hub, epoch),
+            )
+
+    def load_lease(self) -> Lease | None:
+        """The hub's lease, or None if it never had one."""
+        with self._lock:
+            return self._busy(self._lease)
 
     def close(self) -> None:
         """Release the connection."""
