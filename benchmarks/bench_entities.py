@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
     say(f"sizes: {sizes}, window {args.window}")
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     rows: list[Row] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-entities-") as tmp:

@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         "direct": Row(f"start_new, {args.connections} driver threads (no HTTP)"),
     }
     notes: list[str] = []
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
             rt = Runtime.start(

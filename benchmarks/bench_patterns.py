@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--children", type=int, default=100)
     parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
     args = parser.parse_args()
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     store = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     rt = Runtime.start(
         hub="bench-patterns",

@@ -11,6 +11,7 @@ from .config import HubConfig
 from .entity_id import EntityId, InvalidEntityIdError
 from .errors import (
     ActivityNotFoundError,
+    ClusterNotFoundError,
     DurableError,
     FailureDetails,
     HubConfigError,
@@ -37,6 +38,7 @@ from .registry import Activity, Orchestrator, activity, orchestrator
 __all__ = [
     "Activity",
     "ActivityNotFoundError",
+    "ClusterNotFoundError",
     "DurableClient",
     "DurableError",
     "EntityId",

@@ -1,8 +1,9 @@
 """The ``durable`` command line: serve a task hub, then start, query and steer its instances.
 
 Every command but ``serve`` and ``config`` connects to a running Ray cluster
-(``--address``, or ``ray.address`` of the config file, or the local cluster) and to a
-running hub (``--hub``, or ``hub`` of the config file, or ``default``). Output is for
+(``--address``, or ``ray.address`` of the config file, or the cluster on which ``durable
+serve`` serves the hub, as it recorded beside the hub's store, or the local cluster) and to
+a running hub (``--hub``, or ``hub`` of the config file, or ``default``). Output is for
 people unless ``--json`` is given. A user error (unknown instance, bad JSON, unknown hub)
 prints one line on stderr and exits 1; a usage error exits 2.
 """
@@ -25,10 +26,11 @@ from typing import Any
 
 import ray
 
+from . import cluster, logs
 from .client import DurableClient, OrchestrationState
 from .config import DEFAULT_CONFIG_FILE, HubConfig
 from .entity_id import EntityId
-from .errors import DurableError, FailureDetails
+from .errors import ClusterNotFoundError, DurableError, FailureDetails
 from .orchestration import history as h
 from .orchestration.status import OrchestrationStatus
 
@@ -66,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     try:
         return args.run(args) or 0
+    except BrokenPipeError:
+        # The reader went away (`durable list | head -3`): it has all it wanted. Point
+        # stdout at /dev/null so the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
     except (CliError, DurableError, ValueError, TimeoutError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
@@ -205,12 +214,14 @@ def _init_ray(address: str | None, namespace: str | None) -> None:
     if ray.is_initialized():
         return
     try:
-        ray.init(
-            address=address,
+        cluster.init_ray(
+            address,
             namespace=namespace,
             logging_level=logging.ERROR,
             log_to_driver=False,
         )
+    except ClusterNotFoundError:
+        raise  # names the address and where it came from
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"at {address!r}" if address not in (None, "auto") else "on this machine"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -220,15 +231,40 @@ def _init_ray(address: str | None, namespace: str | None) -> None:
         ) from None
 
 
+def _note(text: str) -> None:
+    print(f"{PROG}: note: {text}", file=sys.stderr, flush=True)
+
+
+def _hub_address(config: HubConfig) -> str:
+    """The cluster to join: the one given, else where ``durable serve`` serves the hub."""
+    if config.ray.address is not None:
+        return config.ray.address
+    record = cluster.read_record(config.store, config.hub)
+    if record is None:
+        return "auto"
+    path = cluster.record_path(config.store, config.hub)
+    stale = record.stale_reason()
+    if stale is None:
+        try:
+            cluster.check_running(cluster.Target(record.ray_address, ""))
+        except ClusterNotFoundError as exc:
+            stale = f"its Ray cluster at {record.ray_address} does not answer ({exc.reason})"
+    if stale is not None:
+        _note(f"ignoring {path}: {stale}; looking for the hub on the local Ray cluster")
+        return "auto"
+    return record.ray_address
+
+
 def _connect(args: argparse.Namespace) -> DurableClient:
     config = _config(args)
-    _init_ray(config.ray.address or "auto", config.ray.namespace)
+    _init_ray(_hub_address(config), config.ray.namespace)
     try:
         return DurableClient.connect(hub=config.hub)
     except DurableError:
         raise CliError(
-            f"no running task hub named {config.hub!r} on this Ray cluster; "
-            f"start it with 'durable serve --hub {config.hub}'"
+            f"no running task hub named {config.hub!r} on the Ray cluster at "
+            f"{cluster.current_address()}; start it with 'durable serve --hub {config.hub}', "
+            "or pass --address of the cluster that serves it"
         ) from None
 
 
@@ -605,27 +641,33 @@ def _serve(args: argparse.Namespace) -> int:
     runtime = Runtime.start(config=config)
     previous = _on_sigterm_interrupt()
     serving = False
+    record = None
     try:
         runtime.register(*objects)
         names = ", ".join(f"{o.kind} {o.name}" for o in objects) or "nothing"
         print(f"hub {config.hub!r} on {config.store}; registered {names}", flush=True)
+        log_dir = logs.log_dir()
         print(
-            f"HTTP API on http://{config.http.host}:{config.http.port} (Ctrl-C to stop)",
+            f"Ray cluster at {cluster.current_address()}; hub logs in {log_dir or '(unknown)'}",
             flush=True,
         )
         serving = True  # from here on, even a start cut short leaves a Serve app to delete
-        serve_http(
+        url = serve_http(
             config.hub,
             host=config.http.host,
             port=config.http.port,
             token_env=config.http.token_env,
             max_body_bytes=config.http.max_body_bytes,
         )
+        # Only now is the hub served: the CLI's default cluster, and the API answers.
+        record = cluster.write_record(config.hub, config.store, http_url=str(url), log_dir=log_dir)
+        print(f"HTTP API on {url} (Ctrl-C to stop)", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
+        cluster.remove_record(record)
         if serving:
             try:
                 stop_http()

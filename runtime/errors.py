@@ -40,23 +40,35 @@ class SerializationError(DurableError):
 class NotRegisteredError(DurableError):
     """A name refers to no registered orchestrator, activity or entity."""
 
-    def __init__(self, kind: str, name: str, known: tuple[str, ...] = ()) -> None:
-        super().__init__(kind, name, tuple(known))
+    def __init__(
+        self, kind: str, name: str, known: tuple[str, ...] = (), version: str | None = None
+    ) -> None:
+        super().__init__(kind, name, tuple(known), version)
         self.kind = kind
         self.name = name
         self.known = tuple(known)
+        self.version = version  # None: the latest registration was asked for
 
     def __str__(self) -> str:
+        if self.version is not None and self.name in self.known:
+            return (
+                f"no version {self.version!r} of {self.kind} {self.name!r} is registered "
+                f"({self.name!r} is registered in other versions; give no version for the "
+                "latest one)"
+            )
         known = ", ".join(sorted(self.known)) or "none"
-        return f"no {self.kind} named {self.name!r} is registered (registered: {known})"
+        named = f"named {self.name!r}" + (
+            "" if self.version is None else f" with version {self.version!r}"
+        )
+        return f"no {self.kind} {named} is registered (registered: {known})"
 
 
 class OrchestratorNotFoundError(NotRegisteredError):
     """``start_new`` named an orchestrator the hub does not know."""
 
-    def __init__(self, name: str, known: tuple[str, ...] = ()) -> None:
-        super().__init__("orchestrator", name, known)
-        self.args = (name, tuple(known))
+    def __init__(self, name: str, known: tuple[str, ...] = (), version: str | None = None) -> None:
+        super().__init__("orchestrator", name, known, version)
+        self.args = (name, tuple(known), version)
 
 
 class ActivityNotFoundError(NotRegisteredError):
@@ -105,6 +117,31 @@ class HubConfigError(DurableError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+
+
+class ClusterNotFoundError(DurableError, ConnectionError):
+    """No Ray cluster answers at the address a driver was pointed at."""
+
+    def __init__(self, address: str, origin: str = "", reason: str = "") -> None:
+        super().__init__(address)  # one argument: OSError would read three as errno, ...
+        self.args = (address, origin, reason)
+        self.address = address
+        self.origin = origin
+        self.reason = reason
+
+    def __str__(self) -> str:
+        where = self.address + (f" ({self.origin})" if self.origin else "")
+        why = f": {self.reason}" if self.reason else ""
+        leftover = (
+            "delete that file (its cluster has stopped), "
+            if "ray_current_cluster" in self.origin
+            else ""
+        )
+        return (
+            f"no Ray cluster is running at {where}{why}; {leftover}start the cluster, "
+            "give the address of a running one (ray.address, --address), or 'local' to "
+            "start a Ray of your own"
+        )
 
 
 class TaskFailedError(DurableError):

@@ -647,7 +647,42 @@ def stop_http() -> None:
         serve.delete(APP_NAME)
         applications = serve.status().applications
     if not applications:
+        _shutdown_serve()
+
+
+def _shutdown_serve(timeout: float = READY_TIMEOUT_SECONDS) -> None:
+    """``serve.shutdown()``, without the warning each of its calls prints.
+
+    serve.shutdown() waits in a call to the controller that lasts until the controller
+    kills itself, and the controller's calls are retried forever, so Ray reports "Task
+    ServeController.graceful_shutdown failed ... killed by `ray.kill`" to the driver. Asking
+    for the shutdown without waiting in that call, then watching the controller's name go,
+    stops Serve as completely with nothing pending at the moment the controller dies.
+    """
+    try:
+        from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+        from ray.serve.context import _disconnect, _get_global_client  # no public API
+
+        client = _get_global_client()
+        controller = client._controller
+        client.shutdown_cached_handles()
+        ray.get(controller.graceful_shutdown.remote(False), timeout=timeout)
+    except Exception:  # no controller, or Serve's private API changed: its own way
         serve.shutdown()
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        except ValueError:
+            break  # the controller released its proxies, replicas and name, then exited
+        time.sleep(0.1)
+    else:
+        log.warning("Ray Serve did not stop within %g s; stopping it the blunt way", timeout)
+        serve.shutdown()
+        return
+    client._shutdown = True
+    _disconnect()
 
 
 def _hub_of(client_or_hub: Any, hub: str | None) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import ray
 
 from .client import DurableClient
+from .cluster import init_ray
 from .config import HubConfig
 from .errors import HubConfigError, HubLeaseHeldError
 from .routing import NAMESPACE
@@ -50,7 +51,8 @@ class Runtime:
             config = replace(config, ray=replace(config.ray, address=address))
         hub = config.hub
         if not ray.is_initialized():
-            ray.init(address=config.ray.address, namespace=config.ray.namespace)
+            # A clear ClusterNotFoundError, not minutes of ray.init retrying a dead address.
+            init_ray(config.ray.address, namespace=config.ray.namespace)
         name = supervisor_name(hub)
         try:
             supervisor = ray.get_actor(name, namespace=NAMESPACE)

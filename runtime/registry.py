@@ -147,7 +147,7 @@ class CodeCache:
                 known = tuple(self._store.code_names(kind))
                 if kind == "activity":
                     raise ActivityNotFoundError(name, known)
-                raise NotRegisteredError(kind, name, known)
+                raise NotRegisteredError(kind, name, known, version)
             # Hosts ask for exact orchestrator versions, so caching by name is safe.
             found = self._cache[key] = loads(row[1], f"{kind} {name}")
         return found

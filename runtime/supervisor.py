@@ -289,7 +289,8 @@ class SupervisorCore:
         await self.ready
         code = self.store.load_code("orchestrator", name, version)
         if code is None:
-            raise OrchestratorNotFoundError(name, tuple(self.store.code_names("orchestrator")))
+            known = tuple(self.store.code_names("orchestrator"))
+            raise OrchestratorNotFoundError(name, known, version)
         now = self.clock()
         host = self._place(instance_id)
         record = InstanceRecord(

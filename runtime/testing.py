@@ -3,10 +3,14 @@
 ``Runtime.start(..., clock=ManualClock(start=...))`` makes the supervisor's timer service
 and every ``ctx.current_utc_datetime`` follow the clock, in whatever process they run, so
 a 72-hour timeout is tested in well under a second with the production timer code.
+
+The clock lives in a small temporary file, removed when the process that created the clock
+exits (or at ``close()``); copies in other processes never remove it.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import tempfile
 from datetime import datetime, timedelta, timezone
@@ -14,6 +18,7 @@ from typing import Any
 
 import ray
 
+from .errors import InvalidOperationError
 from .routing import NAMESPACE
 from .supervisor import supervisor_name
 
@@ -29,12 +34,18 @@ class ManualClock:
         fd, self.path = tempfile.mkstemp(prefix="durable-clock-")
         os.close(fd)
         self.hubs: list[str] = []
-        self._write(start.timestamp())
+        self._last = start.timestamp()
+        self._write(self._last)
+        _created[self.path] = os.getpid()  # only the creator removes it: others hold copies
 
     def __call__(self) -> float:
         """Seconds since the epoch, as this clock tells it."""
-        with open(self.path) as f:
-            return float(f.read())
+        try:
+            with open(self.path) as f:
+                self._last = float(f.read())
+        except FileNotFoundError:
+            pass  # closed, or its creator exited: time stands where it was last seen
+        return self._last
 
     def now(self) -> datetime:
         """The clock's time as an aware UTC datetime."""
@@ -44,10 +55,21 @@ class ManualClock:
         """Move time forward and let each attached hub fire the timers now due."""
         if delta < timedelta(0):
             raise ValueError("time only moves forward")
+        if not os.path.exists(self.path):
+            raise InvalidOperationError(
+                "this ManualClock is closed (or the process that created it exited): "
+                "it no longer moves"
+            )
         self._write(self() + delta.total_seconds())
         for hub in self.hubs:
             supervisor = ray.get_actor(supervisor_name(hub), namespace=NAMESPACE)
             ray.get(supervisor.fire_timers.remote())
+
+    def close(self) -> None:
+        """Remove the clock's file; the clock then stands still at its last time."""
+        self._last = self()
+        _created.pop(self.path, None)
+        _remove(self.path)
 
     def attach(self, hub: str) -> None:
         """Called by Runtime.start: ``advance`` will wake this hub's timer service."""
@@ -61,10 +83,30 @@ class ManualClock:
         os.replace(tmp, self.path)
 
     def __reduce__(self) -> Any:
-        return (_restore, (self.path, list(self.hubs)))
+        return (_restore, (self.path, list(self.hubs), self._last))
 
 
-def _restore(path: str, hubs: list[str]) -> ManualClock:
+def _restore(path: str, hubs: list[str], last: float) -> ManualClock:
     clock = ManualClock.__new__(ManualClock)
-    clock.path, clock.hubs = path, hubs
+    clock.path, clock.hubs, clock._last = path, hubs, last
     return clock
+
+
+#: Files of the clocks this process created and has not closed, with the creator's pid (a
+#: forked child inherits the mapping but must leave its parent's clocks alone).
+_created: dict[str, int] = {}
+
+
+def _remove(path: str) -> None:
+    for name in (path, f"{path}.tmp"):
+        try:
+            os.remove(name)
+        except FileNotFoundError:
+            pass
+
+
+@atexit.register
+def _remove_created() -> None:
+    for path, pid in list(_created.items()):
+        if pid == os.getpid():
+            _remove(path)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 import types
 import uuid
 from importlib.metadata import entry_points
@@ -18,8 +20,9 @@ import ray
 import workflows
 from conftest import start_ray
 
-from runtime import DurableClient, Runtime
-from runtime.cli import main, progress_bar
+from runtime import DurableClient, OrchestratorNotFoundError, Runtime, cluster
+from runtime.cli import _hub_address, main, progress_bar
+from runtime.config import HubConfig
 from runtime.routing import NAMESPACE
 from runtime.supervisor import supervisor_name
 
@@ -342,6 +345,8 @@ def test_serve_registers_the_app_and_starts_the_http_api(capsys, monkeypatch, tm
     ]
     assert stopped == [True]  # interrupted while serving: the API is taken down too
     assert "registered activity shout, orchestrator cli_app_flow, entity Tally" in out
+    assert f"Ray cluster at {ray.get_runtime_context().gcs_address}; hub logs in " in out
+    assert "HTTP API on" not in out  # announced only once serve_http returned: it never did
     assert f"stopped hub '{hub_name}'" in out
     with pytest.raises(ValueError):  # Ctrl-C stopped the hub; the store keeps its instances
         ray.get_actor(supervisor_name(hub_name), namespace=NAMESPACE)
@@ -362,3 +367,135 @@ def test_serve_fails_clearly(capsys, monkeypatch, tmp_path):
     one_line_error(err, "cannot import app module 'no_such_module_xyz'")
     with pytest.raises(ValueError):  # nothing was started
         ray.get_actor(supervisor_name(hub_name), namespace=NAMESPACE)
+
+
+# -- which cluster, and what a newcomer trips on ---------------------------------------------
+
+
+def test_an_unknown_version_is_named(hub, capsys):
+    with pytest.raises(OrchestratorNotFoundError) as caught:
+        hub.client.start_new("chain", version="99")
+    assert caught.value.version == "99"
+    assert str(caught.value).startswith("no version '99' of orchestrator 'chain' is registered")
+    code, _, err = run(capsys, *cli(hub, "start", "chain", "--version", "99"))
+    assert code == 1
+    one_line_error(err, "no version '99' of orchestrator 'chain' is registered")
+    code, _, err = run(capsys, *cli(hub, "start", "nowhere", "--version", "2"))
+    assert code == 1
+    one_line_error(err, "no orchestrator named 'nowhere' with version '2' is registered")
+
+
+def test_console_script_exits_quietly_when_its_reader_goes_away(tmp_path):
+    proc = subprocess.Popen(
+        [shutil.which("durable"), "config"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # gone before the first line is written: `durable config | head -0`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, err
+    assert err == ""
+
+
+def test_a_cluster_that_is_not_running_is_named_at_once(tmp_path):
+    # A leftover `ray start` record: Ray looks for it under RAY_TMPDIR, so no real one moves.
+    leftover = tmp_path / "ray" / "ray_current_cluster"
+    leftover.parent.mkdir()
+    leftover.write_text("127.0.0.1:1")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = str(tmp_path)
+    began = time.monotonic()
+
+    def durable_here(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [shutil.which("durable"), *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    given = durable_here("--address", "127.0.0.1:2", "list")
+    assert given.returncode == 1
+    one_line_error(given.stderr, "no Ray cluster is running at 127.0.0.1:2: ")
+    recorded = durable_here("--hub", "shop", "list")
+    assert recorded.returncode == 1
+    one_line_error(
+        recorded.stderr,
+        f"no Ray cluster is running at 127.0.0.1:1 (recorded in {leftover} by an earlier "
+        "'ray start'): ",
+    )
+    assert "delete that file" in recorded.stderr
+
+    script = (
+        "import sys\n"
+        "from runtime import ClusterNotFoundError, DurableError, Runtime\n"
+        "for address in (None, '127.0.0.1:2'):\n"
+        "    try:\n"
+        "        Runtime.start(hub='shop', store=sys.argv[1], address=address)\n"
+        "    except ClusterNotFoundError as exc:\n"
+        "        assert isinstance(exc, DurableError) and isinstance(exc, ConnectionError)\n"
+        "        print(exc.address, '|', exc)\n"
+    )
+    store = f"sqlite:///{tmp_path}/hub.db"
+    python = subprocess.run(
+        [sys.executable, "-c", script, store],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert python.returncode == 0, python.stderr
+    first, second = python.stdout.splitlines()
+    assert first.startswith(
+        f"127.0.0.1:1 | no Ray cluster is running at 127.0.0.1:1 (recorded in {leftover}"
+    )
+    assert second.startswith("127.0.0.1:2 | no Ray cluster is running at 127.0.0.1:2: ")
+    assert not (tmp_path / "hub.db").exists()  # refused before anything started
+    assert time.monotonic() - began < 45  # ray.init alone retries a dead address for minutes
+
+
+def test_the_cli_finds_the_cluster_recorded_by_serve(tmp_path, capsys):
+    store = f"sqlite:///{tmp_path}/hub.db"
+    config = HubConfig(hub="shop", store=store)
+    path = cluster.record_path(store, "shop")
+    assert path == str(tmp_path / ".hub.db.shop.serve.json")
+    assert _hub_address(config) == "auto"  # nothing recorded: Ray's own choice
+    here = ray.get_runtime_context().gcs_address
+
+    record = cluster.write_record("shop", store, http_url="http://x/")
+    assert record is not None and (record.pid, record.ray_address) == (os.getpid(), here)
+    assert cluster.read_record(store, "shop") == record
+    assert _hub_address(config) == here
+    given = dataclasses.replace(config, ray={"address": "10.0.0.9:6379"})
+    assert _hub_address(given) == "10.0.0.9:6379"  # an address given always wins
+    assert capsys.readouterr().err == ""
+
+    def rewrite(**fields) -> None:
+        with open(path, "w") as f:
+            json.dump({**dataclasses.asdict(record), **fields}, f)
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **TEXT)
+    rewrite(pid=int(ended.stdout))
+    assert _hub_address(config) == "auto"
+    err = capsys.readouterr().err
+    assert err.startswith(f"durable: note: ignoring {path}: its 'durable serve' (pid "), err
+    assert "is no longer running" in err
+    rewrite(ray_address="127.0.0.1:1")
+    assert _hub_address(config) == "auto"
+    err = capsys.readouterr().err
+    assert "its Ray cluster at 127.0.0.1:1 does not answer" in err, err
+
+    rewrite(pid=1)  # another server replaced the record: not ours to remove
+    cluster.remove_record(record)
+    assert os.path.exists(path)
+    rewrite()
+    cluster.remove_record(record)
+    assert not os.path.exists(path)
+
+
+TEXT = {"capture_output": True, "text": True, "timeout": 60}

@@ -2,7 +2,8 @@
 
 One server for the one test (starting a hub and Ray Serve costs seconds): the CLI's human
 and ``--json`` output, bad input over both (the right exit code or HTTP status, a clear
-message, nothing stored), then SIGTERM stops the server and the store keeps the instances.
+message, nothing stored), the CLI finding the served hub's cluster by itself while another
+Ray cluster runs, then SIGTERM stops the server and the store keeps the instances.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pytest
 import ray
 from conftest import start_ray
 
+from runtime import logs
 from runtime.routing import NAMESPACE
 from runtime.supervisor import supervisor_name
 
@@ -94,6 +96,7 @@ class Served:
         self.tmp_path = tmp_path
         self.hub = f"serve-{uuid.uuid4().hex[:8]}"
         self.db = tmp_path / "serve.db"
+        self.record = tmp_path / f".serve.db.{self.hub}.serve.json"  # where serve runs the hub
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/runtime/webhooks/durabletask/"
         self.token = uuid.uuid4().hex
@@ -133,21 +136,21 @@ class Served:
         return self.log.read_text(errors="replace")
 
     def wait_ready(self) -> None:
+        """Wait until the server says the API is up; from then on it must answer at once."""
         deadline = time.monotonic() + READY_SECONDS
-        while True:
+        while "HTTP API on " not in self.output():
             assert self.proc is not None
             code = self.proc.poll()
             assert code is None, f"durable serve exited with {code}:\n{self.output()}"
-            try:
-                status, _, _ = call("GET", self.base + "instances?top=1", token=self.token)
-                if status == 200:
-                    return
-            except (urllib.error.URLError, OSError):
-                pass  # not listening, or not routed yet
             assert time.monotonic() < deadline, f"no HTTP API after {READY_SECONDS:g} s:\n" + (
                 self.output()
             )
-            time.sleep(0.3)
+            time.sleep(0.1)
+        try:
+            status, _, body = call("GET", self.base + "instances?top=1", token=self.token)
+        except (urllib.error.URLError, OSError) as exc:
+            raise AssertionError(f"announced, but the API does not answer: {exc}") from None
+        assert status == 200, (status, body, self.output())
 
     def stop(self, timeout: float) -> int:
         assert self.proc is not None
@@ -192,6 +195,20 @@ class Served:
             self.argv(*args),
             cwd=self.tmp_path,
             env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def durable_found(self, *args: str) -> subprocess.CompletedProcess:
+        """A CLI run given no address, where the machine's `ray start` record names another
+        cluster (``ray_current_cluster`` under RAY_TMPDIR, written by the test)."""
+        env = {k: v for k, v in self.env.items() if k != "RAY_ADDRESS"}
+        env["RAY_TMPDIR"] = str(self.tmp_path / "rt")
+        return subprocess.run(
+            [self.exe, "--config", str(self.config), *args],
+            cwd=self.tmp_path,
+            env=env,
             capture_output=True,
             text=True,
             timeout=60,
@@ -250,6 +267,57 @@ class Served:
             time.sleep(0.2)
 
 
+OTHER_CLUSTER = """
+import sys, ray
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()  # until the test closes this pipe
+ray.shutdown()
+"""
+
+
+class OtherCluster:
+    """A second Ray cluster on this machine, as a notebook's ``ray.init()`` starts one."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", OTHER_CLUSTER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # its Ray processes go with it on a kill of the group
+        )
+        self._address: str | None = None
+
+    @property
+    def address(self) -> str:
+        """Its GCS address (waits until it has started)."""
+        if self._address is None:
+            assert self.proc.stdout is not None
+            self._address = self.proc.stdout.readline().strip()
+            assert self._address, "the second Ray cluster did not start"
+        return self._address
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def other_cluster():
+    cluster = OtherCluster()  # starts while the server does
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def served(tmp_path):
     start_ray()
@@ -261,7 +329,7 @@ def served(tmp_path):
         server.cleanup()
 
 
-def test_serve_subprocess_cli_http_and_sigterm(served):
+def test_serve_subprocess_cli_http_and_sigterm(other_cluster, served):
     served.wait_ready()
     s = served
     uid = uuid.uuid4().hex[:6]
@@ -269,7 +337,15 @@ def test_serve_subprocess_cli_http_and_sigterm(served):
         f"hub '{s.hub}' on sqlite:///{s.db}; registered activity serve_greet, "
         "orchestrator serve_hello, orchestrator serve_wait, entity ServeTally" in s.output()
     )
-    assert f"HTTP API on http://127.0.0.1:{s.port}" in s.output()
+    assert f"\nRay cluster at {s.address}; hub logs in {logs.log_dir()}\n" in s.output()
+    assert f"\nHTTP API on {s.base} (Ctrl-C to stop)\n" in s.output()
+    record = json.loads(s.record.read_text())
+    assert (record["hub"], record["store"], record["ray_address"]) == (
+        s.hub,
+        f"sqlite:///{s.db}",
+        s.address,
+    )
+    assert (record["pid"], record["http_url"]) == (s.proc.pid, s.base)
 
     # -- start, human and --json; signal an entity ---------------------------------------
     wait_id = f"wait-{uid}"
@@ -284,6 +360,19 @@ def test_serve_subprocess_cli_http_and_sigterm(served):
     assert s.ok(signalled).strip() == "signalled 'add' to ServeTally@cart"
     done = s.wait_status(hello_id, lambda b: b["runtimeStatus"] == "Completed")
     assert done["output"] == ["Hello Tokyo!", "Hello Lima!"]
+
+    # -- given no address, the CLI finds the cluster that serves the hub -------------------
+    # Another cluster runs, and the machine's `ray start` record names it: Ray's own choice.
+    leftover = s.tmp_path / "rt" / "ray" / "ray_current_cluster"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_text(other_cluster.address)
+    found = s.durable_found("--json", "status", hello_id)
+    assert json.loads(s.ok(found))["runtimeStatus"] == "Completed"
+    elsewhere = s.durable_found("--hub", f"{s.hub}-x", "list")  # a hub nobody serves
+    one_line_error(
+        elsewhere,
+        f"no running task hub named '{s.hub}-x' on the Ray cluster at {other_cluster.address}",
+    )
 
     # -- status (human, --json), entity, raise, list -------------------------------------
     status, status_json, entity_json, raised, listed = s.durable_all(
@@ -389,6 +478,8 @@ def test_serve_subprocess_cli_http_and_sigterm(served):
     assert code == 0, s.output()
     assert f"stopped hub '{s.hub}'" in s.output()
     assert "Traceback" not in s.output(), s.output()
+    assert "graceful_shutdown" not in s.output() and "ray.kill" not in s.output(), s.output()
+    assert not s.record.exists(), "the stopped server left its record behind"
     with pytest.raises(ValueError):  # the hub's supervisor is gone
         ray.get_actor(supervisor_name(s.hub), namespace=NAMESPACE)
     assert s.http_gone(timeout=15), "the HTTP API still answers after the server stopped"
