@@ -165,7 +165,8 @@ def test_start_status_and_list(hub, capsys):
     waiting = hub.client.start_new("flow", input="w", instance_id=f"{prefix}waiting")
     code, _, err = run(capsys, *cli(hub, "start", "flow", "--id", waiting))
     assert code == 1
-    one_line_error(err, "already exists and is Running")
+    # Pending or Running, depending on whether its host has activated it yet.
+    one_line_error(err, f"instance id '{waiting}' already exists and is ")
     hub.client.terminate(waiting)
     code, _, err = run(capsys, *cli(hub, "start", "no_such_orchestrator"))
     assert code == 1
