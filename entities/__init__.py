@@ -2,13 +2,21 @@
 
 from runtime.entity_id import EntityId, InvalidEntityIdError
 
-from .model import Entity, EntityContext, UnknownOperationError, current_context, entity
+from .model import (
+    Entity,
+    EntityContext,
+    NoEntityContextError,
+    UnknownOperationError,
+    current_context,
+    entity,
+)
 
 __all__ = [
     "Entity",
     "EntityContext",
     "EntityId",
     "InvalidEntityIdError",
+    "NoEntityContextError",
     "UnknownOperationError",
     "current_context",
     "entity",

@@ -9,7 +9,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.entity_id import EntityId
-from runtime.errors import DurableError
+from runtime.errors import (
+    ArgumentTypeError,
+    DurableError,
+    InvalidArgumentError,
+    UnknownOperationError,
+)
+
+__all__ = [
+    "Entity",
+    "EntityContext",
+    "NoEntityContextError",
+    "UnknownOperationError",
+    "current_context",
+    "entity",
+]
 
 _current: contextvars.ContextVar[EntityContext | None] = contextvars.ContextVar(
     "durable_entity_context", default=None
@@ -18,18 +32,11 @@ _current: contextvars.ContextVar[EntityContext | None] = contextvars.ContextVar(
 PLACEMENTS = (None, "dedicated", "pooled")
 
 
-class UnknownOperationError(DurableError):
-    """The entity has no operation of that name."""
-
-    def __init__(self, entity: str, operation: str, known: tuple[str, ...] = ()) -> None:
-        super().__init__(entity, operation, tuple(known))
-        self.entity = entity
-        self.operation = operation
-        self.known = tuple(known)
+class NoEntityContextError(DurableError, RuntimeError):
+    """``current_context()`` was called outside an entity operation."""
 
     def __str__(self) -> str:
-        known = ", ".join(self.known) or "see the entity's code"
-        return f"entity {self.entity} has no operation {self.operation!r} (operations: {known})"
+        return "current_context() is only available inside an entity operation"
 
 
 _NOTHING = object()
@@ -87,7 +94,7 @@ def current_context() -> EntityContext:
     """The context of the operation running now (for class-based entities)."""
     ctx = _current.get()
     if ctx is None:
-        raise RuntimeError("current_context() is only available inside an entity operation")
+        raise NoEntityContextError()
     return ctx
 
 
@@ -115,6 +122,12 @@ class Entity:
             n for n, v in inspect.getmembers(self.target, callable) if not n.startswith("_")
         )
 
+    def has_operation(self, operation: str) -> bool:
+        """True if ``operation`` may run: any public name for a function, a method for a class."""
+        if not isinstance(operation, str) or not operation or operation.startswith("_"):
+            return False
+        return not self.is_class or callable(getattr(self.target, operation, None))
+
     def execute(
         self, entity_id: EntityId, operation: str, input: Any, state: Any, exists: bool
     ) -> EntityContext:
@@ -135,7 +148,7 @@ class Entity:
 
     def _run_method(self, ctx: EntityContext) -> None:
         op = ctx.operation_name
-        if op.startswith("_") or not callable(getattr(self.target, op, None)):
+        if not self.has_operation(op):
             raise UnknownOperationError(str(ctx.entity_id), op, self.operations())
         obj = ctx.get_state(self.target)
         ctx.set_state(obj)  # the instance is the state; an operation may still delete it
@@ -163,13 +176,36 @@ def entity(
 ) -> Any:
     """Declare an entity: ``@entity`` or ``@entity(name=, placement=, num_cpus=, ...)``."""
     if placement not in PLACEMENTS:
-        raise ValueError(f"placement must be 'dedicated' or 'pooled', not {placement!r}")
+        raise InvalidArgumentError.of("placement", "'dedicated', 'pooled' or None", placement)
+    if passivate_after is not None and (
+        not isinstance(passivate_after, (int, float))
+        or isinstance(passivate_after, bool)
+        or passivate_after <= 0
+    ):
+        raise InvalidArgumentError.of(
+            "passivate_after", "a positive number of seconds or None", passivate_after
+        )
+    if name is not None:
+        _check_name(name)
     allowed = {"num_cpus", "num_gpus", "resources", "memory", "runtime_env"}
     unknown = set(ray_options) - allowed
     if unknown:
-        raise TypeError(f"unknown entity options {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise ArgumentTypeError(
+            "entity options", "one of " + ", ".join(sorted(allowed)), ", ".join(sorted(unknown))
+        )
 
     def wrap(t: Any) -> Entity:
-        return Entity(t, name or t.__name__, placement, dict(ray_options), passivate_after)
+        if not callable(t):
+            raise ArgumentTypeError.of("@entity", "a class or a function", t)
+        return Entity(
+            t, _check_name(name or t.__name__), placement, dict(ray_options), passivate_after
+        )
 
     return wrap(target) if target is not None else wrap
+
+
+def _check_name(name: Any) -> str:
+    """An entity name is the part of ``name@key`` before the '@'."""
+    if not isinstance(name, str) or not name or "@" in name:
+        raise InvalidArgumentError.of("name", "a non-empty entity name without '@'", name)
+    return name

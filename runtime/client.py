@@ -15,7 +15,18 @@ from typing import Any
 import ray
 
 from .entity_id import EntityId
-from .errors import DurableError, FailureDetails, InstanceExistsError, OrchestrationFailedError
+from .errors import (
+    ArgumentTypeError,
+    DurableError,
+    EntityUnavailableError,
+    FailureDetails,
+    HubUnavailableError,
+    InstanceExistsError,
+    InvalidArgumentError,
+    OperationTimeoutError,
+    OrchestrationFailedError,
+    UnknownOperationError,
+)
 from .orchestration import history as h
 from .orchestration.status import OrchestrationStatus
 from .registry import as_registrable, encode_code
@@ -119,7 +130,7 @@ class _SignalBatcher:
     def _failed(self, items: list[_Signal], exc: BaseException) -> None:
         if not _host_lost(exc):
             for signal in items:
-                signal.future.set_exception(exc)
+                signal.future.set_exception(_typed(exc))
             return
         # Ray runs callbacks on its own thread: the wait and the resend happen elsewhere.
         _resender().submit(self._again, items, exc)
@@ -133,16 +144,30 @@ class _SignalBatcher:
             self._client._router.forget(signal.eid)
             signal.deadline = signal.deadline or now + RECONNECT_SECONDS
             if now > signal.deadline:
-                signal.future.set_exception(exc)
+                error = EntityUnavailableError(str(signal.eid), RECONNECT_SECONDS, _cause(exc))
+                signal.future.set_exception(error)
             else:
                 try:
                     self.add(signal)
                 except Exception as error:
-                    signal.future.set_exception(error)
+                    signal.future.set_exception(_typed(error))
 
 
 def _host_lost(exc: BaseException) -> bool:
     return isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError))
+
+
+def _typed(exc: BaseException) -> BaseException:
+    """The DurableError a Ray error carries, else the error itself."""
+    if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, DurableError):
+        return exc.cause
+    return exc
+
+
+def _cause(exc: BaseException) -> str:
+    """The first line of a Ray error, for the message of the typed error that replaces it."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 @dataclass(frozen=True)
@@ -211,12 +236,66 @@ def _state(record: InstanceRecord, history: list[bytes] | None = None) -> Orches
     )
 
 
-def _timestamp(value: datetime | None) -> float | None:
+def _timestamp(argument: str, value: datetime | None) -> float | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise ValueError("created_time filters must be timezone-aware datetimes")
+    if not isinstance(value, datetime):
+        raise ArgumentTypeError.of(argument, "a timezone-aware datetime or None", value)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidArgumentError.of(
+            argument, "a timezone-aware datetime (datetime.now(timezone.utc))", value
+        )
     return value.timestamp()
+
+
+def _statuses(values: Iterable[OrchestrationStatus | str] | None) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    if isinstance(values, (str, OrchestrationStatus)):
+        values = [values]  # one status given alone
+    known = ", ".join(s.value for s in OrchestrationStatus)
+    try:
+        return tuple(str(OrchestrationStatus(s)) for s in values)
+    except (ValueError, TypeError):
+        raise InvalidArgumentError.of("runtime_status", f"statuses among {known}", values) from None
+
+
+def _instance_id(value: Any, argument: str = "instance_id") -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError.of(argument, "a non-empty string", value)
+    return value
+
+
+def _count(argument: str, value: Any, low: int, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        what = f"an integer >= {low}" + (" or None" if optional else "")
+        raise InvalidArgumentError.of(argument, what, value)
+    return value
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise InvalidArgumentError.of("timeout", "a number of seconds >= 0 or None", value)
+    return float(value)
+
+
+def _prefix(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgumentError.of("instance_id_prefix", "a string or None", value)
+    return value or None
+
+
+def _reason(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError.of("reason", "a string", value)
+    return value
+
+
+_UNKNOWN: Any = object()
 
 
 class DurableClient:
@@ -230,6 +309,8 @@ class DurableClient:
         self._sender = f"client-{uuid.uuid4().hex}"
         self._counters: dict[str, int] = {}
         self._counter_lock = threading.Lock()
+        #: operations per entity type, as the hub last said (None: a function entity)
+        self._operations: dict[str, tuple[str, ...] | None] = {}
         self._batcher = _SignalBatcher(self)
 
     @classmethod
@@ -256,10 +337,12 @@ class DurableClient:
                 if isinstance(exc.cause, DurableError):
                     raise exc.cause from None
                 raise
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
                 # The supervisor is restarting (it is detached and restartable).
-                if not retry or time.monotonic() > deadline:
+                if not retry:
                     raise
+                if time.monotonic() > deadline:
+                    raise HubUnavailableError(self.hub, RECONNECT_SECONDS, _cause(exc)) from exc
                 time.sleep(0.2)
                 self._reconnect()
 
@@ -328,21 +411,26 @@ class DurableClient:
     def _start_args(
         self, orchestrator: Any, input: Any, instance_id: str | None, version: str | None
     ) -> tuple[str, str | None, bytes, bytes, str]:
+        if instance_id is not None:
+            _instance_id(instance_id)
+        if version is not None and not isinstance(version, str):
+            raise InvalidArgumentError.of("version", "a string or None", version)
         if isinstance(orchestrator, str):
+            if not orchestrator:
+                raise InvalidArgumentError.of("orchestrator", "a non-empty name", orchestrator)
             name = orchestrator
         else:
-            obj = as_registrable(orchestrator)
+            obj = as_registrable(orchestrator, "orchestrator")
             self.register(obj)
             name = obj.name
             version = version if version is not None else obj.version
-        if instance_id is not None and (not isinstance(instance_id, str) or not instance_id):
-            raise ValueError("instance_id must be a non-empty string")
         iid = instance_id or uuid.uuid4().hex
         input_blob = dumps(input, "orchestration input")
         start_blob = dumps(h.ExecutionStarted(name, input, version or ""), "orchestration input")
         return name, version, input_blob, start_blob, iid
 
     def _start(self, args: tuple[str, str | None, bytes, bytes, str], first: bool) -> str:
+        deadline = time.monotonic() + RECONNECT_SECONDS
         while True:
             try:
                 return self._call("start_new", *args, retry=False)
@@ -350,14 +438,16 @@ class DurableClient:
                 if first:
                     raise
                 return args[-1]  # our own earlier attempt landed before the supervisor restarted
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+                if time.monotonic() > deadline:
+                    raise HubUnavailableError(self.hub, RECONNECT_SECONDS, _cause(exc)) from exc
                 first = False
                 time.sleep(0.2)
                 self._reconnect()
 
     def get_status(self, instance_id: str, show_history: bool = False) -> OrchestrationState | None:
         """The instance's status, or None for an unknown id."""
-        record, history = self._call("get_status", instance_id, show_history)
+        record, history = self._call("get_status", _instance_id(instance_id), bool(show_history))
         return None if record is None else _state(record, history)
 
     def get_status_by(
@@ -370,23 +460,22 @@ class DurableClient:
         skip: int = 0,
     ) -> list[OrchestrationState]:
         """Instances matching every filter given, oldest first."""
-        statuses = None
-        if runtime_status is not None:
-            statuses = tuple(str(OrchestrationStatus(s)) for s in runtime_status)
         query = InstanceQuery(
-            statuses,
-            _timestamp(created_time_from),
-            _timestamp(created_time_to),
-            instance_id_prefix,
-            top,
-            skip,
+            _statuses(runtime_status),
+            _timestamp("created_time_from", created_time_from),
+            _timestamp("created_time_to", created_time_to),
+            _prefix(instance_id_prefix),
+            _count("top", top, 0, optional=True),
+            _count("skip", skip, 0),
         )
         return [_state(r) for r in self._call("query", query)]
 
     def wait_for_completion(
         self, instance_id: str, timeout: float | None = None, raise_on_failure: bool = False
     ) -> OrchestrationState:
-        """Block until the instance is terminal; TimeoutError after ``timeout`` seconds."""
+        """Block until the instance is terminal; OperationTimeoutError after ``timeout`` s."""
+        _instance_id(instance_id)
+        timeout = _timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -394,8 +483,8 @@ class DurableClient:
             if record is not None:
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"orchestration {instance_id!r} did not finish within {timeout} s"
+                raise OperationTimeoutError(
+                    f"orchestration {instance_id!r} did not finish", timeout or 0.0
                 )
         state = _state(record)
         if raise_on_failure and state.runtime_status == OrchestrationStatus.FAILED:
@@ -407,15 +496,16 @@ class DurableClient:
 
         InvalidOperationError if it has already ended (nothing is changed).
         """
-        self._call("terminate", instance_id, reason, recursive)
+        self._call("terminate", _instance_id(instance_id), _reason(reason), bool(recursive))
 
     def raise_event(self, instance_id: str, event_name: str, data: Any = None) -> None:
         """Send an external event to a live instance (kept until it waits for it).
 
         InvalidOperationError if the instance has ended: the event is refused, not dropped.
         """
+        _instance_id(instance_id)
         if not isinstance(event_name, str) or not event_name:
-            raise ValueError("event_name must be a non-empty string")
+            raise InvalidArgumentError.of("event_name", "a non-empty string", event_name)
         self._call("deliver", instance_id, dumps(h.EventRaised(event_name, data), "event data"))
 
     def suspend(self, instance_id: str, reason: str = "") -> None:
@@ -423,11 +513,11 @@ class DurableClient:
 
         Suspending a Suspended instance does nothing; InvalidOperationError if it has ended.
         """
-        self._call("suspend", instance_id, reason)
+        self._call("suspend", _instance_id(instance_id), _reason(reason))
 
     def resume(self, instance_id: str, reason: str = "") -> None:
         """Let a Suspended instance go on; InvalidOperationError for any other status."""
-        self._call("resume", instance_id, reason)
+        self._call("resume", _instance_id(instance_id), _reason(reason))
 
     def restart(self, instance_id: str, restart_with_new_instance_id: bool = True) -> str:
         """Run the instance's orchestrator again with its latest input; returns the id.
@@ -435,6 +525,7 @@ class DurableClient:
         Any instance restarts under a new id; under its own id only an ended one (it is
         replaced), a live one raises InstanceExistsError.
         """
+        _instance_id(instance_id)
         new_id = uuid.uuid4().hex if restart_with_new_instance_id else None
         return self._call("restart", instance_id, new_id)
 
@@ -443,7 +534,7 @@ class DurableClient:
 
         InvalidOperationError while it is live (terminate it first).
         """
-        return self._call("purge", instance_id)
+        return self._call("purge", _instance_id(instance_id))
 
     def purge_instance_history_by(
         self,
@@ -453,14 +544,11 @@ class DurableClient:
         instance_id_prefix: str | None = None,
     ) -> int:
         """Delete every finished instance matching the filters; returns how many."""
-        statuses = None
-        if runtime_status is not None:
-            statuses = tuple(str(OrchestrationStatus(s)) for s in runtime_status)
         query = InstanceQuery(
-            statuses,
-            _timestamp(created_time_from),
-            _timestamp(created_time_to),
-            instance_id_prefix,
+            _statuses(runtime_status),
+            _timestamp("created_time_from", created_time_from),
+            _timestamp("created_time_to", created_time_to),
+            _prefix(instance_id_prefix),
         )
         return self._call("purge_by", query)
 
@@ -472,7 +560,8 @@ class DurableClient:
         """Send a one-way operation; returns once it is durably applied.
 
         Errors the operation raises are not reported to the signaller (one-way); an
-        unknown entity type or operation, or input that does not pickle, raises here.
+        unknown entity type or operation, or input that does not pickle, raises here
+        (also with ``wait=False``), before anything is sent or stored.
         With ``wait=False`` it returns at once a ``concurrent.futures.Future`` that
         resolves when the signal is applied, to pipeline many signals; the client re-sends
         it by itself if the entity's host restarts or was retired meanwhile.
@@ -498,6 +587,7 @@ class DurableClient:
         timeout: float | None = None,
     ) -> Any:
         """Run an operation and return its result (or raise its error)."""
+        timeout = _timeout(timeout)
         eid, seq, blob = self._prepare(entity_id, operation, input)
         outcome = self._send(eid, operation, blob, seq, timeout)
         if outcome[0] == "ok":
@@ -517,6 +607,10 @@ class DurableClient:
         self, name: str | None = None, page_size: int = 100, continuation_token: int = 0
     ) -> tuple[list[EntityMetadata], int | None]:
         """A page of stored entities and the token of the next page (None at the end)."""
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidArgumentError.of("name", "a non-empty entity name or None", name)
+        _count("page_size", page_size, 1)
+        _count("continuation_token", continuation_token, 0)
         rows = self._call("list_entities", name, page_size, continuation_token)
         page = [
             EntityMetadata(EntityId(n, k), exists, datetime.fromtimestamp(t, tz=timezone.utc))
@@ -534,11 +628,24 @@ class DurableClient:
     ) -> tuple[EntityId, int, bytes]:
         eid = EntityId.of(entity_id)
         if not isinstance(operation, str) or not operation:
-            raise ValueError("operation must be a non-empty string")
+            raise InvalidArgumentError.of("operation", "a non-empty string", operation)
+        self._check_operation(eid, operation)
         blob = dumps(input, "entity operation input")
+        # Numbered only once nothing can refuse it: a number taken by a refused operation
+        # would leave a gap the entity waits in forever (it applies each sender in order).
         with self._counter_lock:
             seq = self._counters[str(eid)] = self._counters.get(str(eid), 0) + 1
         return eid, seq, blob
+
+    def _check_operation(self, eid: EntityId, operation: str) -> None:
+        """Refuse an operation the entity's type does not have, before anything is sent."""
+        reserved = operation.startswith("_")  # system operations and private methods
+        known = self._operations.get(eid.name, _UNKNOWN)
+        if known is _UNKNOWN or (known is not None and operation not in known and not reserved):
+            # First use, or a name that a newer registration may have added: ask the hub.
+            known = self._operations[eid.name] = self._call("entity_operations", eid.name)
+        if reserved or (known is not None and operation not in known):
+            raise UnknownOperationError(str(eid), operation, known or ())
 
     def _send(
         self, eid: EntityId, operation: str, blob: bytes, seq: int, timeout: float | None = None
@@ -551,11 +658,15 @@ class DurableClient:
                 )
                 return loads(ray.get(ref, timeout=timeout), "entity operation result")
             except ray.exceptions.GetTimeoutError:
-                raise TimeoutError(f"entity {eid} did not answer within {timeout} s") from None
+                raise OperationTimeoutError(
+                    f"entity {eid} did not answer", timeout or 0.0
+                ) from None
+            except ray.exceptions.RayTaskError as exc:
+                raise _typed(exc) from None
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
                 # The entity's host is restarting: resending the same seq is applied once.
                 if time.monotonic() > deadline:
-                    raise
+                    raise EntityUnavailableError(str(eid), RECONNECT_SECONDS, _cause(exc)) from exc
                 self._router.forget(eid)
                 if not isinstance(exc, ray.exceptions.ActorDiedError):
                     time.sleep(0.1)  # a dead-for-good host is replaced at once: no wait

@@ -19,6 +19,8 @@ from .registry import ACTIVITY_OPTIONS
 
 PLACEMENTS = ("dedicated", "pooled")
 DURABILITIES = ("fsync", "process")
+#: Store URL schemes ``runtime.store.open_store`` opens, with the form of their URLs.
+STORE_SCHEMES = {"sqlite": "sqlite:///path/to/file.db"}
 #: The file ``Runtime.start(config=...)`` and the ``durable`` CLI read by convention.
 DEFAULT_CONFIG_FILE = "durable.yaml"
 #: Settings whose value is a mapping; keyword overrides merge into them key by key.
@@ -202,6 +204,13 @@ def _store_url(value: Any, hub: str, base: str | os.PathLike[str] | None = None)
         return f"sqlite:///{os.path.join(os.getcwd(), '.durable', f'{hub}.db')}"
     if not isinstance(value, str) or "://" not in value:
         raise _expected("store", "a URL such as sqlite:///path/to/file.db", value)
+    scheme = value.split("://", 1)[0]
+    if scheme not in STORE_SCHEMES:
+        # Refused here, in the driver: the supervisor would die opening it, with Ray's error.
+        supported = ", ".join(f"{s}:// ({STORE_SCHEMES[s]})" for s in STORE_SCHEMES)
+        raise HubConfigError(
+            f"store: unsupported scheme {scheme!r} in {value!r}; supported: {supported}"
+        )
     if value.startswith("sqlite:"):
         path = value[len("sqlite:///") :] if value.startswith("sqlite:///") else ""
         if not path:

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import metrics
 from .entity_id import EntityId
-from .errors import DurableError, SerializationError
+from .errors import DurableError, SerializationError, UnknownOperationError
 from .orchestration import history as h
 from .registry import CodeCache, as_registrable, encode_code
 from .serialization import dumps, failure_of, loads
@@ -258,6 +258,8 @@ class EntityCore:
             # Only reached when unlocked or locked by this owner (others wait, above).
             live.locked_by = loads(op.input_blob)
             return ok(None), self._record(live, op, ok(None), [])
+        if not live.etype.has_operation(op.operation):
+            return self._refuse(live, op)
         try:
             ctx = live.etype.execute(
                 op.eid,
@@ -278,6 +280,19 @@ class EntityCore:
             live.state, live.exists, live.blob = ctx._state, ctx._exists, blob
         return result, self._record(live, op, result, outbox)
 
+    def _refuse(self, live: _LiveEntity, op: _Op) -> tuple[bytes, EntityCheckpoint | None]:
+        """An operation the entity does not have: refused before it runs, its state untouched.
+
+        Clients check operation names before numbering them, so what arrives here comes
+        from orchestrations and entities (or a client that has not seen a re-registration).
+        """
+        result = err(UnknownOperationError(str(op.eid), op.operation, live.etype.operations()))
+        if not op.ordered:
+            log.warning("entity %s: refused operation %r from %s", op.eid, op.operation, op.sender)
+            return result, None  # nothing waits behind an unordered message: store nothing
+        # The sender's later operations wait for this number: record it, and nothing else.
+        return result, self._record(live, op, result, [], state_changed=False)
+
     def _record(
         self,
         live: _LiveEntity,
@@ -285,6 +300,7 @@ class EntityCore:
         result: bytes,
         outbox: list[tuple[str, str, bytes]],
         seq: int | None = None,
+        state_changed: bool = True,
     ) -> EntityCheckpoint:
         seq = op.seq if seq is None else seq
         live.senders[op.sender] = (seq, result)
@@ -298,6 +314,7 @@ class EntityCore:
             result,
             outbox,
             live.locked_by,
+            state_changed,
         )
 
     def _unlock(

@@ -112,6 +112,115 @@ class InvalidOperationError(DurableError):
         super().__init__(message)
 
 
+def _shown(value: object) -> str:
+    """A value as an error message shows it (a repr, kept short; errors must pickle)."""
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class InvalidArgumentError(DurableError, ValueError):
+    """An argument of a public call has a value it cannot take; nothing was stored."""
+
+    def __init__(self, argument: str, expected: str, got: str) -> None:
+        super().__init__(argument, expected, got)
+        self.argument = argument
+        self.expected = expected
+        self.got = got
+
+    @classmethod
+    def of(cls, argument: str, expected: str, value: object) -> InvalidArgumentError:
+        """The error for ``value`` (shown by its repr)."""
+        return cls(argument, expected, _shown(value))
+
+    def __str__(self) -> str:
+        return f"{self.argument}: expected {self.expected}, got {self.got}"
+
+
+class ArgumentTypeError(DurableError, TypeError):
+    """An argument of a public call has a type it cannot take; nothing was stored."""
+
+    def __init__(self, argument: str, expected: str, got: str) -> None:
+        super().__init__(argument, expected, got)
+        self.argument = argument
+        self.expected = expected
+        self.got = got
+
+    @classmethod
+    def of(cls, argument: str, expected: str, value: object) -> ArgumentTypeError:
+        """The error for ``value`` (shown by its repr)."""
+        return cls(argument, expected, _shown(value))
+
+    def __str__(self) -> str:
+        return f"{self.argument}: expected {self.expected}, got {self.got}"
+
+
+class UnknownOperationError(DurableError, ValueError):
+    """The entity has no operation of that name; the entity and its store rows are unchanged."""
+
+    def __init__(self, entity: str, operation: str, known: tuple[str, ...] = ()) -> None:
+        super().__init__(entity, operation, tuple(known))
+        self.entity = entity
+        self.operation = operation
+        self.known = tuple(known)
+
+    def __str__(self) -> str:
+        known = ", ".join(self.known) or "see the entity's code"
+        reserved = " (names starting with '_' are not operations)"
+        why = reserved if self.operation.startswith("_") else ""
+        return (
+            f"entity {self.entity} has no operation {self.operation!r}{why} (operations: {known})"
+        )
+
+
+class UnavailableError(DurableError):
+    """An actor of the hub stayed unreachable (dead or restarting) while the client retried."""
+
+    def __init__(self, what: str, seconds: float, cause: str) -> None:
+        super().__init__(what, seconds, cause)
+        self.what = what
+        self.seconds = seconds
+        self.cause_text = cause
+
+    def __str__(self) -> str:
+        return (
+            f"{self.what} did not answer for {self.seconds:g} s: its host kept dying or "
+            f"restarting ({self.cause_text}); see the hub's logs for why"
+        )
+
+
+class EntityUnavailableError(UnavailableError):
+    """The host of an entity kept dying or restarting for as long as the client retried.
+
+    The operation may or may not have been applied (it is applied at most once).
+    """
+
+    def __init__(self, entity: str, seconds: float, cause: str) -> None:
+        super().__init__(f"entity {entity}", seconds, cause)
+        self.entity = entity
+        self.args = (entity, seconds, cause)
+
+
+class HubUnavailableError(UnavailableError):
+    """The hub's supervisor stayed unreachable for as long as the client retried."""
+
+    def __init__(self, hub: str, seconds: float, cause: str) -> None:
+        super().__init__(f"the supervisor of task hub {hub!r}", seconds, cause)
+        self.hub = hub
+        self.args = (hub, seconds, cause)
+
+
+class OperationTimeoutError(DurableError, TimeoutError):
+    """A wait the caller bounded with ``timeout`` ended first; nothing was cancelled."""
+
+    def __init__(self, what: str, seconds: float) -> None:
+        super().__init__(what, seconds)
+        self.what = what
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return f"{self.what} within {self.seconds:g} s"
+
+
 class HubConfigError(DurableError):
     """The hub's configuration is invalid or conflicts with the running hub."""
 

@@ -43,13 +43,17 @@ from .client import DurableClient
 from .config import HttpConfig
 from .entity_id import EntityId, InvalidEntityIdError
 from .errors import (
+    ArgumentTypeError,
     DurableError,
     HubConfigError,
     InstanceExistsError,
     InstanceNotFoundError,
+    InvalidArgumentError,
     InvalidOperationError,
     NotRegisteredError,
     SerializationError,
+    UnavailableError,
+    UnknownOperationError,
 )
 from .http_json import (
     BASE_PATH,
@@ -104,11 +108,15 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (InstanceExistsError, 409),
     (NotRegisteredError, 400),
     (InvalidEntityIdError, 400),
+    (UnknownOperationError, 400),
+    (InvalidArgumentError, 400),
+    (ArgumentTypeError, 400),
     (SerializationError, 400),
     (InvalidOperationError, 409),
     (HubConfigError, 500),
     (ValueError, 400),  # the client's own argument checks
     (TimeoutError, 504),
+    (UnavailableError, 503),
     (ray.exceptions.RayActorError, 503),
     (ray.exceptions.ActorUnavailableError, 503),
 )
@@ -318,6 +326,12 @@ app.add_middleware(RequestGuard)
 @app.exception_handler(HttpApiError)
 async def _api_error(request: Request, exc: HttpApiError) -> JSONResponse:
     return exc.response()
+
+
+@app.exception_handler(DurableError)
+async def _durable_error(request: Request, exc: DurableError) -> JSONResponse:
+    # A typed error a route raises itself, outside ``_run`` (an entity id from the path).
+    return error_of(exc).response()
 
 
 @app.exception_handler(StarletteHTTPException)
@@ -531,7 +545,11 @@ class DurableHttpApi:
             data = json_body(body)
         elif body:
             data = _text(body)  # Durable Functions passes other content as a string
-        operation = request.query_params.get("op", "")
+        operation = request.query_params.get("op")
+        if not operation:
+            raise HttpApiError(
+                400, "query parameter op: required, the entity operation to signal (?op=add)"
+            )
         await self._run(self.client.signal_entity, EntityId(name, key), operation, data)
         return _accepted()
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
-from .errors import ActivityNotFoundError, NotRegisteredError
+from .errors import ActivityNotFoundError, ArgumentTypeError, NotRegisteredError
 from .serialization import dumps, loads
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,8 +103,10 @@ def activity(fn: Any = None, *, name: str | None = None, **ray_options: Any) -> 
     """Declare an activity: ``@activity`` or ``@activity(num_cpus=1, max_retries=3, ...)``."""
     unknown = set(ray_options) - ACTIVITY_OPTIONS
     if unknown:
-        raise TypeError(
-            f"unknown activity options {sorted(unknown)}; allowed: {sorted(ACTIVITY_OPTIONS)}"
+        raise ArgumentTypeError(
+            "activity options",
+            "one of " + ", ".join(sorted(ACTIVITY_OPTIONS)),
+            ", ".join(sorted(unknown)),
         )
 
     def wrap(f: Callable[..., Any]) -> Activity:
@@ -113,14 +115,14 @@ def activity(fn: Any = None, *, name: str | None = None, **ray_options: Any) -> 
     return wrap(fn) if fn is not None else wrap
 
 
-def as_registrable(obj: Any) -> Any:
+def as_registrable(obj: Any, argument: str = "object") -> Any:
     """An Orchestrator/Activity/entity object for ``obj`` (a plain generator is an orchestrator)."""
     if getattr(obj, "kind", None) in ("orchestrator", "activity", "entity"):
         return obj
     if inspect.isgeneratorfunction(obj):
         return Orchestrator(obj, obj.__name__)
-    raise TypeError(
-        f"cannot register {obj!r}: decorate it with @orchestrator, @activity or @entity"
+    raise ArgumentTypeError.of(
+        argument, "something decorated with @orchestrator, @activity or @entity", obj
     )
 
 

@@ -400,6 +400,12 @@ class SupervisorCore:
             return "pooled", names
         return "dedicated", [self.config.hub]
 
+    async def entity_operations(self, name: str) -> tuple[str, ...] | None:
+        """The operations of an entity type; None for a function entity (any public name)."""
+        await self.ready
+        etype = self.code.get("entity", name)
+        return etype.operations() if etype.is_class else None
+
     async def entity_host(self, eid: str, name: str) -> Any:
         """The host actor of an entity, created with the entity type's Ray resources."""
         await self.ready
@@ -865,6 +871,10 @@ class Supervisor:
     async def entity_route(self, name: str) -> tuple[str, list[str]]:
         """How an entity type is placed."""
         return await self.core.entity_route(name)
+
+    async def entity_operations(self, name: str) -> tuple[str, ...] | None:
+        """The operations of an entity type (None: a function entity)."""
+        return await self.core.entity_operations(name)
 
     async def entity_host(self, eid: str, name: str) -> Any:
         """The host handle of an entity."""

@@ -73,4 +73,18 @@ def http_counter(ctx: EntityContext):
         raise ValueError(f"unknown operation {ctx.operation_name}")
 
 
-ALL = [greet, hello_http, wait_approval, fails, odd_output, sdk_sum, http_counter]
+@entity(name="HttpTally")
+class HttpTally:
+    """A class entity: its public methods are its only operations."""
+
+    def __init__(self):
+        self.total = 0
+
+    def add(self, amount):
+        self.total += unwrap(amount)
+
+    def get(self):
+        return self.total
+
+
+ALL = [greet, hello_http, wait_approval, fails, odd_output, sdk_sum, http_counter, HttpTally]

@@ -17,12 +17,13 @@ import ray
 from conftest import start_ray
 from test_recovery import wait_until
 
-from entities import EntityId, InvalidEntityIdError, UnknownOperationError
+from entities import EntityId, InvalidEntityIdError, UnknownOperationError, entity
 from runtime import (
     EntityOperationFailedError,
     NotRegisteredError,
     Runtime,
     SerializationError,
+    orchestrator,
 )
 from runtime.routing import NAMESPACE, entity_host
 
@@ -103,6 +104,85 @@ def test_bad_input_is_refused_with_typed_errors(ent):
     with pytest.raises(SerializationError):
         c.signal_entity("Counter@b", "add", threading.Lock())
     assert c.call_entity("Counter@b", "get") == 2
+
+
+def entity_rows(rt, eid: str) -> tuple[list, list]:
+    """The stored rows of one entity: its state row and the rows of its senders."""
+    import sqlite3
+    from contextlib import closing
+
+    name, key = eid.split("@", 1)
+    where = "WHERE hub=? AND name=? AND key=?"
+    params = (rt.config.hub, name, key)
+    with closing(sqlite3.connect(rt.config.store[len("sqlite:///") :])) as db:
+        state = db.execute(f"SELECT * FROM entities {where}", params).fetchall()
+        senders = db.execute(f"SELECT * FROM entity_senders {where} ORDER BY sender", params)
+        return state, senders.fetchall()
+
+
+REFUSED = ("nope", "__init__", "_private", "__lock__", "__unlock__", "__class__")
+
+
+def test_refused_operations_leave_the_store_untouched_and_later_ops_work(ent):
+    c = ent.client
+    c.signal_entity("Counter@z", "add", 3)
+    before = entity_rows(ent, "Counter@z")
+    for operation in REFUSED:
+        with pytest.raises(UnknownOperationError, match=f"no operation '{operation}'"):
+            c.signal_entity("Counter@z", operation, 1)
+        with pytest.raises(UnknownOperationError):
+            c.call_entity("Counter@z", operation, 1)
+        with pytest.raises(UnknownOperationError):
+            c.signal_entity("Counter@z", operation, 1, wait=False).result(timeout=60)
+        assert entity_rows(ent, "Counter@z") == before, operation
+    # A refused op used no sequence number: the next ones of the same client are applied.
+    c.signal_entity("Counter@z", "add", 4)
+    assert c.signal_entity("Counter@z", "add", 5, wait=False).result(timeout=60) is None
+    assert c.call_entity("Counter@z", "get") == 12
+
+    # Never stored, still not stored; then usable by the same client.
+    with pytest.raises(UnknownOperationError, match="operations: add, add_then_fail"):
+        c.signal_entity("Counter@fresh", "nope")
+    with pytest.raises(UnknownOperationError):
+        c.signal_entity("Account@fresh", "__init__")  # a function entity: '_' names are not ops
+    assert entity_rows(ent, "Counter@fresh") == entity_rows(ent, "Account@fresh") == ([], [])
+    c.signal_entity("Counter@fresh", "add", 1)
+    c.signal_entity("Account@fresh", "deposit", 2)
+    assert c.call_entity("Counter@fresh", "get") == 1
+    assert c.call_entity("Account@fresh", "balance") == 2
+
+
+def test_unknown_entity_type_uses_no_sequence_number(ent):
+    c = ent.client
+    with pytest.raises(NotRegisteredError):
+        c.signal_entity("Late@1", "add", 1)
+    late = entity(name="Late")(ed.Counter.target)
+    c.register(late)
+    # Before: this waited forever for the number the refused signal had taken.
+    assert c.signal_entity("Late@1", "add", 2, wait=False).result(timeout=60) is None
+    assert c.call_entity("Late@1", "get", timeout=60) == 2
+
+
+@orchestrator
+def calls_a_refused_operation(ctx, key):
+    """Calls and signals an operation Counter does not have, then uses the entity."""
+    counter = EntityId("Counter", key)
+    ctx.signal_entity(counter, "nope", 1)
+    try:
+        yield ctx.call_entity(counter, "nope", 1)
+    except Exception as exc:
+        refused = type(exc).__name__
+    ctx.signal_entity(counter, "add", 2)
+    return refused, (yield ctx.call_entity(counter, "get"))
+
+
+def test_orchestration_refused_operation_keeps_its_later_ones_in_order(ent):
+    c = ent.client
+    c.signal_entity("Counter@o", "add", 1)
+    c.register(calls_a_refused_operation)
+    iid = c.start_new(calls_a_refused_operation, "o")
+    assert c.wait_for_completion(iid, timeout=60).output == ("TaskFailedError", 3)
+    wait_until(lambda: c.call_entity("Counter@o", "get") == 3, timeout=30)
 
 
 def test_orchestration_signals_then_calls_in_order(ent):

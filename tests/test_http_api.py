@@ -362,6 +362,44 @@ def test_entities_signal_read_list_and_delete(base):
     assert call("POST", entity + "?op=explode", 1)[0] == 202  # one-way: accepted, fails inside
 
 
+def stored_entity_rows(rt, name: str, key: str) -> tuple[list, list]:
+    """The store's rows of one entity: its state row and its senders' rows."""
+    import sqlite3
+    from contextlib import closing
+
+    where, params = "WHERE hub=? AND name=? AND key=?", (rt.config.hub, name, key)
+    with closing(sqlite3.connect(rt.config.store[len("sqlite:///") :])) as db:
+        state = db.execute(f"SELECT * FROM entities {where}", params).fetchall()
+        senders = db.execute(f"SELECT * FROM entity_senders {where} ORDER BY sender", params)
+        return state, senders.fetchall()
+
+
+def test_refused_entity_operations_are_400_naming_them_and_store_nothing(base, rt):
+    key = uid("refused")
+    tally, counter = base + f"entities/HttpTally/{key}", base + f"entities/HttpCounter/{key}"
+    assert call("POST", tally + "?op=add", 2)[0] == 202
+    before = stored_entity_rows(rt, "HttpTally", key)
+    for url, op in [
+        (tally, "nope"),
+        (tally, "__init__"),
+        (tally, "_hidden"),
+        (counter, "__init__"),
+    ]:
+        status, headers, body = call("POST", f"{url}?op={op}", 1)
+        assert status == 400 and headers["content-type"] == "application/json", (op, body)
+        assert f"no operation '{op}'" in body["Message"]
+        assert body["ExceptionType"] == "UnknownOperationError"
+    for query in ("", "?op=", "?operation=add"):
+        status, _, body = call("POST", tally + query, 1)
+        assert status == 400 and "query parameter op" in body["Message"], (query, body)
+    status, _, body = call("POST", base + "entities/Http@Tally/k?op=add", 1)
+    assert status == 400 and body["ExceptionType"] == "InvalidEntityIdError"
+    assert stored_entity_rows(rt, "HttpTally", key) == before
+    assert stored_entity_rows(rt, "HttpCounter", key) == ([], [])
+    assert call("POST", tally + "?op=add", 3)[0] == 202  # the API's client numbers on
+    assert rt.client.call_entity(f"HttpTally@{key}", "get") == 5
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 

@@ -73,6 +73,8 @@ class EntityCheckpoint:
     result: bytes
     outbox: list[tuple[str, str, bytes]] = field(default_factory=list)
     locked_by: str | None = None
+    #: False for a refused operation: only the sender's row is written, the entity's is kept
+    state_changed: bool = True
 
 
 @dataclass(frozen=True)

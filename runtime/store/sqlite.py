@@ -458,10 +458,11 @@ class SqliteStore:
         now = time.time()
         with self._write() as db:
             for cp in checkpoints:
-                db.execute(
-                    "INSERT OR REPLACE INTO entities VALUES (?,?,?,?,?,?,?)",
-                    (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now, cp.locked_by),
-                )
+                if cp.state_changed:
+                    db.execute(
+                        "INSERT OR REPLACE INTO entities VALUES (?,?,?,?,?,?,?)",
+                        (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now, cp.locked_by),
+                    )
                 db.execute(
                     "INSERT OR REPLACE INTO entity_senders VALUES (?,?,?,?,?,?)",
                     (self.hub, cp.name, cp.key, cp.sender, cp.seq, cp.result),
