@@ -73,6 +73,13 @@ class Runtime:
                 _discard(supervisor, name)
                 raise exc.cause from None
             raise
+        except ray.exceptions.ActorDiedError as exc:
+            # Its constructor raised (the store cannot be opened, ...): say why, in our terms.
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            raise HubConfigError(
+                f"the supervisor of task hub {hub!r} could not start on store "
+                f"{config.store!r}: {lines[-1] if lines else 'it died'}"
+            ) from None
         if running["store"] != config.store:
             raise HubConfigError(
                 f"hub {hub!r} is already running on store {running['store']!r}, "

@@ -311,6 +311,17 @@ def test_unsupported_store_is_refused_before_anything_starts():
         ray.get_actor(supervisor_name(hub), namespace=NAMESPACE)  # no supervisor was created
 
 
+def test_store_the_supervisor_cannot_open_is_a_hub_config_error(tmp_path):
+    start_ray()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    store = f"sqlite:///{blocker}/hub.db"  # its folder is a file
+    with pytest.raises(HubConfigError) as caught:
+        Runtime.start(hub=f"nodir-{uuid.uuid4().hex[:6]}", store=store)
+    check_typed(caught.value, HubConfigError, None)
+    assert store in str(caught.value) and "Error" in str(caught.value), str(caught.value)
+
+
 def test_entity_whose_host_keeps_dying_raises_entity_unavailable(hub, monkeypatch):
     rt, _, _ = hub
     monkeypatch.setattr(runtime.client, "RECONNECT_SECONDS", 3.0)
