@@ -239,10 +239,12 @@ def _hub_address(config: HubConfig) -> str:
     """The cluster to join: the one given, else where ``durable serve`` serves the hub."""
     if config.ray.address is not None:
         return config.ray.address
-    record = cluster.read_record(config.store, config.hub)
+    store = config.store
+    assert store is not None  # HubConfig always fills in the store URL
+    record = cluster.read_record(store, config.hub)
     if record is None:
         return "auto"
-    path = cluster.record_path(config.store, config.hub)
+    path = cluster.record_path(store, config.hub)
     stale = record.stale_reason()
     if stale is None:
         try:
@@ -660,7 +662,9 @@ def _serve(args: argparse.Namespace) -> int:
             max_body_bytes=config.http.max_body_bytes,
         )
         # Only now is the hub served: the CLI's default cluster, and the API answers.
-        record = cluster.write_record(config.hub, config.store, http_url=str(url), log_dir=log_dir)
+        record = cluster.write_record(
+            config.hub, runtime.config.store or "", http_url=str(url), log_dir=log_dir
+        )
         print(f"HTTP API on {url} (Ctrl-C to stop)", flush=True)
         while True:
             time.sleep(3600)

@@ -316,13 +316,15 @@ class DurableClient:
     @classmethod
     def connect(cls, hub: str = "default", address: str | None = None) -> DurableClient:
         """A client for a running hub, from any driver on the Ray cluster."""
-        if not ray.is_initialized():
-            ray.init(address=address or "auto")
+        from .cluster import current_address, init_ray
+
+        init_ray(address or "auto")  # a cluster that is not running fails at once, typed
         try:
             handle = ray.get_actor(supervisor_name(hub), namespace=NAMESPACE)
         except ValueError:
             raise DurableError(
-                f"no running task hub named {hub!r}; start it with Runtime.start(hub={hub!r})"
+                f"no running task hub named {hub!r} on the Ray cluster at {current_address()}; "
+                f"start it with Runtime.start(hub={hub!r})"
             ) from None
         return cls(hub, handle)
 
@@ -466,7 +468,7 @@ class DurableClient:
             _timestamp("created_time_to", created_time_to),
             _prefix(instance_id_prefix),
             _count("top", top, 0, optional=True),
-            _count("skip", skip, 0),
+            _count("skip", skip, 0) or 0,
         )
         return [_state(r) for r in self._call("query", query)]
 

@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import ray
 from fastapi import FastAPI, Request
@@ -647,7 +647,7 @@ def serve_http(
         )
     digest = None if token is None else hashlib.sha256(token.encode()).hexdigest()
     serve.run(
-        DurableHttpApi.bind(hub_name, digest, max_body_bytes),
+        cast(Any, DurableHttpApi).bind(hub_name, digest, max_body_bytes),
         name=APP_NAME,
         route_prefix=BASE_PATH,
     )
@@ -681,7 +681,7 @@ def _shutdown_serve(timeout: float = READY_TIMEOUT_SECONDS) -> None:
         from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
         from ray.serve.context import _disconnect, _get_global_client  # no public API
 
-        client = _get_global_client()
+        client: Any = _get_global_client()
         controller = client._controller
         client.shutdown_cached_handles()
         ray.get(controller.graceful_shutdown.remote(False), timeout=timeout)
@@ -705,6 +705,7 @@ def _shutdown_serve(timeout: float = READY_TIMEOUT_SECONDS) -> None:
 
 def _hub_of(client_or_hub: Any, hub: str | None) -> str:
     client = getattr(client_or_hub, "client", client_or_hub)  # a Runtime carries its client
+    name: str | None
     if isinstance(client, DurableClient):
         name = client.hub
     elif isinstance(client, str) or client is None:
@@ -752,7 +753,7 @@ def _serve_address() -> tuple[str, int] | None:
     try:
         from ray.serve.context import _get_global_client  # no public getter exists
 
-        config = _get_global_client().http_config
+        config = cast(Any, _get_global_client()).http_config
     except Exception:  # RayServeException when no controller runs, or a changed private API
         return None
     return config.host, config.port

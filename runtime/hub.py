@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import ray
 
@@ -16,6 +16,9 @@ from .config import HubConfig
 from .errors import HubConfigError, HubLeaseHeldError
 from .routing import NAMESPACE
 from .supervisor import Supervisor, supervisor_name
+
+#: ``ray.remote`` classes carry ``.options`` that type checkers don't see.
+_SUPERVISOR_ACTOR: Any = Supervisor
 
 
 class Runtime:
@@ -57,7 +60,7 @@ class Runtime:
         try:
             supervisor = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:
-            supervisor = Supervisor.options(
+            supervisor = _SUPERVISOR_ACTOR.options(
                 name=name,
                 namespace=NAMESPACE,
                 lifetime="detached",
@@ -67,7 +70,7 @@ class Runtime:
                 max_concurrency=100_000,
             ).remote(config.to_dict(), clock)
         try:
-            running = ray.get(supervisor.hub_config.remote())
+            running = cast(dict[str, Any], ray.get(supervisor.hub_config.remote()))
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, HubLeaseHeldError):
                 _discard(supervisor, name)
@@ -86,8 +89,9 @@ class Runtime:
                 f"not {config.store!r}; stop it first or pick another hub name"
             )
         ray.get(supervisor.ready.remote())
-        if hasattr(clock, "attach"):
-            clock.attach(hub)
+        attach = getattr(clock, "attach", None)  # a ManualClock follows its hub
+        if attach is not None:
+            attach(hub)
         # http and ray say how this driver reaches the hub, not what the hub is: keep ours.
         running_config = replace(HubConfig.from_dict(running), http=config.http, ray=config.ray)
         runtime = cls(running_config, supervisor)

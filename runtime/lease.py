@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import ray
 
@@ -52,7 +53,8 @@ def current_holder() -> LeaseHolder:
     context = ray.get_runtime_context()
     address = context.gcs_address
     try:
-        cluster = ray._private.worker.global_worker.gcs_client.cluster_id.hex()
+        worker: Any = ray._private.worker.global_worker
+        cluster = worker.gcs_client.cluster_id.hex()
     except AttributeError:  # private API: the GCS address is unique among live clusters
         cluster = address
     return LeaseHolder(
@@ -109,10 +111,10 @@ class LeaseKeeper:
         # Called by the store from whichever thread wrote; act on the supervisor's loop.
         self._loop.call_soon_threadsafe(self._lose, exc)
 
-    def _lose(self, exc: FencedError) -> None:
+    def _lose(self, exc: Exception) -> None:
         if not self.lost:
             self.lost = True
-            self._on_lost(exc)
+            self._on_lost(exc)  # type: ignore[arg-type]  # the store fences with FencedError
 
     async def keep(self) -> None:
         """Renew the lease until it is lost; the SQLite write runs off the event loop."""

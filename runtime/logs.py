@@ -67,7 +67,8 @@ def log_dir() -> str | None:
     try:
         from ray._private import worker  # Ray has no public API for the session's log dir
 
-        base = worker._global_node.get_logs_dir_path()
+        node: Any = worker._global_node
+        base = node.get_logs_dir_path()
     except Exception:
         return None
     return os.path.join(base, "ray-durable")

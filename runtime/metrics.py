@@ -79,7 +79,7 @@ def _metric(key: str) -> Any:
                 metric = metrics.Gauge(name, description=description, tag_keys=tags)
             else:
                 metric = metrics.Histogram(
-                    name, description=description, boundaries=boundaries, tag_keys=tags
+                    name, description=description, boundaries=boundaries or [], tag_keys=tags
                 )
         except Exception as exc:  # no Ray worker in this process: metrics are off here
             log.debug("metric %s unavailable: %s", key, exc)

@@ -60,6 +60,9 @@ from .store import InstanceQuery, InstanceRecord, open_store
 
 log = logging.getLogger("ray_durable.supervisor")
 
+#: The Host actor class; ``ray.remote`` classes carry ``.options`` that type checkers don't see.
+_HOST_ACTOR: Any = Host
+
 #: How often the supervisor looks for outbox rows nobody nudged it about (seconds).
 OUTBOX_SWEEP_SECONDS = 2.0
 
@@ -75,6 +78,7 @@ class SupervisorCore:
     def __init__(self, config: HubConfig, clock: Callable[[], float] | None = None) -> None:
         self.config = config
         self.clock = clock or time.time
+        assert config.store is not None  # HubConfig fills in the default store
         self.store = open_store(config.store, config.hub, config.durability)
         try:
             self.lease = LeaseKeeper(self.store, self._lost_lease)
@@ -181,7 +185,7 @@ class SupervisorCore:
         handle = self.hosts.get(name)
         if handle is None:
             self.retired.discard(name)
-            handle = Host.options(
+            handle = _HOST_ACTOR.options(
                 **(resources or {}),
                 name=name,
                 namespace=NAMESPACE,
@@ -552,7 +556,7 @@ class SupervisorCore:
         record = self.store.append_inbox_if(instance_id, event_blob, statuses, new_status)
         if record is None:
             raise InstanceNotFoundError(instance_id)
-        if record.status in statuses:
+        if record.status in statuses and record.host:
             # Only a nudge: the host reads its inbox in id order, so a large message that
             # Ray delivers late cannot overtake the events raised before it.
             self._host(record.host).poke.remote(instance_id)
@@ -640,7 +644,8 @@ class SupervisorCore:
         record = self._require(instance_id)
         start = self._start_event(record)
         target = new_instance_id or instance_id
-        return await self.start_new(record.name, record.version, record.input, start, target)
+        input_blob = record.input if record.input is not None else dumps(None)
+        return await self.start_new(record.name, record.version, input_blob, start, target)
 
     def _start_event(self, record: InstanceRecord) -> bytes:
         """The ExecutionStarted of the current execution: in history, or the inbox if Pending."""
@@ -745,7 +750,7 @@ class SupervisorCore:
             )
             fire_at = datetime.fromtimestamp(timer.fire_at, tz=timezone.utc)
             messages.append(dumps(h.TimerFired(timer.seq, fire_at)) if live else None)
-            if live:
+            if live and record is not None and record.host:
                 targets.append((record.host, timer.instance_id, messages[-1]))
         self.store.fire_timers(due, messages)
         for host, iid in {(host, iid) for host, iid, _ in targets}:

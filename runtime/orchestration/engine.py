@@ -12,6 +12,7 @@ event with status ``Failed``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import uuid
 from collections import deque
@@ -408,7 +409,7 @@ class OrchestrationExecutor:
         self.entity_counters[entity] = self.entity_counters.get(entity, 0) + 1
         return self.entity_counters[entity]
 
-    def schedule(self, action: h.HistoryEvent, task: Task, target: Any) -> None:
+    def schedule(self, action: h.HistoryEvent, task: Task | None, target: Any) -> None:
         """Record an action the orchestrator took; it matches history or becomes new."""
         seq = action.seq  # type: ignore[attr-defined]
         if task is not None:
@@ -437,12 +438,13 @@ class OrchestrationExecutor:
 
     def _carry_over(self, rest: Sequence[h.HistoryEvent]) -> None:
         """Messages that arrive after continue-as-new belong to the next execution."""
-        cont = self._done.continued_as_new if self._done else None
-        if cont is None:
+        done = self._done
+        cont = done.continued_as_new if done is not None else None
+        if done is None or cont is None:
             return
         moved = tuple(e for e in rest if not isinstance(e, (*h.COMPLETIONS, h.OrchestratorStarted)))
         cont = h.ContinuedAsNew(cont.input, cont.carried + moved)
-        self._done.continued_as_new = cont
+        done.continued_as_new = cont
         self._out[-1] = cont
 
     # -- applying events --------------------------------------------------------------
@@ -472,11 +474,12 @@ class OrchestrationExecutor:
         return True
 
     def _on_scheduled(self, event: Any, replay: bool) -> bool:
-        action = self._pending.pop(event.seq, None)
+        seq = event.seq
+        action = self._pending.pop(seq, None)
         if action is None or type(action) is not type(event) or _key(action) != _key(event):
-            raise NonDeterminismError(_mismatch(event.seq, event, action))
-        if event.seq in self._open:  # one-way actions (signals) await no answer
-            self._scheduled[event.seq] = event
+            raise NonDeterminismError(_mismatch(seq, event, action))
+        if seq in self._open:  # one-way actions (signals) await no answer
+            self._scheduled[seq] = event
         return True
 
     def _on_completion(self, event: Any, replay: bool) -> bool:
@@ -565,11 +568,9 @@ class OrchestrationExecutor:
         while self._done is None and self._awaiting is not None and self._awaiting.is_complete:
             task, self._awaiting = self._awaiting, None
             if task.is_failed:
-                exc = task.get_exception()
-                self._advance(lambda exc=exc: self._gen.throw(exc))
+                self._advance(functools.partial(self._gen.throw, task.get_exception()))
             else:
-                value = task._result
-                self._advance(lambda value=value: self._gen.send(value))
+                self._advance(functools.partial(self._gen.send, task._result))
 
     def _advance(self, step: Callable[[], Any]) -> None:
         try:

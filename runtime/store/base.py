@@ -8,7 +8,7 @@ a value that does not pickle fails before any transaction starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -155,7 +155,7 @@ class Store(Protocol):
     on_fenced: Callable[[Exception], None] | None
 
     def create_instance(
-        self, record: InstanceRecord, events: list[bytes], inbox: list[bytes] = ()
+        self, record: InstanceRecord, events: list[bytes], inbox: Sequence[bytes] = ()
     ) -> None:
         """Insert a new instance (replacing a terminal one of the same id) with its history."""
 

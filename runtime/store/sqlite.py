@@ -7,7 +7,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -160,7 +160,7 @@ class SqliteStore:
                 raise
             self._busy(lambda: self._db.execute("COMMIT"))
 
-    def _check_epoch(self, epoch: int) -> Lease | None:
+    def _check_epoch(self, epoch: int) -> Lease:
         # Inside the write transaction: the lease cannot change before this one commits.
         lease = self._lease()
         if lease is None or lease.epoch != epoch:
@@ -174,7 +174,7 @@ class SqliteStore:
     # -- instances ----------------------------------------------------------------------
 
     def create_instance(
-        self, record: InstanceRecord, events: list[bytes], inbox: list[bytes] = ()
+        self, record: InstanceRecord, events: list[bytes], inbox: Sequence[bytes] = ()
     ) -> None:
         """Insert a new instance (replacing a terminal one of the same id) with its history."""
         with self._write() as db:
@@ -215,7 +215,8 @@ class SqliteStore:
 
     def query(self, query: InstanceQuery) -> list[InstanceRecord]:
         """Instances matching the filters, oldest first."""
-        where, params = ["hub=?"], [self.hub]
+        where: list[str] = ["hub=?"]
+        params: list[object] = [self.hub]
         if query.statuses:
             where.append(f"status IN ({','.join('?' * len(query.statuses))})")
             params.extend(query.statuses)
@@ -356,7 +357,7 @@ class SqliteStore:
                 "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
                 (self.hub, instance_id, event),
             )
-            return int(cursor.lastrowid)
+            return int(cursor.lastrowid or 0)
 
     def append_inbox_if(
         self,
@@ -431,7 +432,7 @@ class SqliteStore:
                         "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
                         (self.hub, timer.instance_id, blob),
                     )
-                    ids.append(int(cursor.lastrowid))
+                    ids.append(int(cursor.lastrowid or 0))
         return ids
 
     # -- entities -----------------------------------------------------------------------
@@ -610,8 +611,7 @@ class SqliteStore:
     def renew_lease(self, epoch: int, ttl: float) -> Lease:
         """Extend the lease of ``epoch`` by ``ttl`` seconds; FencedError if it was taken."""
         with self._write(fenced=False) as db:
-            lease = self._check_epoch(epoch)
-            lease = dataclasses.replace(lease, expires_at=time.time() + ttl)
+            lease = dataclasses.replace(self._check_epoch(epoch), expires_at=time.time() + ttl)
             db.execute("UPDATE lease SET expires_at=? WHERE hub=?", (lease.expires_at, self.hub))
         return lease
 
