@@ -478,7 +478,10 @@ def test_serve_subprocess_cli_http_and_sigterm(other_cluster, served):
     assert code == 0, s.output()
     assert f"stopped hub '{s.hub}'" in s.output()
     assert "Traceback" not in s.output(), s.output()
-    assert "graceful_shutdown" not in s.output() and "ray.kill" not in s.output(), s.output()
+    # Serve's own shutdown warned on every stop. (On a loaded machine a proxy's long poll can
+    # still report the controller's end, "listen_for_change ... killed by ray.kill": Ray's
+    # retry notice for a poll in flight, which says nothing about our shutdown.)
+    assert "graceful_shutdown" not in s.output(), s.output()
     assert not s.record.exists(), "the stopped server left its record behind"
     with pytest.raises(ValueError):  # the hub's supervisor is gone
         ray.get_actor(supervisor_name(s.hub), namespace=NAMESPACE)
