@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import enum
 import importlib
 import json
 import logging
@@ -30,7 +29,8 @@ from . import cluster, logs
 from .client import DurableClient, OrchestrationState
 from .config import DEFAULT_CONFIG_FILE, HubConfig
 from .entity_id import EntityId
-from .errors import ClusterNotFoundError, DurableError, FailureDetails
+from .errors import ClusterNotFoundError, DurableError
+from .http_json import entity_state_payload, json_view, state_payload
 from .orchestration import history as h
 from .orchestration.status import OrchestrationStatus
 
@@ -309,66 +309,12 @@ def _statuses(values: list[str] | None) -> list[str] | None:
     return chosen
 
 
-def jsonable(value: Any) -> Any:
-    """A JSON-friendly view of a stored value (dataclasses and objects become mappings)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, enum.Enum):
-        return jsonable(value.value)
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if hasattr(value, "__dict__") and not isinstance(value, type):
-        return {k: jsonable(v) for k, v in vars(value).items() if not k.startswith("_")}
-    return repr(value)
-
-
-def _failure(details: FailureDetails | None) -> dict[str, str] | None:
-    if details is None:
-        return None
-    return {
-        "errorType": details.error_type,
-        "errorMessage": details.message,
-        "stackTrace": details.stack_trace,
-    }
-
-
-def _event(event: h.HistoryEvent) -> dict[str, Any]:
-    return {"eventType": type(event).__name__, **jsonable(event)}
-
-
-def state_json(state: OrchestrationState) -> dict[str, Any]:
-    """An instance's status as the Durable Functions HTTP API spells it."""
-    out = {
-        "instanceId": state.instance_id,
-        "name": state.name,
-        "runtimeStatus": str(state.runtime_status),
-        "input": jsonable(state.input),
-        "output": jsonable(state.output),
-        "customStatus": jsonable(state.custom_status),
-        "createdTime": jsonable(state.created_time),
-        "lastUpdatedTime": jsonable(state.last_updated_time),
-        "version": state.version,
-        "failureDetails": _failure(state.failure_details),
-    }
-    if state.history is not None:
-        out["historyEvents"] = [_event(e) for e in state.history]
-    return out
-
-
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data) if args.json else text, flush=True)
 
 
 def _short(value: Any, width: int = 100) -> str:
-    text = json.dumps(jsonable(value))
+    text = json.dumps(json_view(value))
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -407,7 +353,7 @@ def _start(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     state = _require_state(_connect(args), args.instance_id, args.history)
     if args.json:
-        _emit(args, state_json(state), "")
+        _emit(args, state_payload(state), "")
         return 0
     rows = [
         ("instance", state.instance_id),
@@ -425,7 +371,7 @@ def _status(args: argparse.Namespace) -> int:
     if state.history is not None:
         lines.append(f"history ({len(state.history)} events):")
         for i, event in enumerate(state.history):
-            fields = ", ".join(f"{k}={_short(v, 60)}" for k, v in jsonable(event).items())
+            fields = ", ".join(f"{k}={_short(v, 60)}" for k, v in json_view(event).items())
             lines.append(f"  {i:>4}  {type(event).__name__}  {fields}")
     print("\n".join(lines), flush=True)
     return 0
@@ -445,7 +391,7 @@ def _list(args: argparse.Namespace) -> int:
         top=args.top,
     )
     if args.json:
-        _emit(args, [state_json(s) for s in states], "")
+        _emit(args, [state_payload(s) for s in states], "")
         return 0
     if not states:
         print("no instances", flush=True)
@@ -534,9 +480,9 @@ def _signal(args: argparse.Namespace) -> int:
 def _entity(args: argparse.Namespace) -> int:
     eid = _entity_id(args.entity)
     response = _connect(args).read_entity_state(eid)
-    state = jsonable(response.entity_state)
-    text = json.dumps(state, indent=2) if response.entity_exists else f"entity {eid} has no state"
-    _emit(args, {"entityId": str(eid), "exists": response.entity_exists, "state": state}, text)
+    payload = entity_state_payload(str(eid), response.entity_exists, response.entity_state)
+    shown = json.dumps(payload["state"], indent=2)
+    _emit(args, payload, shown if response.entity_exists else f"entity {eid} has no state")
     return 0
 
 

@@ -22,12 +22,14 @@ from .errors import (
     FailureDetails,
     HubUnavailableError,
     InstanceExistsError,
+    InternalError,
     InvalidArgumentError,
     OperationTimeoutError,
     OrchestrationFailedError,
     UnknownOperationError,
 )
 from .orchestration import history as h
+from .orchestration.codec import decode_event, encode_event
 from .orchestration.status import OrchestrationStatus
 from .registry import as_registrable, encode_code
 from .routing import NAMESPACE, EntityRouter
@@ -232,7 +234,7 @@ def _state(record: InstanceRecord, history: list[bytes] | None = None) -> Orches
         last_updated_time=datetime.fromtimestamp(record.last_updated_time, tz=timezone.utc),
         failure_details=loads(record.failure, "failure details"),
         version=record.version,
-        history=None if history is None else [loads(b, "history event") for b in history],
+        history=None if history is None else [decode_event(b) for b in history],
     )
 
 
@@ -336,9 +338,18 @@ class DurableClient:
             try:
                 return ray.get(getattr(self._supervisor, method).remote(*args))
             except ray.exceptions.RayTaskError as exc:
-                if isinstance(exc.cause, DurableError):
-                    raise exc.cause from None
-                raise
+                cause = exc.cause
+                while isinstance(cause, ray.exceptions.RayTaskError):  # from an actor it awaited
+                    cause = cause.cause
+                if isinstance(cause, DurableError):
+                    raise cause from None
+                # Every refusal the supervisor means is a DurableError: anything else is a bug.
+                raise InternalError(
+                    f"the supervisor of task hub {self.hub!r} (method {method!r})",
+                    type(cause).__name__,
+                    str(cause),
+                    str(exc),
+                ) from exc
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
                 # The supervisor is restarting (it is detached and restartable).
                 if not retry:
@@ -391,8 +402,26 @@ class DurableClient:
             lambda: self._supervisor.start_new.remote(*args), lambda: self._start(args, False)
         )
 
-    async def call_async(self, method: str, *args: Any) -> Any:
-        """A supervisor method from code on an event loop (typed errors raised whole)."""
+    # The raw reads below serve views that decode leniently (runtime.http_api): a value this
+    # process cannot unpickle shows as a marker there instead of failing the whole answer.
+
+    async def get_record_async(
+        self, instance_id: str, show_history: bool = False
+    ) -> tuple[InstanceRecord | None, list[bytes] | None]:
+        """The instance's stored record (and history blobs if asked), undecoded, awaited."""
+        return await self._read_async("get_status", instance_id, bool(show_history))
+
+    async def query_records_async(self, query: InstanceQuery) -> list[InstanceRecord]:
+        """The stored records of the instances matching ``query``, undecoded, awaited."""
+        return await self._read_async("query", query)
+
+    async def read_entity_record_async(
+        self, entity_id: EntityId | str
+    ) -> tuple[bytes | None, bool] | None:
+        """An entity's stored ``(state blob, exists)``, or None if never stored, awaited."""
+        return await self._read_async("read_entity", str(EntityId.of(entity_id)))
+
+    async def _read_async(self, method: str, *args: Any) -> Any:
         return await self._await_hub(
             lambda: getattr(self._supervisor, method).remote(*args),
             lambda: self._call(method, *args),
@@ -428,7 +457,9 @@ class DurableClient:
             version = version if version is not None else obj.version
         iid = instance_id or uuid.uuid4().hex
         input_blob = dumps(input, "orchestration input")
-        start_blob = dumps(h.ExecutionStarted(name, input, version or ""), "orchestration input")
+        start_blob = encode_event(
+            h.ExecutionStarted(name, input, version or ""), "orchestration input"
+        )
         return name, version, input_blob, start_blob, iid
 
     def _start(self, args: tuple[str, str | None, bytes, bytes, str], first: bool) -> str:
@@ -508,7 +539,9 @@ class DurableClient:
         _instance_id(instance_id)
         if not isinstance(event_name, str) or not event_name:
             raise InvalidArgumentError.of("event_name", "a non-empty string", event_name)
-        self._call("deliver", instance_id, dumps(h.EventRaised(event_name, data), "event data"))
+        self._call(
+            "deliver", instance_id, encode_event(h.EventRaised(event_name, data), "event data")
+        )
 
     def suspend(self, instance_id: str, reason: str = "") -> None:
         """Pause a live instance: events and results wait until ``resume``.

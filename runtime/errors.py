@@ -341,3 +341,31 @@ class FencedError(DurableError):
             f"store {now}: another supervisor took the hub over, so nothing was written and "
             "this process stops"
         )
+
+
+class InternalError(DurableError):
+    """A part of ray-durable failed with an error that is not a DurableError: a bug in it.
+
+    ``details`` keeps the original error's type, message and (remote) traceback.
+    """
+
+    def __init__(self, where: str, error_type: str, message: str, stack_trace: str = "") -> None:
+        super().__init__(where, error_type, message, stack_trace)
+        self.where = where
+        self.details = FailureDetails(error_type, message, stack_trace)
+
+    def __str__(self) -> str:
+        lines = self.details.message.strip().splitlines()
+        return (
+            f"internal error, a bug in ray-durable: {self.where} failed with "
+            f"{self.details.error_type}: {lines[0] if lines else ''} (please report it with "
+            "this message and the traceback in .details.stack_trace or the hub's logs)"
+        )
+
+
+class HistoryFormatError(SerializationError):
+    """A stored history event is of a format version or kind this ray-durable cannot read."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__("history event", cause)
+        self.args = (cause,)

@@ -33,6 +33,7 @@ from .entity_id import EntityId
 from .errors import DurableError, FencedError, SerializationError
 from .lease import stop_this_actor
 from .orchestration import history as h
+from .orchestration.codec import decode_event, encode_event
 from .orchestration.engine import OrchestrationExecutor, Step
 from .orchestration.status import OrchestrationStatus
 from .registry import Activity, CodeCache, encode_code
@@ -195,7 +196,7 @@ class HostCore:
         # is both complete and in arrival order.
         for message in self.store.load_inbox(live.instance_id, live.last_message_id):
             live.last_message_id = message.id
-            self._enqueue(_Arrival(live.instance_id, None, loads(message.event), message.id))
+            self._enqueue(_Arrival(live.instance_id, None, decode_event(message.event), message.id))
 
     def _activate(self, iid: str) -> None:
         record = self.store.load_instance(iid)
@@ -213,7 +214,7 @@ class HostCore:
             record.parent_seq,
         )
         self.live[iid] = live
-        history = [loads(blob, "history event") for blob in self.store.load_history(iid)]
+        history = [decode_event(blob) for blob in self.store.load_history(iid)]
         step = live.executor.execute(history, [])
         logs.event(
             log,
@@ -326,7 +327,7 @@ class HostCore:
 
     def _checkpoint(self, live: _Live, step: Step, consumed: list[int]) -> Checkpoint:
         try:
-            events = [dumps(e, "history event") for e in step.new_events]
+            events = [encode_event(e) for e in step.new_events]
             custom = dumps(step.custom_status, "custom status")
             output = dumps(step.output, "orchestration output") if step.is_terminal else None
         except SerializationError as exc:
@@ -339,7 +340,7 @@ class HostCore:
             )
             step.new_events = [h.ExecutionCompleted(OrchestrationStatus.FAILED, None, step.failure)]
             step.continued_as_new = None
-            events = [dumps(step.new_events[0])]
+            events = [encode_event(step.new_events[0])]
             custom, output = None, dumps(None)
         cp = Checkpoint(
             instance_id=live.instance_id,
@@ -363,7 +364,8 @@ class HostCore:
             cp.replace_history, cp.first_index = True, 0
             cp.input = dumps(step.continued_as_new.input)
         if step.is_terminal and live.parent_instance_id is not None:
-            cp.outgoing.append((live.parent_instance_id, dumps(self._answer_parent(live, step))))
+            answer = encode_event(self._answer_parent(live, step))
+            cp.outgoing.append((live.parent_instance_id, answer))
         live.history_length = cp.first_index + len(events)
         return cp
 
@@ -436,7 +438,7 @@ class HostCore:
                 action.version,
                 action.instance_id,
                 dumps(action.input),
-                dumps(
+                encode_event(
                     h.ExecutionStarted(action.name, action.input, action.version, live.instance_id)
                 ),
             )

@@ -395,7 +395,7 @@ class DurableHttpApi:
     async def _record(self, request: Request, instance_id: str) -> Any:
         self._check_hub(request)
         # The client's own get_status would unpickle every value; the views decode leniently.
-        record, _ = await self._run(self.client.call_async, "get_status", instance_id, False)
+        record, _ = await self._run(self.client.get_record_async, instance_id, False)
         if record is None:
             raise HttpApiError(404, f"no orchestration instance with id {instance_id!r}")
         return record
@@ -430,9 +430,7 @@ class DurableHttpApi:
         self._check_hub(request)
         params = request.query_params
         show_history = flag(params, "showHistory", False)
-        record, history = await self._run(
-            self.client.call_async, "get_status", instance_id, show_history
-        )
+        record, history = await self._run(self.client.get_record_async, instance_id, show_history)
         if record is None:
             raise HttpApiError(404, f"no orchestration instance with id {instance_id!r}")
         body = status_payload(
@@ -463,7 +461,7 @@ class DurableHttpApi:
             top + 1,  # one more than asked tells whether a next page exists
             offset,
         )
-        records = await self._run(self.client.call_async, "query", query)
+        records = await self._run(self.client.query_records_async, query)
         show_input = flag(params, "showInput", True)
         body = [status_payload(r, show_input=show_input) for r in records[:top]]
         response = JSONResponse(body)
@@ -565,7 +563,7 @@ class DurableHttpApi:
         """The entity's state as JSON; 404 if it has none."""
         self._check_hub(request)
         eid = EntityId(name, key)
-        row = await self._run(self.client.call_async, "read_entity", str(eid))
+        row = await self._run(self.client.read_entity_record_async, eid)
         if row is None or not row[1]:
             raise HttpApiError(404, f"entity {eid} has no state")
         return JSONResponse(state_view(row[0]))
@@ -594,7 +592,7 @@ class DurableHttpApi:
             eid = meta.entity_id
             state = None
             if fetch_state:
-                row = await self._run(self.client.call_async, "read_entity", str(eid))
+                row = await self._run(self.client.read_entity_record_async, eid)
                 state = state_view(row[0]) if row else None
             when = meta.last_modified_time.timestamp()
             body.append(entity_payload(eid.name, eid.key, when, state, fetch_state))
@@ -711,12 +709,20 @@ def _hub_of(client_or_hub: Any, hub: str | None) -> str:
     elif isinstance(client, str) or client is None:
         name = client
     else:
-        raise TypeError(f"serve_http: expected a DurableClient or a hub name, got {client!r}")
+        raise ArgumentTypeError.of(
+            "serve_http", "a DurableClient, a Runtime or a hub name", client_or_hub
+        )
+    if hub is not None and (not isinstance(hub, str) or not hub):
+        raise InvalidArgumentError.of("serve_http(hub=)", "a non-empty hub name or None", hub)
     if name is not None and hub is not None and name != hub:
-        raise ValueError(f"serve_http: client of hub {name!r} but hub={hub!r}")
+        raise InvalidArgumentError.of(
+            "serve_http(hub=)", f"None or the hub of the client given ({name!r})", hub
+        )
     name = name or hub
     if not name:
-        raise ValueError("serve_http: name the hub (a hub name or a DurableClient)")
+        raise InvalidArgumentError.of(
+            "serve_http", "the hub to serve: a hub name, a DurableClient or hub=", client_or_hub
+        )
     return name
 
 

@@ -1,7 +1,10 @@
-"""JSON views for the HTTP API: stored values, statuses, histories and management URLs.
+"""The JSON view of instances, histories and entities: one view for the HTTP API and the CLI.
 
 Pure functions, no Ray and no web framework: what the Durable Functions compatible HTTP
-API (``runtime.http_api``) answers, built from the store's records.
+API (``runtime.http_api``) answers, built from the store's records, and what ``durable ...
+--json`` prints (``runtime.cli``), built from the client's decoded states. Both spell an
+instance as Durable Functions does (``instanceId``, ``runtimeStatus``, ``historyEvents``
+of ``{"EventType": ..., "<Field>": ...}``), with ``failureDetails`` and ``version`` beside.
 
 Values are stored pickled, so they can be anything Python. A view keeps JSON's own types
 (``None``, bools, numbers, strings, lists, objects), shows tuples and sets as lists,
@@ -18,13 +21,17 @@ import enum
 import math
 import types
 from datetime import date, datetime, time, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .errors import FailureDetails, SerializationError
+from .orchestration.codec import decode_event
 from .orchestration.status import OrchestrationStatus
 from .serialization import loads
 from .store import InstanceRecord
+
+if TYPE_CHECKING:  # the client module imports Ray; the views only read its dataclass
+    from .client import OrchestrationState
 
 #: Where Durable Functions serves its management API; every route is below it.
 BASE_PATH = "/runtime/webhooks/durabletask"
@@ -43,6 +50,8 @@ def json_view(value: Any) -> Any:
 
 
 def _view(value: Any, seen: set[int], depth: int) -> Any:
+    if isinstance(value, _Unreadable):
+        return {UNREADABLE_KEY: value.message}
     if isinstance(value, enum.Enum):
         value = value.value
     if value is None or isinstance(value, (bool, int, str)):
@@ -124,10 +133,7 @@ class _Unreadable:
 
 
 def _value(blob: bytes | None, what: str) -> Any:
-    value = _decode(blob, what)
-    if isinstance(value, _Unreadable):
-        return {UNREADABLE_KEY: value.message}
-    return json_view(value)
+    return json_view(_decode(blob, what))
 
 
 def timestamp(seconds: float) -> str:
@@ -142,37 +148,96 @@ def status_payload(
     history: list[bytes] | None = None,
     show_history_output: bool = False,
 ) -> dict[str, Any]:
-    """The status JSON of one instance (``GET instances/{id}``)."""
-    failure = _decode(record.failure, "failure details")
-    output = _value(record.output, "output")
+    """The status JSON of one stored instance (``GET instances/{id}``)."""
+    events = None
+    if history is not None:
+        events = [history_event(blob, show_history_output) for blob in history]
+    return instance_view(
+        instance_id=record.instance_id,
+        name=record.name,
+        status=record.status,
+        version=record.version,
+        input=_decode(record.input, "input") if show_input else None,
+        output=_decode(record.output, "output"),
+        custom_status=_decode(record.custom_status, "custom status"),
+        created_time=record.created_time,
+        last_updated_time=record.last_updated_time,
+        failure=_decode(record.failure, "failure details"),
+        history_events=events,
+    )
+
+
+def state_payload(state: OrchestrationState) -> dict[str, Any]:
+    """The status JSON of an instance the client read (``durable status/list --json``)."""
+    events = None
+    if state.history is not None:
+        events = [event_view(event, show_output=True) for event in state.history]
+    return instance_view(
+        instance_id=state.instance_id,
+        name=state.name,
+        status=str(state.runtime_status),
+        version=state.version,
+        input=state.input,
+        output=state.output,
+        custom_status=state.custom_status,
+        created_time=state.created_time.timestamp(),
+        last_updated_time=state.last_updated_time.timestamp(),
+        failure=state.failure_details,
+        history_events=events,
+    )
+
+
+def instance_view(
+    *,
+    instance_id: str,
+    name: str,
+    status: str,
+    version: str,
+    input: Any,
+    output: Any,
+    custom_status: Any,
+    created_time: float,
+    last_updated_time: float,
+    failure: Any,
+    history_events: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """The status JSON of one instance from its decoded values (times in epoch seconds)."""
     body: dict[str, Any] = {
-        "name": record.name,
-        "instanceId": record.instance_id,
-        "runtimeStatus": record.status,
-        "input": _value(record.input, "input") if show_input else None,
-        "customStatus": _value(record.custom_status, "custom status"),
-        "output": output,
-        "createdTime": timestamp(record.created_time),
-        "lastUpdatedTime": timestamp(record.last_updated_time),
-        "historyEvents": None,
+        "name": name,
+        "instanceId": instance_id,
+        "runtimeStatus": status,
+        "input": json_view(input),
+        "customStatus": json_view(custom_status),
+        "output": json_view(output),
+        "createdTime": timestamp(created_time),
+        "lastUpdatedTime": timestamp(last_updated_time),
+        "historyEvents": history_events,
+        "failureDetails": None,
+        "version": version,
     }
     if isinstance(failure, FailureDetails):
         # Durable Functions shows a failed instance's error message as its output.
-        if output is None:
+        if body["output"] is None:
             body["output"] = str(failure)
         body["failureDetails"] = {
             "errorType": failure.error_type,
             "errorMessage": failure.message,
             "stackTrace": failure.stack_trace,
         }
-    if history is not None:
-        body["historyEvents"] = [history_event(blob, show_history_output) for blob in history]
     return body
 
 
 def history_event(blob: bytes, show_output: bool = False) -> dict[str, Any]:
     """One history event as ``{"EventType": ..., "<Field>": ...}``."""
-    event = _decode(blob, "history event")
+    try:
+        event: Any = decode_event(blob)
+    except SerializationError as exc:
+        event = _Unreadable(str(exc))
+    return event_view(event, show_output)
+
+
+def event_view(event: Any, show_output: bool = False) -> dict[str, Any]:
+    """One decoded history event as ``{"EventType": ..., "<Field>": ...}``."""
     if isinstance(event, _Unreadable):
         return {"EventType": None, UNREADABLE_KEY: event.message}
     if not dataclasses.is_dataclass(event):
@@ -224,5 +289,10 @@ def entity_payload(
 
 
 def state_view(blob: bytes | None) -> Any:
-    """An entity's state as JSON (``GET entities/{name}/{key}``)."""
+    """An entity's stored state as JSON (``GET entities/{name}/{key}``)."""
     return _value(blob, "entity state")
+
+
+def entity_state_payload(entity_id: str, exists: bool, state: Any) -> dict[str, Any]:
+    """An entity's decoded state as ``durable entity --json`` prints it."""
+    return {"entityId": entity_id, "exists": exists, "state": json_view(state)}

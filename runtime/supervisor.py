@@ -52,6 +52,7 @@ from .errors import (
 from .hosts import Host
 from .lease import LeaseKeeper, stop_this_actor
 from .orchestration import history as h
+from .orchestration.codec import decode_event, encode_event
 from .orchestration.status import OrchestrationStatus
 from .registry import CodeCache
 from .routing import NAMESPACE, EntityRouter, entity_host, pool_host, pool_index
@@ -312,8 +313,8 @@ class SupervisorCore:
         )
         retry = self.config.activity_retry_policy()
         if retry is not None:
-            started = loads(start_blob, "orchestration start")
-            start_blob = dumps(dataclasses.replace(started, activity_retry=retry))
+            started: Any = decode_event(start_blob, "orchestration start")
+            start_blob = encode_event(dataclasses.replace(started, activity_retry=retry))
         try:
             self.store.create_instance(record, [], [start_blob])
         except DurableError:
@@ -358,7 +359,7 @@ class SupervisorCore:
                 name, version or None, input_blob, start, child_id, (parent_id, seq)
             )
         except DurableError as exc:
-            answer = dumps(h.SubOrchestrationFailed(seq, failure_of(exc)))
+            answer = encode_event(h.SubOrchestrationFailed(seq, failure_of(exc)))
             self.store.append_inbox(parent_id, answer)
             self._poke(parent_id)
 
@@ -564,7 +565,7 @@ class SupervisorCore:
 
     async def terminate(self, instance_id: str, reason: str, recursive: bool = True) -> None:
         """Ask a live instance (and its live children) to stop; an ended one is refused."""
-        record = await self._accept(instance_id, dumps(h.ExecutionTerminated(reason)), LIVE)
+        record = await self._accept(instance_id, encode_event(h.ExecutionTerminated(reason)), LIVE)
         if record.status not in LIVE:
             raise _ended(record, "it cannot be terminated")
         if recursive:
@@ -578,7 +579,7 @@ class SupervisorCore:
     async def suspend(self, instance_id: str, reason: str) -> None:
         """Hold a live instance's events until resumed; no-op if already Suspended."""
         record = await self._accept(
-            instance_id, dumps(h.ExecutionSuspended(reason)), SUSPENDABLE, SUSPENDED
+            instance_id, encode_event(h.ExecutionSuspended(reason)), SUSPENDABLE, SUSPENDED
         )
         if record.status in SUSPENDABLE or record.status == SUSPENDED:
             return
@@ -587,7 +588,7 @@ class SupervisorCore:
     async def resume(self, instance_id: str, reason: str) -> None:
         """Let a Suspended instance go on; any other status is refused."""
         record = await self._accept(
-            instance_id, dumps(h.ExecutionResumed(reason)), (SUSPENDED,), RUNNING
+            instance_id, encode_event(h.ExecutionResumed(reason)), (SUSPENDED,), RUNNING
         )
         if record.status == SUSPENDED:
             return
@@ -655,7 +656,7 @@ class SupervisorCore:
         else:
             candidates = [m.event for m in self.store.load_inbox(record.instance_id)[:1]]
         for blob in candidates:
-            if isinstance(loads(blob, "history event"), h.ExecutionStarted):
+            if isinstance(decode_event(blob), h.ExecutionStarted):
                 return blob
         raise InvalidOperationError(
             f"instance {record.instance_id!r} is {record.status} and has no start to restart from"
@@ -749,7 +750,7 @@ class SupervisorCore:
                 and not OrchestrationStatus(record.status).is_terminal
             )
             fire_at = datetime.fromtimestamp(timer.fire_at, tz=timezone.utc)
-            messages.append(dumps(h.TimerFired(timer.seq, fire_at)) if live else None)
+            messages.append(encode_event(h.TimerFired(timer.seq, fire_at)) if live else None)
             if live and record is not None and record.host:
                 targets.append((record.host, timer.instance_id, messages[-1]))
         self.store.fire_timers(due, messages)

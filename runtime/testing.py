@@ -18,7 +18,7 @@ from typing import Any
 
 import ray
 
-from .errors import InvalidOperationError
+from .errors import ArgumentTypeError, InvalidArgumentError, InvalidOperationError
 from .routing import NAMESPACE
 from .supervisor import supervisor_name
 
@@ -27,9 +27,11 @@ class ManualClock:
     """A clock shared by the processes of one machine; ``advance`` moves it for all."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        start = start or datetime.now(timezone.utc)
+        start = datetime.now(timezone.utc) if start is None else start
+        if not isinstance(start, datetime):
+            raise ArgumentTypeError.of("ManualClock(start)", "a timezone-aware datetime", start)
         if start.tzinfo is None:
-            raise ValueError("ManualClock needs a timezone-aware start time")
+            raise InvalidArgumentError.of("ManualClock(start)", "a timezone-aware datetime", start)
         # A file, not memory: hosts and the supervisor are other processes.
         fd, self.path = tempfile.mkstemp(prefix="durable-clock-")
         os.close(fd)
@@ -53,8 +55,14 @@ class ManualClock:
 
     def advance(self, delta: timedelta) -> None:
         """Move time forward and let each attached hub fire the timers now due."""
+        if not isinstance(delta, timedelta):
+            raise ArgumentTypeError.of("ManualClock.advance(delta)", "a timedelta", delta)
         if delta < timedelta(0):
-            raise ValueError("time only moves forward")
+            raise InvalidArgumentError.of(
+                "ManualClock.advance(delta)",
+                "a timedelta of zero or more (time only moves forward)",
+                delta,
+            )
         if not os.path.exists(self.path):
             raise InvalidOperationError(
                 "this ManualClock is closed (or the process that created it exited): "

@@ -93,7 +93,7 @@ def test_console_script_starts_and_reports_with_json(hub, tmp_path):
     data = json.loads(status.stdout)
     assert (data["instanceId"], data["name"], data["runtimeStatus"]) == (iid, "chain", "Completed")
     assert (data["input"], data["output"]) == (5, 12)
-    kinds = [e["eventType"] for e in data["historyEvents"]]
+    kinds = [e["EventType"] for e in data["historyEvents"]]
     assert kinds.count("TaskScheduled") == 2 and kinds.count("TaskCompleted") == 2
 
 

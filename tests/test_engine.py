@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from runtime.errors import FailureDetails, TaskFailedError
+from runtime.entity_id import InvalidEntityIdError
+from runtime.errors import (
+    ArgumentTypeError,
+    DurableError,
+    FailureDetails,
+    InvalidArgumentError,
+    InvalidOperationError,
+    TaskFailedError,
+)
 from runtime.orchestration import OrchestrationExecutor, RetryPolicy
 from runtime.orchestration import history as h
 from runtime.orchestration.tasks import EventTimeoutError
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+BAD, TYPE, BAD_ID = InvalidArgumentError, ArgumentTypeError, InvalidEntityIdError
 
 
 def started(name="orch", input=None, at=T0):
@@ -411,3 +421,163 @@ def test_non_determinism_sends_nothing_the_diverged_code_asked_for():
     step = ex.execute(run.history, episode(h.TaskCompleted(0, None)))
     assert step.status == "Failed"
     assert not [e for e in step.new_events if isinstance(e, h.EntitySignaled)]
+
+
+def _no_task_yet(ctx):
+    return ctx.call_activity("a").result
+
+
+def _retried(*args, **kwargs):
+    """A step that retries an activity with ``RetryPolicy(*args, **kwargs)``, made in the step."""
+    return lambda ctx: ctx.call_activity_with_retry("a", RetryPolicy(*args, **kwargs))
+
+
+# (label, what the orchestrator yields step by step, events fed between steps, error class,
+# the built-in class it also is). Each step is called with the context; what it returns is
+# yielded, and the next step runs once the events fed after it are in.
+BAD_CALLS = [
+    (
+        "RetryPolicy attempts 0",
+        [_retried(timedelta(seconds=1), 0)],
+        [],
+        InvalidArgumentError,
+        ValueError,
+    ),
+    (
+        "RetryPolicy interval 5",
+        [_retried(5, 3)],
+        [],
+        ArgumentTypeError,
+        TypeError,
+    ),
+    (
+        "RetryPolicy attempts '3'",
+        [_retried(timedelta(seconds=1), "3")],
+        [],
+        ArgumentTypeError,
+        TypeError,
+    ),
+    (
+        "RetryPolicy backoff 0.5",
+        [_retried(timedelta(seconds=1), 3, backoff_coefficient=0.5)],
+        [],
+        InvalidArgumentError,
+        ValueError,
+    ),
+    (
+        "RetryPolicy retry_timeout 60",
+        [_retried(timedelta(seconds=1), 3, retry_timeout=60)],
+        [],
+        ArgumentTypeError,
+        TypeError,
+    ),
+    (
+        "retry with a dict",
+        [lambda ctx: ctx.call_activity_with_retry("a", {"attempts": 3})],
+        [],
+        ArgumentTypeError,
+        TypeError,
+    ),
+    (
+        "child retry with None",
+        [lambda ctx: ctx.call_sub_orchestrator_with_retry("c", None)],
+        [],
+        ArgumentTypeError,
+        TypeError,
+    ),
+    ("timer naive", [lambda ctx: ctx.create_timer(datetime(2026, 1, 1))], [], BAD, ValueError),
+    ("timer 5", [lambda ctx: ctx.create_timer(5)], [], TYPE, TypeError),
+    ("timer as text", [lambda ctx: ctx.create_timer("2026-01-01")], [], TYPE, TypeError),
+    ("activity 5", [lambda ctx: ctx.call_activity(5)], [], TYPE, TypeError),
+    ("activity None", [lambda ctx: ctx.call_activity(None)], [], TYPE, TypeError),
+    ("activity ''", [lambda ctx: ctx.call_activity("")], [], BAD, ValueError),
+    ("child 5", [lambda ctx: ctx.call_sub_orchestrator(5)], [], TYPE, TypeError),
+    (
+        "child id 123",
+        [lambda ctx: ctx.call_sub_orchestrator("c", instance_id=123)],
+        [],
+        BAD,
+        ValueError,
+    ),
+    (
+        "child id ''",
+        [lambda ctx: ctx.call_sub_orchestrator("c", instance_id="")],
+        [],
+        BAD,
+        ValueError,
+    ),
+    (
+        "child version 2",
+        [lambda ctx: ctx.call_sub_orchestrator("c", version=2)],
+        [],
+        BAD,
+        ValueError,
+    ),
+    ("event name ''", [lambda ctx: ctx.wait_for_external_event("")], [], BAD, ValueError),
+    ("event name None", [lambda ctx: ctx.wait_for_external_event(None)], [], BAD, ValueError),
+    ("event timeout 5", [lambda ctx: ctx.wait_for_external_event("e", 5)], [], TYPE, TypeError),
+    ("call operation ''", [lambda ctx: ctx.call_entity("Counter@c", "")], [], BAD, ValueError),
+    (
+        "signal operation None",
+        [lambda ctx: ctx.signal_entity("Counter@c", None)],
+        [],
+        BAD,
+        ValueError,
+    ),
+    ("call entity 'no-at'", [lambda ctx: ctx.call_entity("no-at", "add")], [], BAD_ID, ValueError),
+    ("lock nothing", [lambda ctx: ctx.lock()], [], BAD, ValueError),
+    (
+        "lock inside a lock",
+        [lambda ctx: ctx.lock("Counter@a"), lambda ctx: ctx.lock("Counter@b")],
+        [h.LockGranted(0)],
+        InvalidOperationError,
+        None,
+    ),
+    ("task_all of numbers", [lambda ctx: ctx.task_all([1, 2])], [], TYPE, TypeError),
+    ("task_any of a number", [lambda ctx: ctx.task_any(5)], [], TYPE, TypeError),
+    ("result before completion", [_no_task_yet], [], InvalidOperationError, None),
+    ("yield a number", [lambda ctx: 42], [], TYPE, TypeError),
+]
+
+
+@pytest.mark.parametrize(
+    "label, steps, events, expected, also", BAD_CALLS, ids=[c[0] for c in BAD_CALLS]
+)
+def test_bad_input_to_the_context_fails_the_instance_with_a_typed_error(
+    label, steps, events, expected, also
+):
+    def bad(ctx, _):
+        for step in steps:
+            yield step(ctx)
+
+    run = Run(bad)
+    for event in events:
+        run.feed(event)
+    failure = run.step.failure
+    assert run.step.status == "Failed", label
+    assert failure.error_type == expected.__name__, failure
+    assert issubclass(expected, DurableError) and (also is None or issubclass(expected, also))
+    assert failure.message and "Traceback" not in failure.message, failure.message
+    if events:  # the critical section taken before the error is released, not left held
+        assert [type(e).__name__ for e in run.step.new_events[-2:]] == [
+            "LockReleased",
+            "ExecutionCompleted",
+        ]
+
+    def catching(ctx, _):
+        try:
+            for step in steps:
+                yield step(ctx)
+        except DurableError as error:
+            return error
+
+    caught = Run(catching)
+    for event in events:
+        caught.feed(event)
+    if caught.step.status == "Completed":  # raised in the orchestrator's code: it can catch it
+        error = caught.step.output
+        assert type(error) is expected and str(error) == failure.message
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is expected and str(again) == str(error)
+    else:  # raised by the engine about what the code yielded
+        assert label == "yield a number" and caught.step.failure == failure

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import entity_defs as ed
 import patterns
@@ -43,17 +43,22 @@ from runtime import (
     HubUnavailableError,
     InstanceExistsError,
     InstanceNotFoundError,
+    InternalError,
     InvalidArgumentError,
     InvalidOperationError,
     NotRegisteredError,
     OperationTimeoutError,
     OrchestratorNotFoundError,
+    RetryPolicy,
     Runtime,
     SerializationError,
     activity,
+    orchestrator,
 )
+from runtime.http_api import serve_http
 from runtime.routing import NAMESPACE
 from runtime.supervisor import supervisor_name
+from runtime.testing import ManualClock
 
 
 @entity(name="Poison", placement="dedicated")
@@ -119,6 +124,17 @@ def hub(tmp_path_factory):
 
 NAIVE = datetime(2020, 1, 1)
 NOW = datetime.now(timezone.utc)
+SECOND = timedelta(seconds=1)
+
+
+def advance(delta: object) -> None:
+    """Move a new ManualClock by ``delta`` (and remove its file whatever happens)."""
+    clock = ManualClock()
+    try:
+        clock.advance(delta)
+    finally:
+        clock.close()
+
 
 BAD, TYPE, BAD_ID = InvalidArgumentError, ArgumentTypeError, InvalidEntityIdError
 UNKNOWN_OP = UnknownOperationError
@@ -269,6 +285,23 @@ CASES = [
     ("@entity(name='a@b')", lambda c, d, w: entity(name="a@b")(ed.Counter.target), BAD, ValueError),
     ("@entity(passivate_after=0)", lambda c, d, w: entity(passivate_after=0), BAD, ValueError),
     ("store mysql://x", lambda c, d, w: HubConfig(store="mysql://x"), HubConfigError, None),
+    ("RetryPolicy attempts 0", lambda c, d, w: RetryPolicy(SECOND, 0), BAD, ValueError),
+    ("RetryPolicy interval 5", lambda c, d, w: RetryPolicy(5, 3), TYPE, TypeError),
+    (
+        "RetryPolicy backoff 0.5",
+        lambda c, d, w: RetryPolicy(SECOND, 3, backoff_coefficient=0.5),
+        BAD,
+        ValueError,
+    ),
+    # test helpers and the HTTP API's entry point
+    ("ManualClock naive start", lambda c, d, w: ManualClock(NAIVE), BAD, ValueError),
+    ("ManualClock start as text", lambda c, d, w: ManualClock("2020-01-01"), TYPE, TypeError),
+    ("ManualClock back", lambda c, d, w: advance(-SECOND), BAD, ValueError),
+    ("ManualClock advance 5", lambda c, d, w: advance(5), TYPE, TypeError),
+    ("serve_http(5)", lambda c, d, w: serve_http(5), TYPE, TypeError),
+    ("serve_http(None)", lambda c, d, w: serve_http(None), BAD, ValueError),
+    ("serve_http other hub=", lambda c, d, w: serve_http(c, hub="other"), BAD, ValueError),
+    ("serve_http hub=5", lambda c, d, w: serve_http(None, hub=5), BAD, ValueError),
     (
         "connect to no hub",
         lambda c, d, w: DurableClient.connect(hub="no-such-hub"),
@@ -355,3 +388,34 @@ def test_hub_whose_supervisor_stays_gone_raises_hub_unavailable(monkeypatch):
         client.get_status("x")
     check_typed(caught.value, HubUnavailableError, None)
     assert client.hub in str(caught.value)
+
+
+@orchestrator
+def naive_timer(ctx):
+    """Gives the orchestration API a bad argument: the instance fails with the typed error."""
+    yield ctx.create_timer(NAIVE)
+
+
+def test_bad_input_to_the_orchestration_api_fails_the_instance_typed(hub):
+    rt, _, _ = hub
+    state = rt.client.wait_for_completion(rt.client.start_new(naive_timer), timeout=60)
+    assert state.runtime_status == "Failed"
+    assert state.failure_details.error_type == "InvalidArgumentError", state.failure_details
+    assert "create_timer(fire_at)" in state.failure_details.message
+
+
+def test_supervisor_bug_is_an_internal_error_naming_the_method(hub):
+    rt, done, _ = hub
+    before = settled(rt)
+    with pytest.raises(InternalError) as caught:
+        rt.client._call("query", "not a query")  # the supervisor reads query.statuses
+    check_typed(caught.value, InternalError, None)
+    error = caught.value
+    text = str(error)
+    assert "bug in ray-durable" in text and "'query'" in text and rt.config.hub in text, text
+    assert "AttributeError" in text and "statuses" in text, text
+    assert error.details.error_type == "AttributeError"
+    assert "supervisor.py" in error.details.stack_trace, error.details.stack_trace
+    assert isinstance(error.__cause__, ray.exceptions.RayTaskError)
+    assert stored(rt) == before
+    assert rt.client.get_status(done).runtime_status == "Completed"  # the hub still serves

@@ -23,8 +23,9 @@ from runtime import (
     OrchestrationStatus,
 )
 from runtime.orchestration import history as h
+from runtime.orchestration.codec import decode_event
 from runtime.routing import pool_host, pool_index
-from runtime.serialization import dumps, loads
+from runtime.serialization import dumps
 from runtime.store import InstanceQuery, InstanceRecord, open_store
 
 OPS = ("suspend", "resume", "terminate", "raise_event", "restart_new", "restart_same", "purge")
@@ -175,7 +176,7 @@ def check_effect(rt, store, status: str, op: str, iid: str, result, before: tupl
     elif op == "raise_event":
         stored = status.replace("Pending", "Running").replace("ContinuedAsNew", "Running")
         settled(store, iid, stored)
-        events = [loads(b) for b in store.load_history(iid)]
+        events = [decode_event(b) for b in store.load_history(iid)]
         assert [e.data for e in events if isinstance(e, h.EventRaised) and e.name == "ping"] == [1]
     elif op == "restart_new":
         assert result != iid

@@ -22,7 +22,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..entity_id import EntityId
-from ..errors import FailureDetails, NonDeterminismError
+from ..errors import (
+    ArgumentTypeError,
+    FailureDetails,
+    InvalidArgumentError,
+    InvalidOperationError,
+    NonDeterminismError,
+)
 from ..serialization import failure_of
 from . import history as h
 from .status import OrchestrationStatus
@@ -52,12 +58,29 @@ class RetryPolicy:
     retry_timeout: timedelta | None = None
 
     def __post_init__(self) -> None:
-        if self.max_number_of_attempts < 1:
-            raise ValueError("max_number_of_attempts must be at least 1")
+        _timedelta("RetryPolicy.first_retry_interval", self.first_retry_interval)
         if self.first_retry_interval <= timedelta(0):
-            raise ValueError("first_retry_interval must be positive")
-        if self.backoff_coefficient < 1.0:
-            raise ValueError("backoff_coefficient must be at least 1.0")
+            raise InvalidArgumentError.of(
+                "RetryPolicy.first_retry_interval",
+                "a positive timedelta",
+                self.first_retry_interval,
+            )
+        attempts = self.max_number_of_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int):
+            raise ArgumentTypeError.of("RetryPolicy.max_number_of_attempts", "an integer", attempts)
+        if attempts < 1:
+            raise InvalidArgumentError.of(
+                "RetryPolicy.max_number_of_attempts", "at least 1", attempts
+            )
+        backoff = self.backoff_coefficient
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)):
+            raise ArgumentTypeError.of("RetryPolicy.backoff_coefficient", "a number", backoff)
+        if not backoff >= 1.0:  # also refuses NaN
+            raise InvalidArgumentError.of(
+                "RetryPolicy.backoff_coefficient", "at least 1.0", backoff
+            )
+        _timedelta("RetryPolicy.max_retry_interval", self.max_retry_interval, optional=True)
+        _timedelta("RetryPolicy.retry_timeout", self.retry_timeout, optional=True)
 
     def delay(self, attempt: int) -> timedelta:
         """The wait after failed attempt number ``attempt`` (1-based)."""
@@ -170,7 +193,7 @@ class OrchestrationContext:
         return self._schedule_activity(activity, input)
 
     def _schedule_activity(self, activity: Any, input: Any) -> Task:
-        name = _name_of(activity)
+        name = _name_of(activity, "call_activity(activity)")
         task = ActivityTask(name)
         self._ex.schedule(h.TaskScheduled(self._ex.next_seq(), name, input), task, activity)
         return task
@@ -179,6 +202,7 @@ class OrchestrationContext:
         self, activity: Any, retry_policy: RetryPolicy, input: Any = None
     ) -> Task:
         """Schedule an activity that is retried after durable waits when it fails."""
+        _policy(retry_policy, "call_activity_with_retry")
         return _RetryableTask(self, retry_policy, lambda: self._schedule_activity(activity, input))
 
     def call_sub_orchestrator(
@@ -189,7 +213,11 @@ class OrchestrationContext:
         version: str = "",
     ) -> Task:
         """Start a child orchestration and wait for its output."""
-        name = _name_of(orchestrator)
+        name = _name_of(orchestrator, "call_sub_orchestrator(orchestrator)")
+        if instance_id is not None:
+            _non_empty("call_sub_orchestrator(instance_id)", instance_id)
+        if not isinstance(version, str):
+            raise InvalidArgumentError.of("call_sub_orchestrator(version)", "a string", version)
         seq = self._ex.next_seq()
         child_id = instance_id or f"{self.instance_id}:{seq}"
         task = SubOrchestrationTask(name)
@@ -205,6 +233,9 @@ class OrchestrationContext:
         instance_id: str | None = None,
     ) -> Task:
         """Start a child orchestration, retried (as a new child) when it fails."""
+        _policy(retry_policy, "call_sub_orchestrator_with_retry")
+        if instance_id is not None:
+            _non_empty("call_sub_orchestrator_with_retry(instance_id)", instance_id)
 
         def attempt() -> Task:
             child_id = None if instance_id is None else f"{instance_id}:{self._ex.seq}"
@@ -216,14 +247,19 @@ class OrchestrationContext:
         """A durable timer due at ``fire_at`` (an aware datetime, or a delay from now)."""
         if isinstance(fire_at, timedelta):
             fire_at = self.current_utc_datetime + fire_at
-        if not isinstance(fire_at, datetime) or fire_at.tzinfo is None:
-            raise ValueError("create_timer needs a timezone-aware datetime (UTC) or timedelta")
+        expected = "a timezone-aware datetime (UTC) or a timedelta"
+        if not isinstance(fire_at, datetime):
+            raise ArgumentTypeError.of("create_timer(fire_at)", expected, fire_at)
+        if fire_at.tzinfo is None:
+            raise InvalidArgumentError.of("create_timer(fire_at)", expected, fire_at)
         task = TimerTask(fire_at)
         self._ex.schedule(h.TimerCreated(self._ex.next_seq(), fire_at), task, None)
         return task
 
     def wait_for_external_event(self, name: str, timeout: timedelta | None = None) -> Task:
         """The data of the next event ``name`` (case-insensitive), in arrival order."""
+        _non_empty("wait_for_external_event(name)", name)
+        _timedelta("wait_for_external_event(timeout)", timeout, optional=True)
         task = ExternalEventTask(name)
         self._ex.wait_for_event(task)
         if timeout is None or task.is_complete:
@@ -234,6 +270,7 @@ class OrchestrationContext:
     def call_entity(self, entity_id: Any, operation: str, input: Any = None) -> Task:
         """Call an entity operation and wait for its result (durable both ways)."""
         target = str(EntityId.of(entity_id))
+        _non_empty("call_entity(operation)", operation)
         task = EntityTask(target)
         action = h.EntityCalled(
             self._ex.next_seq(), target, operation, input, self._ex.next_counter(target)
@@ -244,6 +281,7 @@ class OrchestrationContext:
     def signal_entity(self, entity_id: Any, operation: str, input: Any = None) -> None:
         """Send a one-way operation to an entity, delivered once this step commits."""
         target = str(EntityId.of(entity_id))
+        _non_empty("signal_entity(operation)", operation)
         action = h.EntitySignaled(
             self._ex.next_seq(), target, operation, input, self._ex.next_counter(target)
         )
@@ -257,10 +295,10 @@ class OrchestrationContext:
         locking the same entities cannot deadlock.
         """
         if self._ex.held_lock is not None:
-            raise RuntimeError("a critical section cannot be entered inside another one")
+            raise InvalidOperationError("a critical section cannot be entered inside another one")
         targets = tuple(sorted({str(EntityId.of(e)) for e in entity_ids}))
         if not targets:
-            raise ValueError("lock() needs at least one entity")
+            raise InvalidArgumentError("lock(*entity_ids)", "at least one entity", "none")
         task = LockTask(targets)
         counters = tuple(self._ex.next_counter(t) for t in targets)
         self._ex.schedule(h.LockRequested(self._ex.next_seq(), targets, counters), task, None)
@@ -268,11 +306,11 @@ class OrchestrationContext:
 
     def task_all(self, tasks: Iterable[Task]) -> WhenAllTask:
         """A task that completes with every result, or fails with the first failure."""
-        return WhenAllTask(list(tasks))
+        return WhenAllTask(_tasks(tasks, "task_all(tasks)"))
 
     def task_any(self, tasks: Iterable[Task]) -> WhenAnyTask:
         """A task that completes with the first of ``tasks`` to complete."""
-        return WhenAnyTask(list(tasks))
+        return WhenAnyTask(_tasks(tasks, "task_any(tasks)"))
 
     def continue_as_new(self, input: Any = None, save_events: bool = True) -> None:
         """End this execution and start the instance afresh with ``input``."""
@@ -320,13 +358,42 @@ class _EventWithTimeout(Task):
             self._fail(EventTimeoutError(self.name))
 
 
-def _name_of(target: Any) -> str:
+def _name_of(target: Any, argument: str) -> str:
+    expected = "a registered function or its name"
     if isinstance(target, str):
+        if not target:
+            raise InvalidArgumentError.of(argument, expected, target)
         return target
     name = getattr(target, "name", None) or getattr(target, "__name__", None)
     if not isinstance(name, str):
-        raise TypeError(f"expected a registered function or its name, got {target!r}")
+        raise ArgumentTypeError.of(argument, expected, target)
     return name
+
+
+def _non_empty(argument: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError.of(argument, "a non-empty string", value)
+
+
+def _timedelta(argument: str, value: Any, optional: bool = False) -> None:
+    if not isinstance(value, timedelta) and not (optional and value is None):
+        expected = "a timedelta or None" if optional else "a timedelta"
+        raise ArgumentTypeError.of(argument, expected, value)
+
+
+def _policy(value: Any, call: str) -> None:
+    if not isinstance(value, RetryPolicy):
+        raise ArgumentTypeError.of(f"{call}(retry_policy)", "a RetryPolicy", value)
+
+
+def _tasks(tasks: Any, argument: str) -> list[Task]:
+    if not isinstance(tasks, Iterable) or isinstance(tasks, (str, bytes, Task)):
+        raise ArgumentTypeError.of(argument, "an iterable of tasks from the context", tasks)
+    tasks = list(tasks)
+    for task in tasks:
+        if not isinstance(task, Task):
+            raise ArgumentTypeError.of(argument, "tasks from the context", task)
+    return tasks
 
 
 class OrchestrationExecutor:
@@ -586,8 +653,11 @@ class OrchestrationExecutor:
         elif not isinstance(yielded, Task):
             self._close_generator()
             self._finish_failed(
-                TypeError(
-                    f"orchestrators must yield tasks from the context, got {type(yielded).__name__}"
+                ArgumentTypeError.of(
+                    "yield",
+                    "a task from the context (orchestrators must yield tasks, such as "
+                    "ctx.call_activity(...), not values)",
+                    yielded,
                 )
             )
         else:

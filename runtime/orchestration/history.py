@@ -1,8 +1,8 @@
 """History events: the append-only record of one orchestration execution.
 
 Events are small frozen dataclasses. Payloads (inputs, results) are kept as Python
-values here; the store pickles whole events. Events that carry a ``seq`` answer or
-record the orchestrator's action with that sequence number.
+values here; ``codec`` gives them their stored form (a stable kind name per class). Events
+that carry a ``seq`` answer or record the orchestrator's action with that sequence number.
 """
 
 from __future__ import annotations

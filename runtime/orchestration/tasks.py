@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import DurableError, FailureDetails, TaskFailedError
+from ..errors import (
+    ArgumentTypeError,
+    DurableError,
+    FailureDetails,
+    InvalidOperationError,
+    TaskFailedError,
+)
 
 
 class _NoResult:
@@ -52,7 +58,9 @@ class Task:
         if self._exception is not None:
             raise self._exception
         if self._result is NO_RESULT:
-            raise ValueError("the task has not completed yet")
+            raise InvalidOperationError(
+                "the task has not completed yet: yield it first (or check is_complete)"
+            )
         return self._result
 
     def get_exception(self) -> BaseException | None:
@@ -130,7 +138,9 @@ class CompositeTask(Task):
         self.children = list(children)
         for child in self.children:
             if not isinstance(child, Task):
-                raise TypeError(f"task_all/task_any take tasks, got {type(child).__name__}")
+                raise ArgumentTypeError.of(
+                    "task_all/task_any(tasks)", "tasks from the context", child
+                )
             child._parents.append(self)
         self._check()
 
