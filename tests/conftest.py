@@ -36,9 +36,18 @@ def start_ray() -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def ray_session():
-    start_ray()
+    """Stops the session's Ray at the end; each module that needs it starts it (below)."""
     yield
-    ray.shutdown()
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_for_module(request):
+    """Real Ray for end-to-end modules; a module with ``PURE = True`` runs without it."""
+    if not getattr(request.module, "PURE", False):
+        start_ray()
+    yield
 
 
 @pytest.fixture

@@ -15,11 +15,8 @@ from runtime.orchestration.engine import RetryPolicy
 from runtime.orchestration.status import OrchestrationStatus
 from runtime.serialization import dumps
 
-
-@pytest.fixture(scope="session", autouse=True)
-def ray_session():
-    """Overrides the conftest's Ray session for this module: the codec is pure."""
-    yield
+#: No Ray for this module (tests/conftest.py): the code under test is pure.
+PURE = True
 
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=timezone.utc)

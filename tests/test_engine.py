@@ -20,6 +20,9 @@ from runtime.orchestration import OrchestrationExecutor, RetryPolicy
 from runtime.orchestration import history as h
 from runtime.orchestration.tasks import EventTimeoutError
 
+#: No Ray for this module (tests/conftest.py): the code under test is pure.
+PURE = True
+
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 BAD, TYPE, BAD_ID = InvalidArgumentError, ArgumentTypeError, InvalidEntityIdError
 

@@ -23,10 +23,8 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 FILES = sorted(GOLDEN.glob("*.json"))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def ray_session():
-    """Overrides the conftest's Ray session for this module: replay is pure."""
-    yield
+#: No Ray for this module (tests/conftest.py): the code under test is pure.
+PURE = True
 
 
 def _load(path: Path) -> dict:

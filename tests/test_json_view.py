@@ -12,6 +12,9 @@ from runtime.orchestration.status import OrchestrationStatus
 from runtime.serialization import dumps
 from runtime.store import InstanceRecord
 
+#: No Ray for this module (tests/conftest.py): the code under test is pure.
+PURE = True
+
 CREATED, UPDATED = 1_700_000_000.0, 1_700_000_042.0
 HISTORY = [h.ExecutionStarted("flow", {"n": 1}, "2"), h.TaskScheduled(0, "work", b"x")]
 

@@ -13,6 +13,9 @@ import pytest
 from runtime import InvalidOperationError
 from runtime.testing import ManualClock
 
+#: No Ray for this module (tests/conftest.py): the code under test is pure.
+PURE = True
+
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 

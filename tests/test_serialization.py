@@ -19,6 +19,9 @@ import pytest
 from runtime.errors import SerializationError
 from runtime.serialization import dumps, loads
 
+#: No Ray for this module (tests/conftest.py): the code under test is pure.
+PURE = True
+
 USER_CODE = textwrap.dedent(
     """
     from runtime import activity, orchestrator
