@@ -41,11 +41,15 @@ class EntityRouter:
         """The host handle of ``eid`` (from async code)."""
         route = self._routes.get(eid.name)
         if route is None:
-            route = self._routes[eid.name] = await self._supervisor().entity_route.remote(eid.name)
+            # Called on a handle held in a local: Ray 2.40 loses a call made on a temporary
+            # handle ("Lost reference to actor").
+            supervisor = self._supervisor()
+            route = self._routes[eid.name] = await supervisor.entity_route.remote(eid.name)
         name = self._host_name(eid, route)
         handle = self._handles.get(name)
         if handle is None:
-            handle = await self._supervisor().entity_host.remote(str(eid), name)
+            supervisor = self._supervisor()
+            handle = await supervisor.entity_host.remote(str(eid), name)
             self._handles[name] = handle
         return handle
 
@@ -53,14 +57,16 @@ class EntityRouter:
         """The host handle of ``eid`` (from a synchronous driver)."""
         route = self._routes.get(eid.name)
         if route is None:
-            route = self._routes[eid.name] = get(self._supervisor().entity_route.remote(eid.name))
+            supervisor = self._supervisor()  # held in a local, as in ahandle
+            route = self._routes[eid.name] = get(supervisor.entity_route.remote(eid.name))
         name = self._host_name(eid, route)
         handle = self._handles.get(name)
         if handle is None:
             try:
                 handle = ray.get_actor(name, namespace=NAMESPACE)
             except ValueError:
-                handle = get(self._supervisor().entity_host.remote(str(eid), name))
+                supervisor = self._supervisor()
+                handle = get(supervisor.entity_host.remote(str(eid), name))
             self._handles[name] = handle
         return handle
 
