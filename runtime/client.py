@@ -159,11 +159,17 @@ def _host_lost(exc: BaseException) -> bool:
     return isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError))
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """What a Ray task error carries, through the actors that awaited one another."""
+    while isinstance(exc, ray.exceptions.RayTaskError):
+        exc = exc.cause
+    return exc
+
+
 def _typed(exc: BaseException) -> BaseException:
     """The DurableError a Ray error carries, else the error itself."""
-    if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, DurableError):
-        return exc.cause
-    return exc
+    cause = _root_cause(exc)
+    return cause if isinstance(cause, DurableError) else exc
 
 
 def _cause(exc: BaseException) -> str:
@@ -338,9 +344,7 @@ class DurableClient:
             try:
                 return ray.get(getattr(self._supervisor, method).remote(*args))
             except ray.exceptions.RayTaskError as exc:
-                cause = exc.cause
-                while isinstance(cause, ray.exceptions.RayTaskError):  # from an actor it awaited
-                    cause = cause.cause
+                cause = _root_cause(exc)
                 if isinstance(cause, DurableError):
                     raise cause from None
                 # Every refusal the supervisor means is a DurableError: anything else is a bug.

@@ -7,6 +7,7 @@ Every error crosses Ray process boundaries, so each keeps its constructor argume
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 
 @dataclass(frozen=True)
@@ -118,40 +119,35 @@ def _shown(value: object) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-class InvalidArgumentError(DurableError, ValueError):
+_ArgumentErrorT = TypeVar("_ArgumentErrorT", bound="_ArgumentError")
+
+
+class _ArgumentError(DurableError):
+    """An argument of a public call that was refused: its name, what it takes, what came."""
+
+    def __init__(self, argument: str, expected: str, got: str) -> None:
+        super().__init__(argument, expected, got)
+        self.argument = argument
+        self.expected = expected
+        self.got = got
+
+    @classmethod
+    def of(
+        cls: type[_ArgumentErrorT], argument: str, expected: str, value: object
+    ) -> _ArgumentErrorT:
+        """The error for ``value`` (shown by its repr)."""
+        return cls(argument, expected, _shown(value))
+
+    def __str__(self) -> str:
+        return f"{self.argument}: expected {self.expected}, got {self.got}"
+
+
+class InvalidArgumentError(_ArgumentError, ValueError):
     """An argument of a public call has a value it cannot take; nothing was stored."""
 
-    def __init__(self, argument: str, expected: str, got: str) -> None:
-        super().__init__(argument, expected, got)
-        self.argument = argument
-        self.expected = expected
-        self.got = got
 
-    @classmethod
-    def of(cls, argument: str, expected: str, value: object) -> InvalidArgumentError:
-        """The error for ``value`` (shown by its repr)."""
-        return cls(argument, expected, _shown(value))
-
-    def __str__(self) -> str:
-        return f"{self.argument}: expected {self.expected}, got {self.got}"
-
-
-class ArgumentTypeError(DurableError, TypeError):
+class ArgumentTypeError(_ArgumentError, TypeError):
     """An argument of a public call has a type it cannot take; nothing was stored."""
-
-    def __init__(self, argument: str, expected: str, got: str) -> None:
-        super().__init__(argument, expected, got)
-        self.argument = argument
-        self.expected = expected
-        self.got = got
-
-    @classmethod
-    def of(cls, argument: str, expected: str, value: object) -> ArgumentTypeError:
-        """The error for ``value`` (shown by its repr)."""
-        return cls(argument, expected, _shown(value))
-
-    def __str__(self) -> str:
-        return f"{self.argument}: expected {self.expected}, got {self.got}"
 
 
 class UnknownOperationError(DurableError, ValueError):
