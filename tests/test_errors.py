@@ -382,6 +382,11 @@ def test_hub_whose_supervisor_stays_gone_raises_hub_unavailable(monkeypatch):
     handle = _Gone.remote()
     ray.get(handle.get_status.remote("x", False))
     ray.kill(handle, no_restart=True)
+    # ray.kill is asynchronous: a call sent right after it may still be served.
+    with pytest.raises(ray.exceptions.RayActorError):
+        for _ in range(100):
+            ray.get(handle.get_status.remote("x", False))
+            time.sleep(0.1)
     monkeypatch.setattr(runtime.client, "RECONNECT_SECONDS", 1.0)
     client = DurableClient(f"gone-{uuid.uuid4().hex[:6]}", handle)
     with pytest.raises(HubUnavailableError) as caught:
