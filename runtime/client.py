@@ -10,9 +10,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
-
-import ray
+from typing import Any, Concatenate, NoReturn, ParamSpec
 
 from .entity_id import EntityId
 from .errors import (
@@ -31,11 +29,26 @@ from .errors import (
 from .orchestration import history as h
 from .orchestration.codec import decode_event, encode_event
 from .orchestration.status import OrchestrationStatus
+from .ray_seam import (
+    ACTOR_LOST,
+    ENTITY_HOST_RESTART,
+    SUPERVISOR_RESTART,
+    GetTimeout,
+    SupervisorHandle,
+    TaskError,
+    actor_lost,
+    find_supervisor,
+    get,
+    retry,
+    root_cause,
+    typed,
+)
 from .registry import as_registrable, encode_code
-from .routing import NAMESPACE, EntityRouter
+from .routing import EntityRouter
 from .serialization import dumps, loads
 from .store import InstanceQuery, InstanceRecord
-from .supervisor import supervisor_name
+
+P = ParamSpec("P")
 
 #: How long a client keeps retrying while the supervisor restarts.
 RECONNECT_SECONDS = 60.0
@@ -110,7 +123,7 @@ class _SignalBatcher:
     def _send(self, handle: Any, items: list[_Signal]) -> None:
         ops = [(str(s.eid), s.operation, s.blob, s.seq) for s in items]
         try:
-            ref = handle.entity_ops.remote(self._client._sender, ops)
+            ref = handle.entity_ops(self._client._sender, ops)
         except Exception as exc:
             self._failed(items, exc)
             return
@@ -130,17 +143,16 @@ class _SignalBatcher:
         ref.future().add_done_callback(done)
 
     def _failed(self, items: list[_Signal], exc: BaseException) -> None:
-        if not _host_lost(exc):
+        if not actor_lost(exc):
             for signal in items:
-                signal.future.set_exception(_typed(exc))
+                signal.future.set_exception(typed(exc))
             return
         # Ray runs callbacks on its own thread: the wait and the resend happen elsewhere.
         _resender().submit(self._again, items, exc)
 
     def _again(self, items: list[_Signal], exc: BaseException) -> None:
         """After a lost host, send again with the same numbers: each is applied once."""
-        if not isinstance(exc, ray.exceptions.ActorDiedError):
-            time.sleep(0.1)  # restarting: give it a moment; a dead-for-good one is replaced
+        time.sleep(ENTITY_HOST_RESTART.wait(1, exc))  # a dead-for-good host is replaced at once
         now = time.monotonic()
         for signal in items:
             self._client._router.forget(signal.eid)
@@ -152,24 +164,7 @@ class _SignalBatcher:
                 try:
                     self.add(signal)
                 except Exception as error:
-                    signal.future.set_exception(_typed(error))
-
-
-def _host_lost(exc: BaseException) -> bool:
-    return isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError))
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """What a Ray task error carries, through the actors that awaited one another."""
-    while isinstance(exc, ray.exceptions.RayTaskError):
-        exc = exc.cause
-    return exc
-
-
-def _typed(exc: BaseException) -> BaseException:
-    """The DurableError a Ray error carries, else the error itself."""
-    cause = _root_cause(exc)
-    return cause if isinstance(cause, DurableError) else exc
+                    signal.future.set_exception(typed(error))
 
 
 def _cause(exc: BaseException) -> str:
@@ -311,7 +306,9 @@ class DurableClient:
 
     def __init__(self, hub: str, supervisor: Any) -> None:
         self.hub = hub
-        self._supervisor = supervisor
+        if not isinstance(supervisor, SupervisorHandle):
+            supervisor = SupervisorHandle(supervisor)  # a raw actor handle
+        self._supervisor: SupervisorHandle = supervisor
         self._registered: dict[tuple[str, str, str], bytes] = {}
         self._router = EntityRouter(lambda: self._supervisor)
         self._sender = f"client-{uuid.uuid4().hex}"
@@ -327,9 +324,8 @@ class DurableClient:
         from .cluster import current_address, init_ray
 
         init_ray(address or "auto")  # a cluster that is not running fails at once, typed
-        try:
-            handle = ray.get_actor(supervisor_name(hub), namespace=NAMESPACE)
-        except ValueError:
+        handle = find_supervisor(hub)
+        if handle is None:
             raise DurableError(
                 f"no running task hub named {hub!r} on the Ray cluster at {current_address()}; "
                 f"start it with Runtime.start(hub={hub!r})"
@@ -338,36 +334,50 @@ class DurableClient:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _call(self, method: str, *args: Any, retry: bool = True) -> Any:
-        deadline = time.monotonic() + RECONNECT_SECONDS
-        while True:
-            try:
-                return ray.get(getattr(self._supervisor, method).remote(*args))
-            except ray.exceptions.RayTaskError as exc:
-                cause = _root_cause(exc)
-                if isinstance(cause, DurableError):
-                    raise cause from None
-                # Every refusal the supervisor means is a DurableError: anything else is a bug.
-                raise InternalError(
-                    f"the supervisor of task hub {self.hub!r} (method {method!r})",
-                    type(cause).__name__,
-                    str(cause),
-                    str(exc),
-                ) from exc
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
-                # The supervisor is restarting (it is detached and restartable).
-                if not retry:
-                    raise
-                if time.monotonic() > deadline:
-                    raise HubUnavailableError(self.hub, RECONNECT_SECONDS, _cause(exc)) from exc
-                time.sleep(0.2)
-                self._reconnect()
+    def _call(
+        self,
+        method: Callable[Concatenate[SupervisorHandle, P], Any],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Any:
+        """One call to the supervisor, sent again while it restarts (it is detached)."""
+        return retry(lambda: self._call_once(method, *args, **kwargs), *self._hub_patience())
+
+    def _call_once(
+        self,
+        method: Callable[Concatenate[SupervisorHandle, P], Any],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Any:
+        try:
+            return get(method(self._supervisor, *args, **kwargs))
+        except TaskError as exc:
+            self._refused(method.__name__, exc)
+
+    def _refused(self, method: str, exc: BaseException) -> NoReturn:
+        cause = root_cause(exc)
+        if isinstance(cause, DurableError):
+            raise cause from None
+        # Every refusal the supervisor means is a DurableError: anything else is a bug.
+        raise InternalError(
+            f"the supervisor of task hub {self.hub!r} (method {method!r})",
+            type(cause).__name__,
+            str(cause),
+            str(exc),
+        ) from exc
+
+    def _hub_patience(self) -> tuple[Any, Callable[[BaseException], BaseException], Any]:
+        """How the client waits for a restarting supervisor: its patience, then its error."""
+        return (
+            SUPERVISOR_RESTART.within(RECONNECT_SECONDS),
+            lambda exc: HubUnavailableError(self.hub, RECONNECT_SECONDS, _cause(exc)),
+            lambda exc: self._reconnect(),
+        )
 
     def _reconnect(self) -> None:
-        try:
-            self._supervisor = ray.get_actor(supervisor_name(self.hub), namespace=NAMESPACE)
-        except ValueError:
-            pass
+        found = find_supervisor(self.hub)
+        if found is not None:
+            self._supervisor = found
 
     def register(self, *objects: Any) -> None:
         """Ship orchestrators, activities and entities to the hub, recorded durably."""
@@ -377,7 +387,7 @@ class DurableClient:
             if self._registered.get((kind, name, version)) != blob:
                 items.append((kind, name, version, blob))
         if items:
-            self._call("register", items)
+            self._call(SupervisorHandle.register, items)
             for kind, name, version, blob in items:
                 self._registered[(kind, name, version)] = blob
 
@@ -402,9 +412,7 @@ class DurableClient:
     ) -> str:
         """``start_new`` for code on an event loop: awaits the hub instead of blocking."""
         args = self._start_args(orchestrator, input, instance_id, version)
-        return await self._await_hub(
-            lambda: self._supervisor.start_new.remote(*args), lambda: self._start(args, False)
-        )
+        return await self._await(SupervisorHandle.start_new, args, lambda: self._start(args, False))
 
     # The raw reads below serve views that decode leniently (runtime.http_api): a value this
     # process cannot unpickle shows as a marker there instead of failing the whole answer.
@@ -413,33 +421,29 @@ class DurableClient:
         self, instance_id: str, show_history: bool = False
     ) -> tuple[InstanceRecord | None, list[bytes] | None]:
         """The instance's stored record (and history blobs if asked), undecoded, awaited."""
-        return await self._read_async("get_status", instance_id, bool(show_history))
+        return await self._read_async(SupervisorHandle.get_status, instance_id, bool(show_history))
 
     async def query_records_async(self, query: InstanceQuery) -> list[InstanceRecord]:
         """The stored records of the instances matching ``query``, undecoded, awaited."""
-        return await self._read_async("query", query)
+        return await self._read_async(SupervisorHandle.query, query)
 
     async def read_entity_record_async(
         self, entity_id: EntityId | str
     ) -> tuple[bytes | None, bool] | None:
         """An entity's stored ``(state blob, exists)``, or None if never stored, awaited."""
-        return await self._read_async("read_entity", str(EntityId.of(entity_id)))
+        return await self._read_async(SupervisorHandle.read_entity, str(EntityId.of(entity_id)))
 
-    async def _read_async(self, method: str, *args: Any) -> Any:
-        return await self._await_hub(
-            lambda: getattr(self._supervisor, method).remote(*args),
-            lambda: self._call(method, *args),
-        )
+    async def _read_async(self, method: Callable[..., Any], *args: Any) -> Any:
+        return await self._await(method, args, lambda: self._call(method, *args))
 
-    @staticmethod
-    async def _await_hub(send: Callable[[], Any], blocking: Callable[[], Any]) -> Any:
+    async def _await(
+        self, method: Callable[..., Any], args: tuple[Any, ...], blocking: Callable[[], Any]
+    ) -> Any:
         try:
-            return await send()
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, DurableError):
-                raise exc.cause from None
-            raise
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            return await method(self._supervisor, *args)
+        except TaskError as exc:
+            self._refused(method.__name__, exc)
+        except ACTOR_LOST:
             # The supervisor restarts: wait for it off the loop, as the blocking call does.
             return await asyncio.get_running_loop().run_in_executor(None, blocking)
 
@@ -467,24 +471,25 @@ class DurableClient:
         return name, version, input_blob, start_blob, iid
 
     def _start(self, args: tuple[str, str | None, bytes, bytes, str], first: bool) -> str:
-        deadline = time.monotonic() + RECONNECT_SECONDS
-        while True:
+        attempts = 0
+
+        def once() -> str:
+            nonlocal attempts
+            attempts += 1
             try:
-                return self._call("start_new", *args, retry=False)
+                return str(self._call_once(SupervisorHandle.start_new, *args))
             except InstanceExistsError:
-                if first:
+                if first and attempts == 1:
                     raise
                 return args[-1]  # our own earlier attempt landed before the supervisor restarted
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
-                if time.monotonic() > deadline:
-                    raise HubUnavailableError(self.hub, RECONNECT_SECONDS, _cause(exc)) from exc
-                first = False
-                time.sleep(0.2)
-                self._reconnect()
+
+        return retry(once, *self._hub_patience())
 
     def get_status(self, instance_id: str, show_history: bool = False) -> OrchestrationState | None:
         """The instance's status, or None for an unknown id."""
-        record, history = self._call("get_status", _instance_id(instance_id), bool(show_history))
+        record, history = self._call(
+            SupervisorHandle.get_status, _instance_id(instance_id), bool(show_history)
+        )
         return None if record is None else _state(record, history)
 
     def get_status_by(
@@ -505,7 +510,7 @@ class DurableClient:
             _count("top", top, 0, optional=True),
             _count("skip", skip, 0) or 0,
         )
-        return [_state(r) for r in self._call("query", query)]
+        return [_state(r) for r in self._call(SupervisorHandle.query, query)]
 
     def wait_for_completion(
         self, instance_id: str, timeout: float | None = None, raise_on_failure: bool = False
@@ -516,7 +521,7 @@ class DurableClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            record = self._call("wait", instance_id, left)
+            record = self._call(SupervisorHandle.wait, instance_id, left)
             if record is not None:
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -533,7 +538,9 @@ class DurableClient:
 
         InvalidOperationError if it has already ended (nothing is changed).
         """
-        self._call("terminate", _instance_id(instance_id), _reason(reason), bool(recursive))
+        self._call(
+            SupervisorHandle.terminate, _instance_id(instance_id), _reason(reason), bool(recursive)
+        )
 
     def raise_event(self, instance_id: str, event_name: str, data: Any = None) -> None:
         """Send an external event to a live instance (kept until it waits for it).
@@ -543,20 +550,19 @@ class DurableClient:
         _instance_id(instance_id)
         if not isinstance(event_name, str) or not event_name:
             raise InvalidArgumentError.of("event_name", "a non-empty string", event_name)
-        self._call(
-            "deliver", instance_id, encode_event(h.EventRaised(event_name, data), "event data")
-        )
+        event = encode_event(h.EventRaised(event_name, data), "event data")
+        self._call(SupervisorHandle.deliver, instance_id, event)
 
     def suspend(self, instance_id: str, reason: str = "") -> None:
         """Pause a live instance: events and results wait until ``resume``.
 
         Suspending a Suspended instance does nothing; InvalidOperationError if it has ended.
         """
-        self._call("suspend", _instance_id(instance_id), _reason(reason))
+        self._call(SupervisorHandle.suspend, _instance_id(instance_id), _reason(reason))
 
     def resume(self, instance_id: str, reason: str = "") -> None:
         """Let a Suspended instance go on; InvalidOperationError for any other status."""
-        self._call("resume", _instance_id(instance_id), _reason(reason))
+        self._call(SupervisorHandle.resume, _instance_id(instance_id), _reason(reason))
 
     def restart(self, instance_id: str, restart_with_new_instance_id: bool = True) -> str:
         """Run the instance's orchestrator again with its latest input; returns the id.
@@ -566,14 +572,14 @@ class DurableClient:
         """
         _instance_id(instance_id)
         new_id = uuid.uuid4().hex if restart_with_new_instance_id else None
-        return self._call("restart", instance_id, new_id)
+        return self._call(SupervisorHandle.restart, instance_id, new_id)
 
     def purge_instance_history(self, instance_id: str) -> int:
         """Delete an ended instance and its ended sub-orchestrations; returns how many.
 
         InvalidOperationError while it is live (terminate it first).
         """
-        return self._call("purge", _instance_id(instance_id))
+        return self._call(SupervisorHandle.purge, _instance_id(instance_id))
 
     def purge_instance_history_by(
         self,
@@ -589,7 +595,7 @@ class DurableClient:
             _timestamp("created_time_to", created_time_to),
             _prefix(instance_id_prefix),
         )
-        return self._call("purge_by", query)
+        return self._call(SupervisorHandle.purge_by, query)
 
     # -- entities -----------------------------------------------------------------------
 
@@ -637,7 +643,7 @@ class DurableClient:
 
     def read_entity_state(self, entity_id: EntityId | str) -> EntityStateResponse:
         """The entity's state as last committed."""
-        row = self._call("read_entity", str(EntityId.of(entity_id)))
+        row = self._call(SupervisorHandle.read_entity, str(EntityId.of(entity_id)))
         if row is None or not row[1]:
             return EntityStateResponse(False, None)
         return EntityStateResponse(True, loads(row[0], "entity state"))
@@ -650,7 +656,7 @@ class DurableClient:
             raise InvalidArgumentError.of("name", "a non-empty entity name or None", name)
         _count("page_size", page_size, 1)
         _count("continuation_token", continuation_token, 0)
-        rows = self._call("list_entities", name, page_size, continuation_token)
+        rows = self._call(SupervisorHandle.list_entities, name, page_size, continuation_token)
         page = [
             EntityMetadata(EntityId(n, k), exists, datetime.fromtimestamp(t, tz=timezone.utc))
             for n, k, exists, t in rows
@@ -660,7 +666,7 @@ class DurableClient:
 
     def clean_entity_storage(self) -> int:
         """Remove entities that have no state; returns how many."""
-        return self._call("clean_entities")
+        return self._call(SupervisorHandle.clean_entities)
 
     def _prepare(
         self, entity_id: EntityId | str, operation: str, input: Any
@@ -682,48 +688,47 @@ class DurableClient:
         known = self._operations.get(eid.name, _UNKNOWN)
         if known is _UNKNOWN or (known is not None and operation not in known and not reserved):
             # First use, or a name that a newer registration may have added: ask the hub.
-            known = self._operations[eid.name] = self._call("entity_operations", eid.name)
+            known = self._operations[eid.name] = self._call(
+                SupervisorHandle.entity_operations, eid.name
+            )
         if reserved or (known is not None and operation not in known):
             raise UnknownOperationError(str(eid), operation, known or ())
 
     def _send(
         self, eid: EntityId, operation: str, blob: bytes, seq: int, timeout: float | None = None
     ) -> tuple:
-        deadline = time.monotonic() + RECONNECT_SECONDS
-        while True:
+        def once() -> tuple:
+            host = self._router.handle(eid, self._get)
+            ref = host.entity_op(str(eid), operation, blob, self._sender, seq, True)
             try:
-                ref = self._router.handle(eid, self._get).entity_op.remote(
-                    str(eid), operation, blob, self._sender, seq, True
-                )
-                return loads(ray.get(ref, timeout=timeout), "entity operation result")
-            except ray.exceptions.GetTimeoutError:
+                return loads(get(ref, timeout), "entity operation result")
+            except GetTimeout:
                 raise OperationTimeoutError(
                     f"entity {eid} did not answer", timeout or 0.0
                 ) from None
-            except ray.exceptions.RayTaskError as exc:
-                raise _typed(exc) from None
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
-                # The entity's host is restarting: resending the same seq is applied once.
-                if time.monotonic() > deadline:
-                    raise EntityUnavailableError(str(eid), RECONNECT_SECONDS, _cause(exc)) from exc
-                self._router.forget(eid)
-                if not isinstance(exc, ray.exceptions.ActorDiedError):
-                    time.sleep(0.1)  # a dead-for-good host is replaced at once: no wait
+            except TaskError as exc:
+                raise typed(exc) from None
+
+        # The entity's host is restarting: resending the same seq is applied once.
+        return retry(
+            once,
+            ENTITY_HOST_RESTART.within(RECONNECT_SECONDS),
+            lambda exc: EntityUnavailableError(str(eid), RECONNECT_SECONDS, _cause(exc)),
+            lambda exc: self._router.forget(eid),
+        )
 
     def _get(self, ref: Any) -> Any:
         try:
-            return ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, DurableError):
-                raise exc.cause from None
-            raise
+            return get(ref)
+        except TaskError as exc:
+            self._refused("entity routing", exc)
 
     # -- for tests and tools ------------------------------------------------------------
 
     def host_of(self, instance_id: str) -> Any:
         """The Ray actor handle of the host an instance lives on."""
-        return self._call("host_of", instance_id)
+        return self._call(SupervisorHandle.host_of, instance_id)
 
     def supervisor_pid(self) -> int:
         """The supervisor's process id."""
-        return self._call("pid")
+        return self._call(SupervisorHandle.pid)

@@ -25,19 +25,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import ray
-
 from . import logs, metrics
 from .entity_host import LOCK, ORDERED_SIGNAL, EntityCore, lock_owner
 from .entity_id import EntityId
 from .errors import DurableError, FencedError, SerializationError
-from .lease import stop_this_actor
 from .orchestration import history as h
 from .orchestration.codec import decode_event, encode_event
 from .orchestration.engine import OrchestrationExecutor, Step
 from .orchestration.status import OrchestrationStatus
+from .ray_seam import (
+    ENTITY_FROM_HOST,
+    ActorSystem,
+    SupervisorHandle,
+    actor_class,
+    aretry,
+    current_actor_name,
+    stop_this_actor,
+    task,
+)
 from .registry import Activity, CodeCache, encode_code
-from .routing import NAMESPACE, EntityRouter
+from .routing import EntityRouter
 from .serialization import dumps, failure_of, loads
 from .store import Checkpoint, open_store
 
@@ -105,11 +112,13 @@ class HostCore:
         passivate_after: float | None = None,
         activity_options: dict[str, Any] | None = None,
         epoch: int | None = None,
+        actors: ActorSystem | None = None,
     ) -> None:
         self.hub = hub
         self.passivate_after = passivate_after
         self.activity_options = activity_options or {}
-        self.name = ray.get_runtime_context().get_actor_name() if ray.is_initialized() else None
+        self.name = current_actor_name()
+        self.actors = actors or ActorSystem(hub)
         self._commit_tags = {"hub": hub, "kind": "orchestration"}
         # Every write is fenced by the epoch of the supervisor that created this host.
         self.store = open_store(store_url, hub, durability, epoch, self._fenced)
@@ -121,12 +130,12 @@ class HostCore:
         self._wake = asyncio.Event()
         self._remotes: dict[str, Any] = {}
         self._shipped: set[str] = set()
-        self._supervisor: Any = None
+        self._supervisor: SupervisorHandle | None = None
         self._activating: dict[str, asyncio.Future] = {}
         self._loop = asyncio.get_event_loop()
         self._pump_task = asyncio.get_event_loop().create_task(self._pump())
         self.entities = EntityCore(
-            self.store, self.code, lambda: self._call_supervisor("flush_outbox"), hub
+            self.store, self.code, lambda: self._tell_supervisor(lambda s: s.flush_outbox()), hub
         )
         self.router = EntityRouter(self._supervisor_handle)
         self._passivation = asyncio.get_event_loop().create_task(self._passivate_loop())
@@ -162,17 +171,18 @@ class HostCore:
 
     async def _passivate_loop(self) -> None:
         """Drop idle entities; a dedicated entity's host then asks to be retired."""
-        dedicated = self.name is not None and "/entity-" in self.name
+        name = self.name or ""
+        dedicated = "/entity-" in name
         while True:
             await asyncio.sleep(PASSIVATION_CHECK_SECONDS)
             metrics.set_gauge(
                 "instances_live",
-                {"hub": self.hub, "host": self.name or ""},
+                {"hub": self.hub, "host": name},
                 sum(not live.done for live in self.live.values()),
             )
             if self.entities.passivate(self.passivate_after) and dedicated:
                 if self.entities.idle and not self.live:
-                    self._call_supervisor("retire_idle_host", self.name)
+                    self._tell_supervisor(lambda s: s.retire_idle_host(name))
 
     # -- messages from the supervisor --------------------------------------------------
 
@@ -403,7 +413,8 @@ class HostCore:
 
     def _after_commit(self, items: list[tuple[_Live, Step]], outbox: bool = False) -> None:
         if outbox:
-            self._call_supervisor("flush_outbox")  # unlocks were committed to the outbox
+            # Unlocks were committed to the outbox.
+            self._tell_supervisor(lambda s: s.flush_outbox())
         for live, step in items:
             for event in step.new_events:
                 if isinstance(event, _DISPATCHED):
@@ -430,24 +441,19 @@ class HostCore:
             self._dispatch_activity(live, action)
         elif isinstance(action, h.SubOrchestrationCreated):
             self._register_child_code(live, action)
-            self._call_supervisor(
-                "start_child",
-                live.instance_id,
-                action.seq,
-                action.name,
-                action.version,
-                action.instance_id,
-                dumps(action.input),
-                encode_event(
-                    h.ExecutionStarted(action.name, action.input, action.version, live.instance_id)
-                ),
+            start = encode_event(
+                h.ExecutionStarted(action.name, action.input, action.version, live.instance_id)
             )
+            args = (live.instance_id, action.seq, action.name, action.version)
+            child = (action.instance_id, dumps(action.input), start)
+            self._tell_supervisor(lambda s: s.start_child(*args, *child))
         elif isinstance(action, (h.EntityCalled, h.EntitySignaled)):
             asyncio.ensure_future(self._call_entity(live.instance_id, live.execution_id, action))
         elif isinstance(action, h.LockRequested):
             asyncio.ensure_future(self._acquire(live.instance_id, live.execution_id, action))
         elif isinstance(action, h.TimerCreated):
-            self._call_supervisor("timer_hint", action.fire_at.timestamp())
+            fire_at = action.fire_at.timestamp()
+            self._tell_supervisor(lambda s: s.timer_hint(fire_at))
 
     def _register_child_code(self, live: _Live, action: h.SubOrchestrationCreated) -> None:
         """Store a child's code given as an object, before the first start that needs it."""
@@ -469,7 +475,7 @@ class HostCore:
                 )
             )
             return
-        ref = remote.remote(action.input)
+        ref = remote(action.input)
         asyncio.ensure_future(
             self._collect(live.instance_id, live.execution_id, action.seq, ref, action.name)
         )
@@ -520,17 +526,18 @@ class HostCore:
         self, entity: str, operation: str, input_blob: bytes, sender: str, seq: int
     ) -> tuple:
         eid = EntityId.parse(entity)
-        for attempt in range(600):
-            try:
-                host = await self.router.ahandle(eid)
-                return loads(
-                    await host.entity_op.remote(entity, operation, input_blob, sender, seq, True)
-                )
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-                # The entity's host is restarting: the same sequence number is safe to resend.
-                self.router.forget(eid)
-                await asyncio.sleep(min(0.05 * (attempt + 1), 1.0))
-        raise DurableError(f"entity {entity} unreachable")
+
+        async def send() -> tuple:
+            host = await self.router.ahandle(eid)
+            return loads(await host.entity_op(entity, operation, input_blob, sender, seq, True))
+
+        # The entity's host is restarting: the same sequence number is safe to resend.
+        return await aretry(
+            send,
+            ENTITY_FROM_HOST,
+            lambda exc: DurableError(f"entity {entity} unreachable"),
+            lambda exc: self.router.forget(eid),
+        )
 
     async def _collect(self, iid: str, execution_id: str, seq: int, ref: Any, name: str) -> None:
         started = time.perf_counter()
@@ -562,21 +569,21 @@ class HostCore:
         metrics.inc(
             "instances_finished", {"hub": self.hub, "name": live.name, "status": str(step.status)}
         )
-        self._call_supervisor(
-            "instance_done", live.instance_id, str(step.status), live.parent_instance_id
-        )
+        done = (live.instance_id, str(step.status), live.parent_instance_id)
+        self._tell_supervisor(lambda s: s.instance_done(*done))
 
-    def _supervisor_handle(self) -> Any:
+    def _supervisor_handle(self) -> SupervisorHandle:
         if self._supervisor is None:
-            self._supervisor = ray.get_actor(self.supervisor_name, namespace=NAMESPACE)
+            self._supervisor = self.actors.supervisor()
         return self._supervisor
 
-    def _call_supervisor(self, method: str, *args: Any) -> None:
+    def _tell_supervisor(self, call: Callable[[SupervisorHandle], Any]) -> None:
+        """A one-way message to the supervisor; lost only while it restarts, which is safe."""
         try:
-            getattr(self._supervisor_handle(), method).remote(*args)
+            call(self._supervisor_handle())
         except Exception:
             # The supervisor is restarting; on start it re-reads everything from the store.
-            log.warning("host: supervisor unreachable for %s", method)
+            log.warning("host: supervisor unreachable", exc_info=True)
             self._supervisor = None
 
 
@@ -589,10 +596,10 @@ def _make_remote(activity: Activity, defaults: dict[str, Any]) -> Any:
 
     run.__name__ = run.__qualname__ = activity.name
     options = {"num_cpus": 1, **defaults, **activity.options}  # the activity's own win
-    return ray.remote(run).options(**options)
+    return task(run, options)
 
 
-@ray.remote(num_cpus=0)
+@actor_class
 class Host:
     """The Ray actor around HostCore; every method is a thin forward."""
 

@@ -65,6 +65,7 @@ from .http_json import (
 )
 from .hub import Runtime
 from .orchestration.status import OrchestrationStatus
+from .ray_seam import ACTOR_LOST
 from .store import InstanceQuery
 
 __all__ = ["APP_NAME", "BASE_PATH", "HttpApiError", "HttpApiUrl", "serve_http", "stop_http"]
@@ -117,8 +118,7 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (ValueError, 400),  # the client's own argument checks
     (TimeoutError, 504),
     (UnavailableError, 503),
-    (ray.exceptions.RayActorError, 503),
-    (ray.exceptions.ActorUnavailableError, 503),
+    *((lost, 503) for lost in ACTOR_LOST),
 )
 
 

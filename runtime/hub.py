@@ -8,25 +8,32 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
-import ray
-
 from .client import DurableClient
 from .cluster import init_ray
 from .config import HubConfig
 from .errors import HubConfigError, HubLeaseHeldError
-from .routing import NAMESPACE
-from .supervisor import Supervisor, supervisor_name
-
-#: ``ray.remote`` classes carry ``.options`` that type checkers don't see.
-_SUPERVISOR_ACTOR: Any = Supervisor
+from .ray_seam import (
+    SupervisorHandle,
+    TaskError,
+    create_supervisor,
+    durable_cause,
+    find_actor,
+    find_supervisor,
+    get,
+    gone_for_good,
+    kill,
+    supervisor_name,
+)
+from .supervisor import Supervisor
 
 
 class Runtime:
     """A started task hub: its configuration, its supervisor and a client."""
 
-    def __init__(self, config: HubConfig, supervisor: Any) -> None:
+    def __init__(self, config: HubConfig, supervisor: SupervisorHandle) -> None:
         self.config = config
-        self.supervisor = supervisor
+        #: The supervisor's raw Ray actor handle (tests and tools call it directly).
+        self.supervisor = supervisor.actor
         self.client = DurableClient(config.hub, supervisor)
 
     @classmethod
@@ -53,30 +60,22 @@ class Runtime:
         if address is not None:
             config = replace(config, ray=replace(config.ray, address=address))
         hub = config.hub
-        if not ray.is_initialized():
-            # A clear ClusterNotFoundError, not minutes of ray.init retrying a dead address.
-            init_ray(config.ray.address, namespace=config.ray.namespace)
-        name = supervisor_name(hub)
+        # A clear ClusterNotFoundError, not minutes of ray.init retrying a dead address.
+        init_ray(config.ray.address, namespace=config.ray.namespace)
+        supervisor = find_supervisor(hub) or create_supervisor(
+            Supervisor, hub, config.to_dict(), clock
+        )
         try:
-            supervisor = ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:
-            supervisor = _SUPERVISOR_ACTOR.options(
-                name=name,
-                namespace=NAMESPACE,
-                lifetime="detached",
-                get_if_exists=True,
-                max_restarts=-1,
-                max_task_retries=0,
-                max_concurrency=100_000,
-            ).remote(config.to_dict(), clock)
-        try:
-            running = cast(dict[str, Any], ray.get(supervisor.hub_config.remote()))
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, HubLeaseHeldError):
-                _discard(supervisor, name)
-                raise exc.cause from None
+            running = cast(dict[str, Any], get(supervisor.hub_config()))
+        except TaskError as exc:
+            refusal = durable_cause(exc)
+            if isinstance(refusal, HubLeaseHeldError):
+                _discard(supervisor, supervisor_name(hub))
+                raise refusal from None
             raise
-        except ray.exceptions.ActorDiedError as exc:
+        except Exception as exc:
+            if not gone_for_good(exc):
+                raise
             # Its constructor raised (the store cannot be opened, ...): say why, in our terms.
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             raise HubConfigError(
@@ -88,7 +87,7 @@ class Runtime:
                 f"hub {hub!r} is already running on store {running['store']!r}, "
                 f"not {config.store!r}; stop it first or pick another hub name"
             )
-        ray.get(supervisor.ready.remote())
+        get(supervisor.ready())
         attach = getattr(clock, "attach", None)  # a ManualClock follows its hub
         if attach is not None:
             attach(hub)
@@ -106,18 +105,14 @@ class Runtime:
     def shutdown(self) -> None:
         """Stop the hub's actors; the store keeps every instance for the next start."""
         try:
-            ray.get(self.supervisor.shutdown.remote())
+            get(self.client._supervisor.shutdown())
         finally:
-            ray.kill(self.supervisor, no_restart=True)
+            kill(self.supervisor)
 
 
-def _discard(supervisor: Any, name: str, timeout: float = 10.0) -> None:
+def _discard(supervisor: SupervisorHandle, name: str, timeout: float = 10.0) -> None:
     """Kill a refused supervisor and wait until its name is free for the next start."""
-    ray.kill(supervisor, no_restart=True)
+    kill(supervisor.actor)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:
-            return
+    while time.monotonic() < deadline and find_actor(name) is not None:
         time.sleep(0.05)

@@ -12,17 +12,14 @@ holder is provably dead, and then with the next epoch, which fences the old clus
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
-
-import ray
 
 from . import logs
 from .errors import FencedError
+from .ray_seam import cluster_identity
 from .store import Store
 from .store.base import Lease, LeaseHolder
 
@@ -50,21 +47,8 @@ def _machine() -> str:
 
 def current_holder() -> LeaseHolder:
     """The identity of this process (a supervisor actor) as a lease holder."""
-    context = ray.get_runtime_context()
-    address = context.gcs_address
-    try:
-        worker: Any = ray._private.worker.global_worker
-        cluster = worker.gcs_client.cluster_id.hex()
-    except AttributeError:  # private API: the GCS address is unique among live clusters
-        cluster = address
-    return LeaseHolder(
-        socket.gethostname(),
-        _machine(),
-        os.getpid(),
-        address,
-        cluster,
-        context.get_actor_id() or "",
-    )
+    address, cluster, actor = cluster_identity()
+    return LeaseHolder(socket.gethostname(), _machine(), os.getpid(), address, cluster, actor)
 
 
 def holder_gone(lease: Lease) -> bool:
@@ -80,15 +64,6 @@ def holder_gone(lease: Lease) -> bool:
         return True
     except (OSError, IndexError):
         return False  # cannot tell: the lease's expiry decides
-
-
-def stop_this_actor(loop: asyncio.AbstractEventLoop) -> None:
-    """Kill the calling actor for good, from any thread: Ray must not restart a fenced one."""
-    try:
-        handle = ray.get_runtime_context().current_actor
-    except RuntimeError:
-        return  # not in an actor (a unit test): nothing to stop
-    loop.call_soon_threadsafe(functools.partial(ray.kill, handle, no_restart=True))
 
 
 class LeaseKeeper:

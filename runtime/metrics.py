@@ -60,6 +60,18 @@ _SPECS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
         None,
     ),
     "pending_timers": ("gauge", "Durable timers not fired yet", ("hub",), None),
+    "supervisor_round_seconds": (
+        "histogram",
+        "Duration of one round of a supervisor phase (recover, timers, outbox)",
+        ("hub", "phase"),
+        _COMMIT_BOUNDARIES,
+    ),
+    "supervisor_round_failures": (
+        "counter",
+        "Rounds of a supervisor control loop that failed (the loop goes on)",
+        ("hub", "phase"),
+        None,
+    ),
 }
 
 _made: dict[str, Any] = {}

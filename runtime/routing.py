@@ -6,12 +6,10 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-import ray
-
 from .entity_id import EntityId
+from .ray_seam import NAMESPACE, HostHandle, find_actor, get
 
-#: The Ray namespace of every hub's actors, so drivers in any namespace find them.
-NAMESPACE = "ray-durable"
+__all__ = ["NAMESPACE", "EntityRouter", "entity_host", "pool_host", "pool_index"]
 
 
 def pool_host(hub: str, index: int) -> str:
@@ -30,43 +28,49 @@ def entity_host(hub: str, eid: EntityId) -> str:
 
 
 class EntityRouter:
-    """Caches entity routes and host handles; asks the supervisor only on a miss."""
+    """Caches entity routes and host handles; asks the supervisor only on a miss.
+
+    ``supervisor`` gives what answers ``entity_route`` and ``entity_host``: a
+    SupervisorHandle (their answers are Ray ObjectRefs), or the supervisor's own directory
+    of entities (coroutines) when the supervisor routes.
+    """
 
     def __init__(self, supervisor: Callable[[], Any]) -> None:
         self._supervisor = supervisor
         self._routes: dict[str, tuple[str, list[str]]] = {}
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, HostHandle] = {}
 
-    async def ahandle(self, eid: EntityId) -> Any:
+    async def ahandle(self, eid: EntityId) -> HostHandle:
         """The host handle of ``eid`` (from async code)."""
         route = self._routes.get(eid.name)
         if route is None:
             # Called on a handle held in a local: Ray 2.40 loses a call made on a temporary
             # handle ("Lost reference to actor").
             supervisor = self._supervisor()
-            route = self._routes[eid.name] = await supervisor.entity_route.remote(eid.name)
+            route = self._routes[eid.name] = await supervisor.entity_route(eid.name)
         name = self._host_name(eid, route)
         handle = self._handles.get(name)
         if handle is None:
             supervisor = self._supervisor()
-            handle = await supervisor.entity_host.remote(str(eid), name)
+            handle = await supervisor.entity_host(str(eid), name)
             self._handles[name] = handle
         return handle
 
-    def handle(self, eid: EntityId, get: Callable[[Any], Any] = ray.get) -> Any:
+    def handle(self, eid: EntityId, get: Callable[[Any], Any] = get) -> HostHandle:
         """The host handle of ``eid`` (from a synchronous driver)."""
         route = self._routes.get(eid.name)
         if route is None:
             supervisor = self._supervisor()  # held in a local, as in ahandle
-            route = self._routes[eid.name] = get(supervisor.entity_route.remote(eid.name))
+            route = self._routes[eid.name] = get(supervisor.entity_route(eid.name))
         name = self._host_name(eid, route)
         handle = self._handles.get(name)
         if handle is None:
-            try:
-                handle = ray.get_actor(name, namespace=NAMESPACE)
-            except ValueError:
+            actor = find_actor(name)
+            if actor is not None:
+                handle = HostHandle(actor)
+            else:
                 supervisor = self._supervisor()
-                handle = get(supervisor.entity_host.remote(str(eid), name))
+                handle = get(supervisor.entity_host(str(eid), name))
             self._handles[name] = handle
         return handle
 

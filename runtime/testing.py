@@ -16,11 +16,8 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import ray
-
 from .errors import ArgumentTypeError, InvalidArgumentError, InvalidOperationError
-from .routing import NAMESPACE
-from .supervisor import supervisor_name
+from .ray_seam import find_supervisor, get
 
 
 class ManualClock:
@@ -70,8 +67,9 @@ class ManualClock:
             )
         self._write(self() + delta.total_seconds())
         for hub in self.hubs:
-            supervisor = ray.get_actor(supervisor_name(hub), namespace=NAMESPACE)
-            ray.get(supervisor.fire_timers.remote())
+            supervisor = find_supervisor(hub)
+            if supervisor is not None:
+                get(supervisor.fire_timers())
 
     def close(self) -> None:
         """Remove the clock's file; the clock then stands still at its last time."""

@@ -45,7 +45,7 @@ def host_pid(rt, eid: str) -> int:
     if rt.config.placement == "dedicated":
         handle = ray.get_actor(entity_host(rt.config.hub, EntityId.parse(eid)), namespace=NAMESPACE)
     else:
-        handle = rt.client._router.handle(EntityId.parse(eid))
+        handle = rt.client._router.handle(EntityId.parse(eid)).actor
     for _ in range(100):
         try:
             return ray.get(handle.pid.remote())
@@ -325,7 +325,7 @@ def test_idle_entities_passivate_and_come_back_from_their_checkpoint(ent):
     assert c.call_entity("Sleepy@s", "get", timeout=60) == 5
 
     c.signal_entity("PooledSleepy@p", "add", 4)
-    pool = c._router.handle(EntityId("PooledSleepy", "p"))
+    pool = c._router.handle(EntityId("PooledSleepy", "p")).actor
     wait_until(lambda: "PooledSleepy@p" not in ray.get(pool.live_entities.remote()), timeout=30)
     c.signal_entity("PooledSleepy@p", "add", 1)
     assert c.call_entity("PooledSleepy@p", "get") == 5

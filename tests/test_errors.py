@@ -56,6 +56,7 @@ from runtime import (
     orchestrator,
 )
 from runtime.http_api import serve_http
+from runtime.ray_seam import SupervisorHandle
 from runtime.routing import NAMESPACE
 from runtime.supervisor import supervisor_name
 from runtime.testing import ManualClock
@@ -413,7 +414,7 @@ def test_supervisor_bug_is_an_internal_error_naming_the_method(hub):
     rt, done, _ = hub
     before = settled(rt)
     with pytest.raises(InternalError) as caught:
-        rt.client._call("query", "not a query")  # the supervisor reads query.statuses
+        rt.client._call(SupervisorHandle.query, "not a query")  # it reads query.statuses
     check_typed(caught.value, InternalError, None)
     error = caught.value
     text = str(error)

@@ -28,3 +28,9 @@ class OrchestrationStatus(str, Enum):
 TERMINAL = frozenset(
     {OrchestrationStatus.COMPLETED, OrchestrationStatus.FAILED, OrchestrationStatus.TERMINATED}
 )
+
+#: Stored statuses that end an instance: it takes no more messages.
+ENDED = tuple(str(s) for s in OrchestrationStatus if s.is_terminal)
+#: Stored statuses of an instance that takes messages (ContinuedAsNew is never stored: the
+#: next execution is Running at once; it is listed so that no status is left unanswered).
+LIVE = tuple(str(s) for s in OrchestrationStatus if not s.is_terminal)

@@ -1,0 +1,464 @@
+"""The runtime's one seam to Ray.
+
+Every Ray call of the supervisor, the hosts, the client and ``Runtime`` goes through this
+module: typed handles for the supervisor and host actors (methods, not strings), the
+options of the detached actors written once, Ray's error classes and their unwrapping, and
+one retry helper with named limits. The supervisor's parts and the hosts take an
+``ActorSystem``; unit tests give them a fake one (Ray Serve's ``ActorReplicaWrapper`` and
+the mock its tests use are the model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import ray
+from ray.exceptions import (
+    ActorDiedError,
+    ActorUnavailableError,
+    GetTimeoutError,
+    RayActorError,
+    RayTaskError,
+)
+
+from .errors import DurableError
+
+T = TypeVar("T")
+
+#: The Ray namespace of every hub's actors, so drivers in any namespace find them.
+NAMESPACE = "ray-durable"
+
+#: A call to an actor that is restarting or gone: the same call may be sent again.
+ACTOR_LOST: tuple[type[Exception], ...] = (RayActorError, ActorUnavailableError)
+
+#: A user's code (or ours) raised inside an actor; ``root_cause`` says what.
+TaskError = RayTaskError
+
+#: ``get`` with a timeout ran out.
+GetTimeout = GetTimeoutError
+
+#: Options of every actor a hub keeps: detached (a driver's exit or a supervisor crash must
+#: not take it down; Ray restarts no actor whose owner is dead), restarted forever by Ray,
+#: never retrying a call by itself (callers re-send with ids the receiver recognises), and
+#: async with room for every waiting caller.
+DETACHED_OPTIONS: dict[str, Any] = {
+    "namespace": NAMESPACE,
+    "lifetime": "detached",
+    "get_if_exists": True,
+    "max_restarts": -1,
+    "max_task_retries": 0,
+    "max_concurrency": 100_000,
+}
+
+
+def supervisor_name(hub: str) -> str:
+    """The Ray actor name of a hub's supervisor."""
+    return f"durable-supervisor/{hub}"
+
+
+# -- Ray's errors ----------------------------------------------------------------------------
+
+
+def actor_lost(exc: BaseException) -> bool:
+    """The actor is restarting or gone: a re-send may reach its next incarnation."""
+    return isinstance(exc, ACTOR_LOST)
+
+
+def gone_for_good(exc: BaseException) -> bool:
+    """The actor will not restart (killed, or out of restarts): a new one must take its name."""
+    return isinstance(exc, ActorDiedError)
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """What a Ray task error carries, through the actors that awaited one another."""
+    while isinstance(exc, RayTaskError):
+        exc = exc.cause
+    return exc
+
+
+def durable_cause(exc: BaseException) -> DurableError | None:
+    """The DurableError a Ray error carries, if it carries one."""
+    cause = root_cause(exc)
+    return cause if isinstance(cause, DurableError) else None
+
+
+def typed(exc: BaseException) -> BaseException:
+    """The DurableError a Ray error carries, else the error itself."""
+    return durable_cause(exc) or exc
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long a caller keeps re-sending to an actor that is restarting, and how often."""
+
+    seconds: float | None  # None: until it answers
+    pause: float  # the first pause; each next one grows by as much
+    max_pause: float
+    #: A dead-for-good actor is replaced under its name at once: no need to wait for it.
+    skip_pause_when_gone: bool = False
+
+    def wait(self, attempt: int, exc: BaseException) -> float:
+        """The pause before attempt ``attempt + 1``."""
+        if self.skip_pause_when_gone and gone_for_good(exc):
+            return 0.0
+        return min(self.pause * attempt, self.max_pause)
+
+    def expired(self, started: float) -> bool:
+        """True once the caller has waited as long as it will."""
+        return self.seconds is not None and time.monotonic() - started > self.seconds
+
+    def within(self, seconds: float) -> Patience:
+        """The same pacing, ending after ``seconds``."""
+        return Patience(seconds, self.pause, self.max_pause, self.skip_pause_when_gone)
+
+
+#: A driver waiting for its hub's supervisor to restart (``runtime.client`` sets the time).
+SUPERVISOR_RESTART = Patience(60.0, 0.2, 0.2)
+#: A driver re-sending an entity operation to a restarting host (same sequence number).
+ENTITY_HOST_RESTART = Patience(60.0, 0.1, 0.1, skip_pause_when_gone=True)
+#: A host re-sending an orchestration's entity message: long, the orchestration waits.
+ENTITY_FROM_HOST = Patience(600.0, 0.05, 1.0)
+#: The supervisor activating instances on a host: until some incarnation takes them.
+HOST_ACTIVATION = Patience(None, 0.05, 1.0)
+
+
+def retry(
+    call: Callable[[], T],
+    patience: Patience,
+    give_up: Callable[[BaseException], BaseException],
+    on_lost: Callable[[BaseException], None] | None = None,
+) -> T:
+    """``call()``, sent again while its actor is lost, until ``patience`` runs out."""
+    started, attempt = time.monotonic(), 0
+    while True:
+        try:
+            return call()
+        except ACTOR_LOST as exc:
+            attempt += 1
+            if patience.expired(started):
+                raise give_up(exc) from exc
+            if on_lost is not None:
+                on_lost(exc)
+            time.sleep(patience.wait(attempt, exc))
+
+
+async def aretry(
+    call: Callable[[], Awaitable[T]],
+    patience: Patience,
+    give_up: Callable[[BaseException], BaseException],
+    on_lost: Callable[[BaseException], None] | None = None,
+) -> T:
+    """``retry`` for code on an event loop."""
+    started, attempt = time.monotonic(), 0
+    while True:
+        try:
+            return await call()
+        except ACTOR_LOST as exc:
+            attempt += 1
+            if patience.expired(started):
+                raise give_up(exc) from exc
+            if on_lost is not None:
+                on_lost(exc)
+            await asyncio.sleep(patience.wait(attempt, exc))
+
+
+# -- typed handles ----------------------------------------------------------------------------
+
+
+class HostHandle:
+    """Calls to one host actor; each returns a Ray ObjectRef (await it, or ``get`` it)."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def activate(self, instance_ids: list[str]) -> Any:
+        """Make sure each instance is live on the host."""
+        return self.actor.activate.remote(instance_ids)
+
+    def poke(self, instance_id: str) -> Any:
+        """The instance has new inbox messages."""
+        return self.actor.poke.remote(instance_id)
+
+    def entity_op(
+        self, eid: str, operation: str, input_blob: bytes, sender: str, seq: int, ordered: bool
+    ) -> Any:
+        """Run one entity operation (its encoded outcome)."""
+        return self.actor.entity_op.remote(eid, operation, input_blob, sender, seq, ordered)
+
+    def entity_ops(self, sender: str, ops: list[tuple[str, str, bytes, int]]) -> Any:
+        """Run one sender's pipelined operations, in order."""
+        return self.actor.entity_ops.remote(sender, ops)
+
+    def watch(self) -> Any:
+        """Never resolves while the host lives: fails when it dies."""
+        return self.actor.watch.remote()
+
+
+class SupervisorHandle:
+    """Calls to a hub's supervisor actor; each returns a Ray ObjectRef (awaitable)."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def ready(self) -> Any:
+        """Resolves once recovery from the store is done."""
+        return self.actor.ready.remote()
+
+    def hub_config(self) -> Any:
+        """The hub's settings as a dict."""
+        return self.actor.hub_config.remote()
+
+    def register(self, items: list[tuple[str, str, str, bytes]]) -> Any:
+        """Store registered code (kind, name, version, blob)."""
+        return self.actor.register.remote(items)
+
+    def start_new(
+        self,
+        name: str,
+        version: str | None,
+        input_blob: bytes,
+        start_blob: bytes,
+        instance_id: str,
+    ) -> Any:
+        """Create an instance and activate it (its id)."""
+        return self.actor.start_new.remote(name, version, input_blob, start_blob, instance_id)
+
+    def start_child(
+        self,
+        parent_id: str,
+        seq: int,
+        name: str,
+        version: str,
+        child_id: str,
+        input_blob: bytes,
+        start: bytes,
+    ) -> Any:
+        """Start a sub-orchestration (idempotent)."""
+        return self.actor.start_child.remote(
+            parent_id, seq, name, version, child_id, input_blob, start
+        )
+
+    def deliver(self, instance_id: str, event_blob: bytes) -> Any:
+        """Durably accept an external event for a live instance."""
+        return self.actor.deliver.remote(instance_id, event_blob)
+
+    def instance_done(self, instance_id: str, status: str, parent_id: str | None) -> Any:
+        """A host reports a terminal instance."""
+        return self.actor.instance_done.remote(instance_id, status, parent_id)
+
+    def get_status(self, instance_id: str, show_history: bool) -> Any:
+        """(record, history blobs or None)."""
+        return self.actor.get_status.remote(instance_id, show_history)
+
+    def query(self, query: Any) -> Any:
+        """Records matching an InstanceQuery."""
+        return self.actor.query.remote(query)
+
+    def wait(self, instance_id: str, timeout: float | None) -> Any:
+        """The record once terminal, or None after ``timeout``."""
+        return self.actor.wait.remote(instance_id, timeout)
+
+    def terminate(self, instance_id: str, reason: str, recursive: bool) -> Any:
+        """Terminate a live instance."""
+        return self.actor.terminate.remote(instance_id, reason, recursive)
+
+    def suspend(self, instance_id: str, reason: str) -> Any:
+        """Suspend a live instance."""
+        return self.actor.suspend.remote(instance_id, reason)
+
+    def resume(self, instance_id: str, reason: str) -> Any:
+        """Resume a Suspended instance."""
+        return self.actor.resume.remote(instance_id, reason)
+
+    def purge(self, instance_id: str) -> Any:
+        """Purge an ended instance (how many were deleted)."""
+        return self.actor.purge.remote(instance_id)
+
+    def purge_by(self, query: Any) -> Any:
+        """Purge the ended instances matching a query (how many)."""
+        return self.actor.purge_by.remote(query)
+
+    def restart(self, instance_id: str, new_instance_id: str | None) -> Any:
+        """Run an instance's orchestrator again (the id it runs under)."""
+        return self.actor.restart.remote(instance_id, new_instance_id)
+
+    def fire_timers(self) -> Any:
+        """Fire every timer due now."""
+        return self.actor.fire_timers.remote()
+
+    def timer_hint(self, fire_at: float) -> Any:
+        """A timer was created: re-check when the next is due."""
+        return self.actor.timer_hint.remote(fire_at)
+
+    def retire_idle_host(self, name: str) -> Any:
+        """A dedicated entity's host has nothing in memory."""
+        return self.actor.retire_idle_host.remote(name)
+
+    def host_of(self, instance_id: str) -> Any:
+        """The raw actor handle of an instance's host, or None."""
+        return self.actor.host_of.remote(instance_id)
+
+    def entity_route(self, name: str) -> Any:
+        """("pooled", host names) or ("dedicated", [hub]) for an entity type."""
+        return self.actor.entity_route.remote(name)
+
+    def entity_operations(self, name: str) -> Any:
+        """An entity type's operations (None: a function entity)."""
+        return self.actor.entity_operations.remote(name)
+
+    def entity_host(self, eid: str, name: str) -> Any:
+        """The HostHandle of an entity, created with its type's resources."""
+        return self.actor.entity_host.remote(eid, name)
+
+    def flush_outbox(self) -> Any:
+        """Deliver committed outbox messages."""
+        return self.actor.flush_outbox.remote()
+
+    def read_entity(self, eid: str) -> Any:
+        """(state blob, exists) of an entity, or None."""
+        return self.actor.read_entity.remote(eid)
+
+    def list_entities(self, name: str | None, limit: int, offset: int) -> Any:
+        """A page of stored entities."""
+        return self.actor.list_entities.remote(name, limit, offset)
+
+    def clean_entities(self) -> Any:
+        """Remove entities without state (how many)."""
+        return self.actor.clean_entities.remote()
+
+    def shutdown(self) -> Any:
+        """Stop the hub's hosts."""
+        return self.actor.shutdown.remote()
+
+    def pid(self) -> Any:
+        """The supervisor's process id."""
+        return self.actor.pid.remote()
+
+
+# -- finding, creating and killing actors ------------------------------------------------------
+
+
+def get(ref: Any, timeout: float | None = None) -> Any:
+    """Block for a Ray ObjectRef's value."""
+    return ray.get(ref, timeout=timeout)
+
+
+def find_actor(name: str) -> Any | None:
+    """The raw handle of a live named actor of the hubs' namespace, or None."""
+    try:
+        return ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+def find_supervisor(hub: str) -> SupervisorHandle | None:
+    """The hub's supervisor, if one runs on this Ray cluster."""
+    actor = find_actor(supervisor_name(hub))
+    return None if actor is None else SupervisorHandle(actor)
+
+
+def create_supervisor(actor_class: Any, hub: str, *args: Any) -> SupervisorHandle:
+    """The hub's detached supervisor: created, or the one already running under its name."""
+    actor = actor_class.options(name=supervisor_name(hub), **DETACHED_OPTIONS).remote(*args)
+    return SupervisorHandle(actor)
+
+
+def kill(actor: Any) -> None:
+    """Stop an actor for good (Ray does not restart it)."""
+    ray.kill(actor, no_restart=True)
+
+
+def kill_named(name: str) -> None:
+    """Stop a named actor for good if it runs."""
+    actor = find_actor(name)
+    if actor is not None:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:
+            pass  # gone meanwhile
+
+
+def current_actor_name() -> str | None:
+    """The name of the actor this code runs in (None outside Ray or in an unnamed actor)."""
+    return ray.get_runtime_context().get_actor_name() if ray.is_initialized() else None
+
+
+class RemoteFunction:
+    """A function run as a Ray task; calling it submits one (its ObjectRef, awaitable)."""
+
+    def __init__(self, function: Callable[..., Any], options: dict[str, Any]) -> None:
+        self._remote = ray.remote(function).options(**options)
+
+    def __call__(self, *args: Any) -> Any:
+        """Submit one task."""
+        return self._remote.remote(*args)
+
+
+def stop_this_actor(loop: asyncio.AbstractEventLoop) -> None:
+    """Kill the calling actor for good, from any thread: Ray must not restart a fenced one."""
+    try:
+        handle = ray.get_runtime_context().current_actor
+    except RuntimeError:
+        return  # not in an actor (a unit test): nothing to stop
+    loop.call_soon_threadsafe(functools.partial(ray.kill, handle, no_restart=True))
+
+
+def cluster_identity() -> tuple[str, str, str]:
+    """(GCS address, cluster id, actor id) of this process, as a lease holder names it."""
+    context = ray.get_runtime_context()
+    address = context.gcs_address
+    try:
+        worker: Any = ray._private.worker.global_worker
+        cluster = worker.gcs_client.cluster_id.hex()
+    except AttributeError:  # private API: the GCS address is unique among live clusters
+        cluster = address
+    return address, cluster, context.get_actor_id() or ""
+
+
+def task(function: Callable[..., Any], options: dict[str, Any]) -> RemoteFunction:
+    """``function`` as a Ray task with the given options (``num_cpus``, ``resources``...)."""
+    return RemoteFunction(function, options)
+
+
+def actor_class(cls: type[T]) -> Any:
+    """A hub actor class (a host, a supervisor): it holds no CPU slot while it waits."""
+    return ray.remote(num_cpus=0)(cls)
+
+
+class ActorSystem:
+    """What the supervisor's parts and the hosts ask of Ray; tests pass a fake."""
+
+    def __init__(self, hub: str) -> None:
+        self.hub = hub
+
+    def host(
+        self, host_class: Any, name: str, resources: dict[str, Any] | None, *args: Any
+    ) -> HostHandle:
+        """The detached host actor of that name: created (with ``resources``) or found."""
+        actor = host_class.options(**(resources or {}), name=name, **DETACHED_OPTIONS).remote(*args)
+        return HostHandle(actor)
+
+    def kill(self, name: str, handle: HostHandle | None = None) -> None:
+        """Stop a host for good (a no-op if it is gone)."""
+        if handle is None:
+            kill_named(name)
+            return
+        try:
+            kill(handle.actor)
+        except Exception:
+            pass  # already gone
+
+    def supervisor(self) -> SupervisorHandle:
+        """The hub's supervisor (raises ValueError while none is registered)."""
+        found = find_supervisor(self.hub)
+        if found is None:
+            raise ValueError(f"no supervisor for hub {self.hub!r}")
+        return found

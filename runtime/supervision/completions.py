@@ -1,0 +1,80 @@
+"""Who waits for which instance to end, and what hosts report when one does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ..config import HubConfig
+from ..errors import InstanceNotFoundError
+from ..orchestration.status import OrchestrationStatus
+from ..store import InstanceQuery, InstanceRecord, Store
+from .pool import HostPool
+
+#: The longest a waiter trusts the hosts' reports before it reads the store again (seconds).
+RECHECK_SECONDS = 5.0
+
+
+class Completions:
+    """Answers readers; wakes waiters when a host reports an end (the store decides)."""
+
+    def __init__(self, config: HubConfig, store: Store, pool: HostPool) -> None:
+        self.config = config
+        self.store = store
+        self.pool = pool
+        self.waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    async def instance_done(
+        self, instance_id: str, status: str, parent_id: str | None = None
+    ) -> None:
+        """A host reports an instance reached a terminal status."""
+        for future in self.waiters.pop(instance_id, []):
+            if not future.done():
+                future.set_result(None)
+        if parent_id is not None:
+            self.pool.poke_instance(parent_id)
+        if self.config.placement == "dedicated":
+            record = self.store.load_instance(instance_id)
+            if record is not None and record.host:
+                self.pool.kill(record.host)
+
+    async def wait(self, instance_id: str, timeout: float | None) -> InstanceRecord | None:
+        """The instance once terminal; None if ``timeout`` seconds pass first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            future = asyncio.get_event_loop().create_future()
+            self.waiters.setdefault(instance_id, []).append(future)
+            record = self.store.load_instance(instance_id)
+            if record is None:
+                raise InstanceNotFoundError(instance_id)
+            if OrchestrationStatus(record.status).is_terminal:
+                return record
+            left = RECHECK_SECONDS if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return None
+            # The re-check covers a host that died between its commit and its report.
+            try:
+                await asyncio.wait_for(future, min(left, RECHECK_SECONDS))
+            except asyncio.TimeoutError:
+                pass
+
+    async def get_status(
+        self, instance_id: str, show_history: bool = False
+    ) -> tuple[InstanceRecord | None, list[bytes] | None]:
+        """The instance row, and its history if asked."""
+        record = self.store.load_instance(instance_id)
+        history = self.store.load_history(instance_id) if record and show_history else None
+        return record, history
+
+    async def query(self, query: InstanceQuery) -> list[InstanceRecord]:
+        """Instances matching a query."""
+        return self.store.query(query)
+
+    async def host_of(self, instance_id: str) -> object:
+        """The raw actor handle of an instance's host (tests kill it); None once retired."""
+        record = self.store.load_instance(instance_id)
+        if record is None or record.host is None:
+            return None
+        # Only look: creating the host of a finished dedicated instance would leak an actor.
+        handle = self.pool.hosts.get(record.host)
+        return None if handle is None else handle.actor

@@ -1,0 +1,289 @@
+"""Instance control: start, route messages to, stop, purge and restart instances.
+
+Every answer is decided inside the transaction that writes: a message is stored iff the
+instance's status takes it, and a refused operation writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .. import logs, metrics
+from ..config import HubConfig
+from ..errors import (
+    DurableError,
+    InstanceNotFoundError,
+    InvalidOperationError,
+    OrchestratorNotFoundError,
+)
+from ..orchestration import history as h
+from ..orchestration.codec import decode_event, encode_event
+from ..orchestration.status import ENDED, LIVE, OrchestrationStatus
+from ..serialization import dumps, failure_of
+from ..store import InstanceQuery, InstanceRecord, Store
+from .completions import Completions
+from .pool import HostPool
+
+log = logging.getLogger("ray_durable.supervisor")
+
+SUSPENDED = str(OrchestrationStatus.SUSPENDED)
+RUNNING = str(OrchestrationStatus.RUNNING)
+SUSPENDABLE = tuple(s for s in LIVE if s != SUSPENDED)
+
+
+def _ended(record: InstanceRecord, what: str) -> InvalidOperationError:
+    """The refusal of an operation on an instance that has ended."""
+    return InvalidOperationError(
+        f"instance {record.instance_id!r} is {record.status}; {what} (it has ended: "
+        "nothing was changed)"
+    )
+
+
+class InstanceControl:
+    """Creates instances and writes the messages that steer them; hosts do the rest."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        store: Store,
+        pool: HostPool,
+        completions: Completions,
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.pool = pool
+        self.completions = completions
+        self.clock = clock
+        self._tags = {"hub": config.hub}
+
+    # -- starting -----------------------------------------------------------------------
+
+    async def start_new(
+        self,
+        name: str,
+        version: str | None,
+        input_blob: bytes,
+        start_blob: bytes,
+        instance_id: str,
+        parent: tuple[str, int] | None = None,
+    ) -> str:
+        """Create an instance, durably, then activate it on its host."""
+        record = self._new_record(name, version, input_blob, instance_id, parent)
+        retry = self.config.activity_retry_policy()
+        if retry is not None:
+            started: Any = decode_event(start_blob, "orchestration start")
+            start_blob = encode_event(dataclasses.replace(started, activity_retry=retry))
+        try:
+            self.store.create_instance(record, [], [start_blob])
+        except DurableError:
+            self.pool.unplace(record.host or "")
+            raise
+        host = record.host or ""
+        # Awaited in the background and retried: a call lost with a dying host would
+        # otherwise leave the stored instance Pending forever.
+        asyncio.get_event_loop().create_task(self.pool.activate_on(host, [instance_id]))
+        self.pool.refill_spares()
+        metrics.inc("instances_started", {**self._tags, "name": name})
+        logs.event(
+            log,
+            logging.INFO,
+            "instance started",
+            hub=self.config.hub,
+            instance_id=instance_id,
+            execution_id=record.execution_id,
+            name=name,
+            host=host,
+        )
+        return instance_id
+
+    def _new_record(
+        self,
+        name: str,
+        version: str | None,
+        input_blob: bytes,
+        instance_id: str,
+        parent: tuple[str, int] | None,
+    ) -> InstanceRecord:
+        code = self.store.load_code("orchestrator", name, version)
+        if code is None:
+            known = tuple(self.store.code_names("orchestrator"))
+            raise OrchestratorNotFoundError(name, known, version)
+        now = self.clock()
+        return InstanceRecord(
+            instance_id=instance_id,
+            name=name,
+            version=code[0],
+            status=str(OrchestrationStatus.PENDING),
+            execution_id=uuid.uuid4().hex,
+            created_time=now,
+            last_updated_time=now,
+            input=input_blob,
+            parent_instance_id=parent[0] if parent else None,
+            parent_seq=parent[1] if parent else None,
+            host=self.pool.place(instance_id),
+        )
+
+    async def start_child(
+        self,
+        parent_id: str,
+        seq: int,
+        name: str,
+        version: str,
+        child_id: str,
+        input_blob: bytes,
+        start: bytes,
+    ) -> None:
+        """Start a sub-orchestration (idempotent: re-dispatch after a crash is a no-op)."""
+        existing = self.store.load_instance(child_id)
+        if existing is not None and existing.parent_instance_id == parent_id:
+            if OrchestrationStatus(existing.status).is_terminal:
+                await self.completions.instance_done(child_id, existing.status, parent_id)
+            return
+        try:
+            await self.start_new(
+                name, version or None, input_blob, start, child_id, (parent_id, seq)
+            )
+        except DurableError as exc:
+            answer = encode_event(h.SubOrchestrationFailed(seq, failure_of(exc)))
+            self.store.append_inbox(parent_id, answer)
+            self.pool.poke_instance(parent_id)
+
+    async def restart(self, instance_id: str, new_instance_id: str | None) -> str:
+        """Start the instance's orchestrator again with its input (Durable Functions' restart).
+
+        Under a new id any instance restarts; under its own id only an ended one, which the
+        new run replaces (a live one is refused with InstanceExistsError, nothing written).
+        """
+        record = self.require(instance_id)
+        start = self._start_event(record)
+        target = new_instance_id or instance_id
+        input_blob = record.input if record.input is not None else dumps(None)
+        return await self.start_new(record.name, record.version, input_blob, start, target)
+
+    def _start_event(self, record: InstanceRecord) -> bytes:
+        """The ExecutionStarted of the current execution: in history, or the inbox if Pending."""
+        history = self.store.load_history(record.instance_id)
+        if history:
+            candidates = history[:2]
+        else:
+            candidates = [m.event for m in self.store.load_inbox(record.instance_id)[:1]]
+        for blob in candidates:
+            if isinstance(decode_event(blob), h.ExecutionStarted):
+                return blob
+        raise InvalidOperationError(
+            f"instance {record.instance_id!r} is {record.status} and has no start to restart from"
+        )
+
+    def require(self, instance_id: str) -> InstanceRecord:
+        """The instance's record; InstanceNotFoundError if there is none."""
+        record = self.store.load_instance(instance_id)
+        if record is None:
+            raise InstanceNotFoundError(instance_id)
+        return record
+
+    # -- messages -----------------------------------------------------------------------
+
+    def accept(
+        self,
+        instance_id: str,
+        event_blob: bytes,
+        statuses: tuple[str, ...],
+        new_status: str | None = None,
+    ) -> InstanceRecord:
+        """Store a message iff the instance's status is in ``statuses``, then nudge its host.
+
+        Returns the instance as found: the message was written iff its status is in
+        ``statuses``; otherwise nothing was (no row, no status, no last_updated_time).
+        """
+        record = self.store.append_inbox_if(instance_id, event_blob, statuses, new_status)
+        if record is None:
+            raise InstanceNotFoundError(instance_id)
+        if record.status in statuses and record.host:
+            # Only a nudge: the host reads its inbox in id order, so a large message that
+            # Ray delivers late cannot overtake the events raised before it.
+            self.pool.poke(record.host, instance_id)
+        return record
+
+    async def deliver(self, instance_id: str, event_blob: bytes) -> None:
+        """Durably accept a message (external event) for a live instance, then route it."""
+        record = self.accept(instance_id, event_blob, LIVE)
+        if record.status not in LIVE:
+            raise _ended(record, "it takes no more messages")
+
+    async def terminate(self, instance_id: str, reason: str, recursive: bool = True) -> None:
+        """Ask a live instance (and its live children) to stop; an ended one is refused."""
+        record = self.accept(instance_id, encode_event(h.ExecutionTerminated(reason)), LIVE)
+        if record.status not in LIVE:
+            raise _ended(record, "it cannot be terminated")
+        if recursive:
+            for child in self.store.children(instance_id):
+                if not OrchestrationStatus(child.status).is_terminal:
+                    try:
+                        await self.terminate(child.instance_id, reason, True)
+                    except (InvalidOperationError, InstanceNotFoundError):
+                        pass  # the child ended (or was purged) meanwhile: nothing to stop
+
+    async def suspend(self, instance_id: str, reason: str) -> None:
+        """Hold a live instance's events until resumed; no-op if already Suspended."""
+        record = self.accept(
+            instance_id, encode_event(h.ExecutionSuspended(reason)), SUSPENDABLE, SUSPENDED
+        )
+        if record.status in SUSPENDABLE or record.status == SUSPENDED:
+            return
+        raise _ended(record, "it cannot be suspended")
+
+    async def resume(self, instance_id: str, reason: str) -> None:
+        """Let a Suspended instance go on; any other status is refused."""
+        record = self.accept(
+            instance_id, encode_event(h.ExecutionResumed(reason)), (SUSPENDED,), RUNNING
+        )
+        if record.status == SUSPENDED:
+            return
+        if record.status not in LIVE:
+            raise _ended(record, "it cannot be resumed")
+        raise InvalidOperationError(
+            f"instance {instance_id!r} is {record.status}, not Suspended; nothing to resume"
+        )
+
+    # -- purging ------------------------------------------------------------------------
+
+    async def purge(self, instance_id: str) -> int:
+        """Delete an ended instance and its ended sub-orchestrations; returns how many."""
+        children = self.store.children(instance_id)
+        record = self.store.delete_instance_if(instance_id, ENDED)
+        if record is None:
+            raise InstanceNotFoundError(instance_id)
+        if record.status not in ENDED:
+            raise InvalidOperationError(
+                f"instance {instance_id!r} is {record.status}; only completed, failed or "
+                "terminated instances can be purged (terminate it first)"
+            )
+        count = 1
+        for child in children:
+            if OrchestrationStatus(child.status).is_terminal:
+                try:
+                    count += await self.purge(child.instance_id)
+                except (InvalidOperationError, InstanceNotFoundError):
+                    pass  # restarted or purged meanwhile: not ours to delete
+        return count
+
+    async def purge_by(self, query: InstanceQuery) -> int:
+        """Purge every terminal instance matching the query; returns how many."""
+        statuses = tuple(s for s in (query.statuses or ENDED) if s in ENDED)
+        if not statuses:
+            return 0
+        count = 0
+        for record in self.store.query(
+            InstanceQuery(statuses, query.created_from, query.created_to, query.prefix)
+        ):
+            try:
+                count += await self.purge(record.instance_id)
+            except (InvalidOperationError, InstanceNotFoundError):
+                pass  # purged as a child above, or restarted since the query
+        return count

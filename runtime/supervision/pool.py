@@ -1,0 +1,174 @@
+"""The hub's host actors: placement, creation, watching, revival and retirement."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .. import logs, metrics
+from ..config import HubConfig
+from ..orchestration.status import ENDED
+from ..ray_seam import (
+    HOST_ACTIVATION,
+    ActorSystem,
+    HostHandle,
+    gone_for_good,
+)
+from ..routing import pool_host, pool_index
+from ..store import Store
+
+log = logging.getLogger("ray_durable.supervisor")
+
+
+class HostPool:
+    """Where instances live, and the host actors they live in.
+
+    Guarantees: every host this pool created is watched, and when one dies the
+    ``on_failed`` callback runs, then the instances the store places on it are activated
+    again until some incarnation of it takes them (a new incarnation also activates them
+    by itself, from the store). A retired host is never revived.
+    """
+
+    def __init__(
+        self,
+        config: HubConfig,
+        store: Store,
+        actors: ActorSystem,
+        host_class: Any,
+        host_args: Callable[[], tuple[Any, ...]],
+        on_failed: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.actors = actors
+        self.host_class = host_class
+        self.host_args = host_args
+        self.on_failed = on_failed
+        self.hosts: dict[str, HostHandle] = {}
+        self.spares: list[str] = []
+        self.retired: set[str] = set()
+        self._tags = {"hub": config.hub}
+
+    # -- placement ----------------------------------------------------------------------
+
+    def place(self, instance_id: str) -> str:
+        """The host a new instance goes to: its pool host, or a (warm) dedicated one."""
+        if self.config.placement == "pooled":
+            return pool_host(self.config.hub, pool_index(instance_id, self.config.pool_size))
+        if self.spares:
+            name = self.spares.pop(0)
+            self._save_spares()
+            return name
+        return f"{self.config.hub}/host-{uuid.uuid4().hex[:12]}"
+
+    def unplace(self, name: str) -> None:
+        """A start refused after ``place``: its dedicated host goes back to the spares."""
+        if self.config.placement == "dedicated":
+            self.spares.insert(0, name)
+
+    def refill_spares(self) -> None:
+        """Keep ``warm_hosts`` dedicated hosts started ahead of need."""
+        # A warm spare hides the half second a new worker process takes from start_new.
+        if self.config.placement != "dedicated":
+            return
+        while len(self.spares) < self.config.warm_hosts:
+            name = f"{self.config.hub}/host-{uuid.uuid4().hex[:12]}"
+            self.host(name)
+            self.spares.append(name)
+        self._save_spares()
+
+    def _save_spares(self) -> None:
+        self.store.set_meta("spares", ",".join(self.spares))
+
+    def retire_leftover_spares(self) -> None:
+        """Spares an earlier supervisor started and no instance uses: stop them."""
+        leftover = self.store.get_meta("spares")
+        if not leftover:
+            return
+        in_use = {r.host for r in self.store.active_instances()}
+        for name in leftover.split(","):
+            if name and name not in in_use:
+                self.kill(name)
+
+    # -- host lifecycle -------------------------------------------------------------------
+
+    def host(self, name: str, resources: dict[str, Any] | None = None) -> HostHandle:
+        """The host of that name: known, found alive under its name, or created; watched."""
+        handle = self.hosts.get(name)
+        if handle is None:
+            self.retired.discard(name)
+            handle = self.actors.host(self.host_class, name, resources, *self.host_args())
+            self.hosts[name] = handle
+            asyncio.get_event_loop().create_task(self._watch(name, handle))
+        return handle
+
+    def poke(self, name: str, instance_id: str) -> None:
+        """Nudge an instance's host to read its inbox (the message is already stored)."""
+        self.host(name).poke(instance_id)
+
+    def poke_instance(self, instance_id: str) -> None:
+        """Nudge a live instance's host, wherever the store places it."""
+        record = self.store.load_instance(instance_id)
+        if record is not None and record.host and record.status not in ENDED:
+            self.poke(record.host, instance_id)
+
+    async def _watch(self, name: str, handle: HostHandle) -> None:
+        while name not in self.retired:
+            try:
+                await handle.watch()
+            except Exception as exc:
+                if name in self.retired:
+                    return
+                logs.event(
+                    log,
+                    logging.WARNING,
+                    "host failed; recovering its instances",
+                    hub=self.config.hub,
+                    host=name,
+                    error=type(exc).__name__,
+                )
+                metrics.inc("recoveries", {**self._tags, "kind": "host"})
+                await self.on_failed(name)
+                await self.activate_on(name, None)
+
+    async def activate_on(self, name: str, ids: list[str] | None) -> None:
+        """Activate instances on a host until one of its incarnations has taken them.
+
+        ``None`` means every instance the store places there, read again at each try: an
+        instance started while the host was dying is then found as well. A new incarnation
+        also activates what the store assigns it by itself (HostCore), so a call lost with
+        an incarnation that dies after this returns loses nothing.
+        """
+        attempt = 0
+        while name not in self.retired:
+            todo = ids
+            if todo is None:
+                todo = [r.instance_id for r in self.store.active_instances(host=name)]
+            try:
+                await self.host(name).activate(todo)
+                return
+            except Exception as exc:
+                if gone_for_good(exc):
+                    self.hosts.pop(name, None)  # a new actor takes the same name
+                # else restarting: the next try reaches its new incarnation
+            attempt += 1
+            if attempt % 60 == 0:
+                logs.event(
+                    log, logging.WARNING, "host still unreachable", hub=self.config.hub, host=name
+                )
+            await asyncio.sleep(HOST_ACTIVATION.wait(attempt, Exception()))
+
+    def kill(self, name: str) -> None:
+        """Stop a host for good; it is not revived."""
+        self.retired.add(name)
+        self.actors.kill(name, self.hosts.pop(name, None))
+
+    def kill_all(self) -> None:
+        """Stop every host, spares included (the store keeps everything)."""
+        for name in list(self.hosts) + self.spares:
+            self.kill(name)
+        self.spares.clear()
+        self._save_spares()
