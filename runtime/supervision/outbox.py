@@ -8,11 +8,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..entity_host import ORDERED_SIGNAL, UNLOCK, owner_sender
+from ..entity import UNLOCK
 from ..entity_id import EntityId
 from ..errors import InstanceExistsError
+from ..messages import (
+    ENTITY_KINDS,
+    EntitySignal,
+    OutboxKind,
+    StartOrchestration,
+    Unlock,
+    decode_message,
+)
 from ..routing import EntityRouter
-from ..serialization import dumps, loads
 from ..store import Store
 
 log = logging.getLogger("ray_durable.supervisor")
@@ -44,7 +51,7 @@ class OutboxDelivery:
         """Start a lane for every target with rows and no lane running."""
         lanes: dict[tuple[bool, str], list[Any]] = {}
         for message in self.store.load_outbox():
-            key = (message.kind != "unlock", message.target)
+            key = (message.kind != OutboxKind.UNLOCK, message.target)
             if key not in self._lanes:
                 lanes.setdefault(key, []).append(message)
         for key, messages in lanes.items():
@@ -66,32 +73,27 @@ class OutboxDelivery:
                 await self._deliver(message)
             except Exception:
                 log.exception("hub %s: outbox message %d not delivered yet", self.hub, message.id)
-                if message.kind in ("signal", ORDERED_SIGNAL, "unlock"):
+                if message.kind in ENTITY_KINDS:
                     self.router.forget(EntityId.parse(message.target))  # its host may be new
                 return False
             self.store.delete_outbox([message.id])
         return True
 
     async def _deliver(self, message: Any) -> None:
-        if message.kind == "start":
-            name, version, input_blob, start = loads(message.payload)
+        sent = decode_message(message.kind, message.target, message.payload)
+        if isinstance(sent, StartOrchestration):
+            iid = sent.instance_id or uuid.uuid4().hex
             try:
-                await self.start_new(
-                    name, version or None, input_blob, start, message.target or uuid.uuid4().hex
-                )
+                await self.start_new(sent.name, sent.version or None, sent.input, sent.start, iid)
             except InstanceExistsError:
                 pass  # delivered before a crash: starting it again would be a duplicate
             return
-        if message.kind == "unlock":
-            owner, counter = loads(message.payload)
-            op = (UNLOCK, dumps(owner), owner_sender(owner), counter, False)
-        elif message.kind == "signal":
-            operation, input_blob = loads(message.payload)
-            op = (operation, input_blob, message.sender, message.id, False)
-        elif message.kind == ORDERED_SIGNAL:
-            operation, input_blob, sender, counter = loads(message.payload)
-            op = (operation, input_blob, sender, counter, True)
+        if isinstance(sent, Unlock):
+            owner = sent.owner
+            op = (UNLOCK, owner.encode(), str(owner.sender), sent.counter, False)
+        elif isinstance(sent, EntitySignal):
+            op = (sent.operation, sent.input, message.sender, message.id, False)
         else:
-            raise ValueError(f"unknown outbox kind {message.kind!r}")
-        host = await self.router.ahandle(EntityId.parse(message.target))
+            op = (sent.operation, sent.input, str(sent.sender), sent.counter, True)
+        host = await self.router.ahandle(sent.target)
         await host.entity_op(message.target, *op)
