@@ -1,0 +1,354 @@
+"""The supervisor's parts, unit-tested on a real SQLite store with fake host actors (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import pytest
+from ray.exceptions import ActorDiedError
+
+import runtime.lease
+from runtime.config import HubConfig
+from runtime.errors import InstanceExistsError, InvalidOperationError, OrchestratorNotFoundError
+from runtime.messages import EntitySignal, OutboxKind, encode_message
+from runtime.orchestration import history as h
+from runtime.orchestration.codec import decode_event, encode_event
+from runtime.routing import pool_host, pool_index
+from runtime.store import Checkpoint, open_store
+from runtime.supervision.completions import Completions
+from runtime.supervision.control import InstanceControl
+from runtime.supervision.core import SupervisorCore
+from runtime.supervision.outbox import OutboxDelivery
+from runtime.supervision.pool import HostPool
+from runtime.supervision.timers import TimerService
+
+PURE = True
+
+
+class FakeHost:
+    """Stands in for a HostHandle: its calls recorded; ``fail`` fails the next activations."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.activated: list[list[str]] = []
+        self.pokes: list[str] = []
+        self.ops: list[tuple[Any, ...]] = []
+        self.fail: list[BaseException] = []
+        self.dead = asyncio.get_event_loop().create_future()
+        self.block_ops: asyncio.Event | None = None
+
+    async def _activate(self, ids: list[str]) -> None:
+        if self.fail:
+            raise self.fail.pop(0)
+        self.activated.append(list(ids))
+
+    def activate(self, ids: list[str]) -> Any:
+        return self._activate(ids)
+
+    def poke(self, instance_id: str) -> None:
+        self.pokes.append(instance_id)
+
+    def watch(self) -> Any:
+        return self.dead
+
+    async def _op(self, *op: Any) -> bytes:
+        if self.block_ops is not None:
+            await self.block_ops.wait()
+        self.ops.append(op)
+        return b""
+
+    def entity_op(self, *op: Any) -> Any:
+        return self._op(*op)
+
+
+class FakeActors:
+    """An ActorSystem of FakeHosts: a name answers with one host until it is killed."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, FakeHost] = {}
+        self.created: list[str] = []
+        self.killed: list[str] = []
+
+    def host(self, host_class: Any, name: str, resources: Any, *args: Any) -> FakeHost:
+        if name not in self.live:
+            self.live[name] = FakeHost(name)
+            self.created.append(name)
+        return self.live[name]
+
+    def kill(self, name: str, handle: Any = None) -> None:
+        self.killed.append(name)
+        self.live.pop(name, None)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.get_event_loop().run_until_complete(coro)
+
+
+@pytest.fixture
+def loop():
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def parts(loop, tmp_path, request):
+    """Pool, control and completions of one hub, on a real store, with fake hosts."""
+    placement = getattr(request, "param", "pooled")
+    hub = f"u-{uuid.uuid4().hex[:6]}"
+    config = HubConfig(hub=hub, store=f"sqlite:///{tmp_path / 'hub.db'}", placement=placement)
+    assert config.store is not None
+    store = open_store(config.store, hub)
+    store.register_code("orchestrator", "wf", "v1", b"code")
+    actors = FakeActors()
+    failed: list[str] = []
+
+    async def on_failed(name: str) -> None:
+        failed.append(name)
+
+    pool = HostPool(config, store, actors, object, lambda: (), on_failed)
+    completions = Completions(config, store, pool)
+    control = InstanceControl(config, store, pool, completions, lambda: 1000.0)
+    yield pool, control, completions, actors, store, failed
+    store.close()
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def start(control: InstanceControl, iid: str, name: str = "wf") -> str:
+    blob = encode_event(h.ExecutionStarted(name, None, "v1"))
+    return run(control.start_new(name, None, b"\x80\x04N.", blob, iid))
+
+
+# -- HostPool --------------------------------------------------------------------------------
+
+
+def test_pooled_placement_is_stable_and_dedicated_takes_the_warm_spare_first(parts):
+    pool, *_ = parts
+    assert pool.place("abc") == pool_host(pool.config.hub, pool_index("abc", 4))
+    pool.config = HubConfig(hub=pool.config.hub, store=pool.config.store)  # dedicated
+    pool.refill_spares()
+    spare = pool.spares[0]
+    assert pool.place("x") == spare and pool.spares == []
+    fresh = pool.place("y")
+    assert fresh.startswith(f"{pool.config.hub}/host-") and fresh != spare
+    pool.unplace(fresh)
+    assert pool.spares == [fresh]
+
+
+def test_a_host_that_dies_is_revived_with_every_instance_the_store_places_there(parts):
+    pool, control, _, actors, store, failed = parts
+    start(control, "i1")
+    name = store.load_instance("i1").host
+    run(settle())
+    host = actors.live[name]
+    assert host.activated == [["i1"]]
+    host.fail = [RuntimeError("restarting"), RuntimeError("restarting")]
+    host.dead.set_exception(RuntimeError("host died"))
+    host.dead = asyncio.get_event_loop().create_future()  # the next incarnation lives
+    run(asyncio.sleep(0.3))
+    assert failed == [name]
+    assert host.activated[-1] == ["i1"] and not host.fail  # taken after two failures
+
+
+def test_a_host_gone_for_good_is_replaced_under_its_name(parts):
+    pool, control, _, actors, store, _ = parts
+    start(control, "i1")
+    name = store.load_instance("i1").host
+    run(settle())
+    actors.live[name].fail = [ActorDiedError()]
+    del actors.live[name]  # the actor object is gone: a new one takes the name
+    run(pool.activate_on(name, ["i1"]))
+    assert actors.created.count(name) == 2
+    assert actors.live[name].activated == [["i1"]]
+
+
+def test_a_killed_host_is_never_revived(parts):
+    pool, control, _, actors, store, failed = parts
+    start(control, "i1")
+    name = store.load_instance("i1").host
+    run(settle())
+    host = actors.live[name]
+    pool.kill(name)
+    host.dead.set_exception(RuntimeError("killed"))
+    run(settle())
+    assert failed == [] and name in actors.killed and name not in actors.live
+
+
+# -- InstanceControl and Completions -----------------------------------------------------------
+
+
+def test_start_of_an_unknown_orchestrator_writes_nothing(parts):
+    _, control, _, actors, store, _ = parts
+    with pytest.raises(OrchestratorNotFoundError):
+        start(control, "i1", name="nope")
+    assert store.load_instance("i1") is None and store.load_inbox("i1") == []
+
+
+def test_start_stores_the_instance_pending_with_its_start_then_activates_it(parts):
+    _, control, _, actors, store, _ = parts
+    assert start(control, "i1") == "i1"
+    record = store.load_instance("i1")
+    assert record.status == "Pending" and record.version == "v1"
+    (message,) = store.load_inbox("i1")
+    assert isinstance(decode_event(message.event), h.ExecutionStarted)
+    run(settle())
+    assert actors.live[record.host].activated == [["i1"]]
+
+
+@pytest.mark.parametrize("parts", ["dedicated"], indirect=True)
+def test_a_refused_dedicated_start_returns_its_host_to_the_spares(parts):
+    pool, control, _, actors, *_ = parts
+    start(control, "i1")
+    spares, created = list(pool.spares), list(actors.created)
+    with pytest.raises(InstanceExistsError):
+        start(control, "i1")
+    assert pool.spares == spares and actors.created == created  # the same warm host waits
+
+
+def test_an_event_for_an_ended_instance_is_refused_and_nothing_is_written(parts):
+    _, control, _, actors, store, _ = parts
+    start(control, "i1")
+    store.set_status("i1", "Completed")
+    before = store.load_inbox("i1")
+    with pytest.raises(InvalidOperationError, match="nothing was changed"):
+        run(control.deliver("i1", encode_event(h.EventRaised("go", 1))))
+    assert store.load_inbox("i1") == before
+
+
+def test_suspend_and_resume_answer_from_the_stored_status(parts):
+    _, control, _, actors, store, _ = parts
+    start(control, "i1")
+    run(control.suspend("i1", "why"))
+    assert store.load_instance("i1").status == "Suspended"
+    run(control.suspend("i1", "again"))  # a no-op, not an error
+    run(control.resume("i1", "go"))
+    assert store.load_instance("i1").status == "Running"
+    with pytest.raises(InvalidOperationError, match="not Suspended"):
+        run(control.resume("i1", "twice"))
+
+
+def test_a_waiter_wakes_when_the_host_reports_the_end(parts):
+    _, control, completions, actors, store, _ = parts
+    start(control, "i1")
+
+    async def scenario() -> Any:
+        waiting = asyncio.ensure_future(completions.wait("i1", 30))
+        await settle()
+        assert not waiting.done()
+        store.set_status("i1", "Completed")
+        await completions.instance_done("i1", "Completed")
+        return await asyncio.wait_for(waiting, 1)
+
+    assert run(scenario()).status == "Completed"
+
+
+# -- timers and outbox -------------------------------------------------------------------------
+
+
+def _checkpoint_with_timer(store: Any, iid: str, fire_at: float) -> None:
+    record = store.load_instance(iid)
+    store.commit([Checkpoint(iid, record.execution_id, [], 0, timers=[(7, fire_at)])])
+
+
+def test_due_timers_fire_into_live_instances_and_drop_for_ended_executions(parts):
+    pool, control, _, actors, store, _ = parts
+    start(control, "live")
+    start(control, "gone")
+    _checkpoint_with_timer(store, "live", 500.0)
+    _checkpoint_with_timer(store, "gone", 500.0)
+    store.set_status("gone", "Completed")
+    pokes: list[tuple[str, str]] = []
+    timers = TimerService(
+        store, lambda: 1000.0, lambda host, iid: pokes.append((host, iid)), {"hub": "h"}
+    )
+    assert timers.round() == 60.0  # nothing left: sleep the longest
+    assert pokes == [(store.load_instance("live").host, "live")]
+    fired = [decode_event(m.event) for m in store.load_inbox("live")]
+    assert isinstance(fired[-1], h.TimerFired) and fired[-1].seq == 7
+    assert not any(
+        isinstance(decode_event(m.event), h.TimerFired) for m in store.load_inbox("gone")
+    )
+
+
+def test_a_blocked_signal_lane_holds_back_neither_unlocks_nor_other_targets(parts, loop):
+    pool, control, _, actors, store, _ = parts
+    hosts = {"A@1": FakeHost("a"), "B@1": FakeHost("b")}
+    hosts["A@1"].block_ops = asyncio.Event()
+
+    class Router:
+        async def ahandle(self, eid: Any) -> FakeHost:
+            return hosts[str(eid)]
+
+        def forget(self, eid: Any) -> None:
+            pass
+
+    rows = [encode_message(EntitySignal(t, "add", b"\x80\x04K\x01.")) for t in ("A@1", "B@1")]
+    record = store.load_instance(start(control, "i1"))
+    store.commit([Checkpoint("i1", record.execution_id, [], 0, outbox=rows)])
+    started: list[Any] = []
+
+    async def start_new(*args: Any) -> str:
+        started.append(args)
+        return args[-1]
+
+    outbox = OutboxDelivery(store, Router(), start_new, "hub")  # type: ignore[arg-type]
+    run(outbox.flush())
+    run(settle())
+    assert [op[1] for op in hosts["B@1"].ops] == ["add"] and hosts["A@1"].ops == []
+    assert [m.target for m in store.load_outbox()] == ["A@1"]  # kept until delivered
+    hosts["A@1"].block_ops.set()
+    run(settle())
+    assert store.load_outbox() == [] and [op[1] for op in hosts["A@1"].ops] == ["add"]
+    assert OutboxKind.SIGNAL.value == "signal"
+
+
+# -- SupervisorCore: recovery and control loops never give up ----------------------------------
+
+
+def test_recovery_retries_until_it_succeeds_and_a_failing_round_never_ends_a_loop(
+    loop, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(runtime.lease, "cluster_identity", lambda: ("gcs", "cluster", "actor"))
+    monkeypatch.setattr("runtime.supervision.core.RETRY_ROUND_SECONDS", 0.01)
+    hub = f"u-{uuid.uuid4().hex[:6]}"
+    config = HubConfig(hub=hub, store=f"sqlite:///{tmp_path / 'hub.db'}", placement="pooled")
+    core = SupervisorCore(config, lambda: 1000.0, FakeActors(), object)
+    real = core.store.active_instances
+    failures = iter([RuntimeError("store away"), RuntimeError("still away")])
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        for exc in failures:
+            raise exc
+        return real(*args, **kwargs)
+
+    core.store.active_instances = flaky  # type: ignore[method-assign]
+    rounds = {"n": 0}
+
+    def failing_round() -> float:
+        rounds["n"] += 1
+        if rounds["n"] == 1:
+            raise RuntimeError("timer round broke")
+        return 0.01
+
+    core.timers.round = failing_round  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="ray_durable.supervisor"):
+        run(asyncio.wait_for(asyncio.shield(core.ready), 5))
+        run(asyncio.sleep(0.2))
+    assert core.ready.done() and core.ready.exception() is None
+    assert sum("recovery failed" in r.getMessage() for r in caplog.records) == 2
+    assert any("timers round failed" in r.getMessage() for r in caplog.records)
+    assert rounds["n"] > 2  # the loop went on after its failed round
+    run(core.shutdown())
+    core.store.close()
