@@ -18,9 +18,9 @@ from typing import Any
 
 import ray
 
-from .errors import ArgumentTypeError, InvalidArgumentError, InvalidOperationError
-from .routing import NAMESPACE
-from .supervisor import supervisor_name
+from ..errors import ArgumentTypeError, InvalidArgumentError, InvalidOperationError
+from ..routing import NAMESPACE
+from ..supervisor import supervisor_name
 
 
 class ManualClock:
