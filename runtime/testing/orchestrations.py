@@ -141,6 +141,7 @@ class Orchestrations:
             return
         step = self._record(live, live.executor.execute([], [self._stamp(), *events]))
         while step.continued_as_new is not None:
+            self._scheduler.count_step()
             step = self._record(live, self._continue_as_new(live, step.continued_as_new))
 
     def _stamp(self) -> h.OrchestratorStarted:

@@ -104,11 +104,19 @@ class Replayer:
             orch = as_registrable(obj, "Replayer(orchestrators)")
             self._by_name.setdefault(orch.name, []).append(orch)
 
-    def replay(self, history: Any, *, raise_on_failure: bool = False) -> ReplayResult:
-        """Replay one history (a JSON export, a file, raw blobs or events; see the module)."""
+    def replay(
+        self, history: Any, *, instance_id: str | None = None, raise_on_failure: bool = False
+    ) -> ReplayResult:
+        """Replay one history (a JSON export, a file, raw blobs or events; see the module).
+
+        The instance id matters to replay (children's default ids derive from it): a JSON
+        export names it; for bare events give ``instance_id``, or it is inferred from a
+        child's default id when there is one.
+        """
         loaded = load_history(history)
+        iid = instance_id or loaded.instance_id or _inferred_id(loaded.events)
         orch = self._orchestrator(loaded.name, loaded.version)
-        result = replay_events(orch.fn, loaded.events, loaded.instance_id, orch.name)
+        result = replay_events(orch.fn, loaded.events, iid, orch.name)
         result = dataclasses.replace(result, warnings=loaded.warnings)
         if raise_on_failure:
             result.raise_on_failure()
@@ -128,9 +136,7 @@ class Replayer:
             blobs = store.load_history(instance_id)
         finally:
             store.close()
-        loaded = load_history(blobs)
-        history = dataclasses.replace(loaded, instance_id=instance_id)
-        return self.replay(history, raise_on_failure=raise_on_failure)
+        return self.replay(blobs, instance_id=instance_id, raise_on_failure=raise_on_failure)
 
     def _orchestrator(self, name: str, version: str) -> Orchestrator:
         candidates = self._by_name.get(name)
@@ -158,6 +164,16 @@ def replay_events(
         error = f"the history ended {expected}, but the code now {shown}"
         return ReplayResult(instance_id, name, status, error)
     return ReplayResult(instance_id, name, status)
+
+
+def _inferred_id(events: list[h.HistoryEvent]) -> str:
+    """The instance id a child's default id (``{instance_id}:{seq}``) shows, else "replay"."""
+    for event in events:
+        if isinstance(event, h.SubOrchestrationCreated):
+            prefix, _, seq = event.instance_id.rpartition(":")
+            if prefix and seq == str(event.seq):
+                return prefix
+    return "replay"
 
 
 def _recorded_end(events: list[h.HistoryEvent]) -> str | None:
@@ -284,7 +300,7 @@ def _json_field(
     return _revive(value, where, warnings)
 
 
-_TIMEDELTA = re.compile(r"^datetime\.timedelta\(((?:\w+=-?\d+(?:, )?)*)\)$")
+_TIMEDELTA = re.compile(r"^datetime\.timedelta\(((?:\w+=-?\d+(?:, )?)*|0)\)$")
 
 
 def _revive(value: Any, where: str, warnings: list[str]) -> Any:
@@ -296,8 +312,8 @@ def _revive(value: Any, where: str, warnings: list[str]) -> Any:
     if set(value) == {"$type", "$repr"}:
         found = _TIMEDELTA.match(str(value["$repr"]))
         if value["$type"] == "datetime.timedelta" and found:
-            parts = [p.split("=") for p in found.group(1).split(", ") if p]
-            return timedelta(**{k: int(v) for k, v in parts})
+            parts = [p.split("=") for p in found.group(1).split(", ") if "=" in p]
+            return timedelta(**{k: int(v) for k, v in parts})  # "timedelta(0)": no parts
         warnings.append(f"{where}: a {value['$type']} shown as {value['$repr']}")
         return value
     if "$unreadable" in value:

@@ -61,6 +61,12 @@ class Scheduler:
         """Run ``work`` once the clock reaches ``when``, if ``alive()`` still holds then."""
         heapq.heappush(self._timers, (when, next(self._order), alive, work))
 
+    def count_step(self) -> None:
+        """Count work done inside one piece of work (a chain of continue-as-new)."""
+        self._steps += 1
+        if self._steps > self.max_steps:
+            raise StepLimitError(self.max_steps)
+
     def next_timer(self) -> datetime | None:
         """When the next timer that still matters is due (timers of ended executions drop)."""
         while self._timers and not self._timers[0][2]():
@@ -108,7 +114,5 @@ class Scheduler:
                     self._soon.append(work)
             if not self._soon:
                 return
-            self._steps += 1
-            if self._steps > self.max_steps:
-                raise StepLimitError(self.max_steps)
+            self.count_step()
             self._soon.popleft()()
