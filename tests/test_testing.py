@@ -637,24 +637,15 @@ def test_a_whole_run_imports_no_ray(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
-def test_the_fixture_reaches_a_users_tests_without_a_conftest(tmp_path):
-    (tmp_path / "test_user.py").write_text(
-        textwrap.dedent(
-            """
-            from runtime import orchestrator
+def readme_snippet() -> str:
+    """The code block of the README's "Testing your orchestrations"."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Testing your orchestrations\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
-            @orchestrator
-            def waits(ctx, _):
-                yield ctx.wait_for_external_event("go")
-                return "went"
 
-            def test_it(durable_env):
-                iid = durable_env.start_new(waits)
-                durable_env.raise_event(iid, "go")
-                assert durable_env.wait_for_completion(iid).output == "went"
-            """
-        )
-    )
+def test_the_readmes_snippet_passes_with_the_fixture_and_no_conftest(tmp_path):
+    (tmp_path / "test_user.py").write_text(readme_snippet())
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_user.py"],
         cwd=tmp_path,
@@ -662,4 +653,25 @@ def test_the_fixture_reaches_a_users_tests_without_a_conftest(tmp_path):
         text=True,
         timeout=120,
     )
-    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_testing_package_exports_are_pinned_and_resolve():
+    import runtime.testing
+
+    names = [
+        "DurableTestEnvironment",
+        "EntityState",
+        "HistoryInputError",
+        "InstanceState",
+        "ManualClock",
+        "NoProgressError",
+        "ReplayResult",
+        "Replayer",
+        "StepLimitError",
+        "load_history",
+    ]
+    assert sorted(runtime.testing.__all__) == names
+    for name in names:
+        assert getattr(runtime.testing, name) is not None, name
+    assert set(names) <= set(dir(runtime.testing))
