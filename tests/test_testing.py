@@ -423,6 +423,19 @@ def test_others_wait_while_an_orchestration_holds_the_lock():
     assert env.call_entity("Account@h", "balance") == 1
 
 
+def test_a_second_critical_section_waits_for_the_first_to_end():
+    env = env_of(ed.account)
+    env.signal_entity("Account@a", "deposit", 100)
+    holder = env.start_new(ed.hold, "Account@a")
+    mover = env.start_new(ed.transfer, ("Account@a", "Account@b", 30))
+    assert env.get_status(mover).runtime_status == "Running"
+    with pytest.raises(NoProgressError, match=f"a lock on Account@a \\(held by {holder}\\)"):
+        env.wait_for_completion(mover)
+    env.raise_event(holder, "release")
+    assert env.wait_for_completion(mover).output is True
+    assert env.call_entity("Account@a", "balance") == 100 + 1 - 30
+
+
 @entity
 def relay(ctx: EntityContext):
     if ctx.operation_name == "pass_on":
