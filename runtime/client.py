@@ -28,6 +28,7 @@ from .errors import (
     OrchestrationFailedError,
     UnknownOperationError,
 )
+from .messages import Outcome
 from .orchestration import history as h
 from .orchestration.codec import decode_event, encode_event
 from .orchestration.status import OrchestrationStatus
@@ -122,7 +123,7 @@ class _SignalBatcher:
                 return
             for signal, blob in zip(items, sent.result()):
                 try:
-                    self._client._signal_outcome(loads(blob, "entity operation result"))
+                    self._client._signal_outcome(Outcome.decode(blob))
                     signal.future.set_result(None)
                 except Exception as error:
                     signal.future.set_exception(error)
@@ -614,9 +615,9 @@ class DurableClient:
         return None
 
     @staticmethod
-    def _signal_outcome(outcome: tuple) -> None:
-        if outcome[0] == "err" and outcome[2] is not None:
-            raise outcome[2]
+    def _signal_outcome(outcome: Outcome) -> None:
+        if outcome.error is not None:
+            raise outcome.error
 
     def call_entity(
         self,
@@ -629,11 +630,11 @@ class DurableClient:
         timeout = _timeout(timeout)
         eid, seq, blob = self._prepare(entity_id, operation, input)
         outcome = self._send(eid, operation, blob, seq, timeout)
-        if outcome[0] == "ok":
-            return outcome[1]
-        if outcome[2] is not None:
-            raise outcome[2]
-        raise EntityOperationFailedError(str(eid), operation, outcome[1])
+        if outcome.failure is None:
+            return outcome.value
+        if outcome.error is not None:
+            raise outcome.error
+        raise EntityOperationFailedError(str(eid), operation, outcome.failure)
 
     def read_entity_state(self, entity_id: EntityId | str) -> EntityStateResponse:
         """The entity's state as last committed."""
@@ -688,14 +689,14 @@ class DurableClient:
 
     def _send(
         self, eid: EntityId, operation: str, blob: bytes, seq: int, timeout: float | None = None
-    ) -> tuple:
+    ) -> Outcome:
         deadline = time.monotonic() + RECONNECT_SECONDS
         while True:
             try:
                 ref = self._router.handle(eid, self._get).entity_op.remote(
                     str(eid), operation, blob, self._sender, seq, True
                 )
-                return loads(ray.get(ref, timeout=timeout), "entity operation result")
+                return Outcome.decode(ray.get(ref, timeout=timeout))
             except ray.exceptions.GetTimeoutError:
                 raise OperationTimeoutError(
                     f"entity {eid} did not answer", timeout or 0.0

@@ -28,17 +28,19 @@ from typing import Any
 import ray
 
 from . import logs, metrics
-from .entity_host import LOCK, ORDERED_SIGNAL, EntityCore, lock_owner
+from .entity import LOCK
+from .entity_host import EntityCore
 from .entity_id import EntityId
 from .errors import DurableError, FencedError, SerializationError
 from .lease import stop_this_actor
+from .messages import LockOwner, OrderedSignal, Outcome, SenderId, Unlock, encode_message
 from .orchestration import history as h
 from .orchestration.codec import decode_event, encode_event
 from .orchestration.engine import OrchestrationExecutor, Step
 from .orchestration.status import OrchestrationStatus
 from .registry import Activity, CodeCache, encode_code
 from .routing import NAMESPACE, EntityRouter
-from .serialization import dumps, failure_of, loads
+from .serialization import dumps, failure_of
 from .store import Checkpoint, open_store
 
 log = logging.getLogger("ray_durable.host")
@@ -80,11 +82,6 @@ class _Arrival:
     execution_id: str | None
     event: h.HistoryEvent
     message_id: int | None = None
-
-
-def _sender(instance_id: str, execution_id: str) -> str:
-    """An execution's name as an entity sender (its operations are numbered per entity)."""
-    return f"{instance_id}:{execution_id}"
 
 
 def now_utc(clock: Callable[[], float] | None = None) -> datetime:
@@ -378,16 +375,17 @@ class HostCore:
         A running execution re-sends its signals when it is activated again; one that has
         ended never is, so the signals of its last step travel in the outbox.
         """
-        sender = _sender(live.instance_id, live.execution_id)
+        sender = SenderId(live.instance_id, live.execution_id)
         rows = []
         for e in events:
             if isinstance(e, h.LockReleased):
                 for entity, counter in zip(e.entities, e.counters):
-                    owner = lock_owner(sender, e.lock_seq)
-                    rows.append(("unlock", entity, dumps((owner, counter))))
+                    owner = LockOwner(sender, e.lock_seq)
+                    rows.append(encode_message(Unlock(EntityId.parse(entity), owner, counter)))
             elif final and isinstance(e, h.EntitySignaled):
-                payload = (e.operation, dumps(e.input, "entity input"), sender, e.counter)
-                rows.append((ORDERED_SIGNAL, e.entity, dumps(payload)))
+                target, blob = EntityId.parse(e.entity), dumps(e.input, "entity input")
+                signal = OrderedSignal(target, e.operation, blob, sender, e.counter)
+                rows.append(encode_message(signal))
         return rows
 
     def _answer_parent(self, live: _Live, step: Step) -> h.HistoryEvent:
@@ -486,7 +484,7 @@ class HostCore:
         return remote
 
     async def _call_entity(self, iid: str, execution_id: str, action: Any) -> None:
-        sender = _sender(iid, execution_id)
+        sender = str(SenderId(iid, execution_id))
         try:
             outcome = await self._send_to_entity(
                 action.entity,
@@ -496,9 +494,9 @@ class HostCore:
                 action.counter,
             )
             event: h.HistoryEvent = (
-                h.EntityResponded(action.seq, outcome[1])
-                if outcome[0] == "ok"
-                else h.EntityFailed(action.seq, outcome[1])
+                h.EntityResponded(action.seq, outcome.value)
+                if outcome.failure is None
+                else h.EntityFailed(action.seq, outcome.failure)
             )
         except Exception as exc:
             event = h.EntityFailed(action.seq, failure_of(exc))
@@ -507,23 +505,23 @@ class HostCore:
 
     async def _acquire(self, iid: str, execution_id: str, action: h.LockRequested) -> None:
         """Take each entity in the global order; the grant is recorded like a result."""
-        sender = _sender(iid, execution_id)
-        owner = dumps(lock_owner(sender, action.seq))
+        sender = SenderId(iid, execution_id)
+        owner = LockOwner(sender, action.seq).encode()
         for entity, counter in zip(action.entities, action.counters):
-            outcome = await self._send_to_entity(entity, LOCK, owner, sender, counter)
-            if outcome[0] != "ok":
-                log.error("lock of %s for %s failed: %s", entity, iid, outcome[1])
+            outcome = await self._send_to_entity(entity, LOCK, owner, str(sender), counter)
+            if not outcome.ok:
+                log.error("lock of %s for %s failed: %s", entity, iid, outcome.failure)
                 return
         self._enqueue(_Arrival(iid, execution_id, h.LockGranted(action.seq)))
 
     async def _send_to_entity(
         self, entity: str, operation: str, input_blob: bytes, sender: str, seq: int
-    ) -> tuple:
+    ) -> Outcome:
         eid = EntityId.parse(entity)
         for attempt in range(600):
             try:
                 host = await self.router.ahandle(eid)
-                return loads(
+                return Outcome.decode(
                     await host.entity_op.remote(entity, operation, input_blob, sender, seq, True)
                 )
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):

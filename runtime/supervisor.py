@@ -38,7 +38,7 @@ import ray
 
 from . import logs, metrics
 from .config import HubConfig
-from .entity_host import ORDERED_SIGNAL, UNLOCK, owner_sender
+from .entity import UNLOCK
 from .entity_id import EntityId
 from .errors import (
     DurableError,
@@ -51,12 +51,21 @@ from .errors import (
 )
 from .hosts import Host
 from .lease import LeaseKeeper, stop_this_actor
+from .messages import (
+    ENTITY_KINDS,
+    EntitySignal,
+    OrderedSignal,
+    OutboxKind,
+    StartOrchestration,
+    Unlock,
+    decode_message,
+)
 from .orchestration import history as h
 from .orchestration.codec import decode_event, encode_event
 from .orchestration.status import OrchestrationStatus
 from .registry import CodeCache
 from .routing import NAMESPACE, EntityRouter, entity_host, pool_host, pool_index
-from .serialization import dumps, failure_of, loads
+from .serialization import dumps, failure_of
 from .store import InstanceQuery, InstanceRecord, open_store
 
 log = logging.getLogger("ray_durable.supervisor")
@@ -427,7 +436,7 @@ class SupervisorCore:
         # neither the unlock that frees it nor any other target's messages.
         lanes: dict[tuple[bool, str], list[Any]] = {}
         for message in self.store.load_outbox():
-            key = (message.kind != "unlock", message.target)
+            key = (message.kind != OutboxKind.UNLOCK, message.target)
             if key not in self._lanes:
                 lanes.setdefault(key, []).append(message)
         for key, messages in lanes.items():
@@ -451,37 +460,34 @@ class SupervisorCore:
                 log.exception(
                     "hub %s: outbox message %d not delivered yet", self.config.hub, message.id
                 )
-                if message.kind in ("signal", ORDERED_SIGNAL, "unlock"):
+                if message.kind in ENTITY_KINDS:
                     self.router.forget(EntityId.parse(message.target))  # its host may be new
                 return False
             self.store.delete_outbox([message.id])
         return True
 
     async def _deliver_outbox(self, message: Any) -> None:
-        if message.kind == "unlock":
-            owner, counter = loads(message.payload)
-            host = await self.router.ahandle(EntityId.parse(message.target))
+        sent = decode_message(message.kind, message.target, message.payload)
+        if isinstance(sent, Unlock):
+            owner = sent.owner
+            host = await self.router.ahandle(sent.target)
             await host.entity_op.remote(
-                message.target, UNLOCK, dumps(owner), owner_sender(owner), counter, False
+                message.target, UNLOCK, owner.encode(), str(owner.sender), sent.counter, False
             )
-        elif message.kind == "signal":
-            operation, input_blob = loads(message.payload)
-            host = await self.router.ahandle(EntityId.parse(message.target))
+        elif isinstance(sent, EntitySignal):
+            host = await self.router.ahandle(sent.target)
             await host.entity_op.remote(
-                message.target, operation, input_blob, message.sender, message.id, False
+                message.target, sent.operation, sent.input, message.sender, message.id, False
             )
-        elif message.kind == ORDERED_SIGNAL:
-            operation, input_blob, sender, counter = loads(message.payload)
-            host = await self.router.ahandle(EntityId.parse(message.target))
+        elif isinstance(sent, OrderedSignal):
+            host = await self.router.ahandle(sent.target)
             await host.entity_op.remote(
-                message.target, operation, input_blob, sender, counter, True
+                message.target, sent.operation, sent.input, str(sent.sender), sent.counter, True
             )
-        elif message.kind == "start":
-            name, version, input_blob, start = loads(message.payload)
+        elif isinstance(sent, StartOrchestration):
+            iid = sent.instance_id or uuid.uuid4().hex
             try:
-                await self.start_new(
-                    name, version or None, input_blob, start, message.target or uuid.uuid4().hex
-                )
+                await self.start_new(sent.name, sent.version or None, sent.input, sent.start, iid)
             except InstanceExistsError:
                 pass  # delivered before a crash: starting it again would be a duplicate
 
