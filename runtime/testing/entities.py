@@ -1,108 +1,123 @@
-"""Entities in the test environment: the ``entities`` programming model, run in-process.
+"""Entities in the test environment: the hub's pure ``EntityMachine``, in-process.
 
-Each entity runs one operation at a time (the environment runs one piece of work at a
-time); an operation that raises leaves the state as the last one committed (its blob);
-a critical section (``ctx.lock``) holds its entities, in sorted order, and operations of
-other senders wait until it ends. Senders and lock owners are plain tuples here: nothing
-crosses a process, so nothing is re-delivered and nothing needs numbering.
+Every decision (per-sender order, locks, deduplication, refusal, rollback) is the one a
+host makes: this module is only the machine's shell, as ``runtime.entity_host`` is on a
+hub. Arrived operations are batched, stepped through the machine, their records committed
+to the memory store, and only then answered; messages an operation sends are delivered as
+the supervisor delivers outbox rows. Orchestrations number their messages per entity
+(``counter``) as on a hub, so what a test runs is what production runs.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from ..entity import LOCK, UNLOCK, Delivery, EntityMachine, EntityRow, Record, SenderRow
 from ..entity_id import EntityId
 from ..errors import UnknownOperationError
+from ..messages import EntitySignal, LockOwner, Outcome, SenderId, StartOrchestration
+from ..orchestration import history as h
 from ..serialization import dumps, loads
 from .code import Code
 from .memory_store import MemoryStore
 from .scheduler import Scheduler
 
-#: An answer to an operation: (result, None) or (None, the error it raised).
-Reply = Callable[[Any, "BaseException | None"], None]
-#: Who holds a lock: (instance id, execution id, lock request's sequence number).
-Owner = tuple[str, str, int]
-
-LOCK, UNLOCK = "__lock__", "__unlock__"
+#: Receives an operation's answer.
+Reply = Callable[[Outcome], None]
+#: The sender of the test's own operations (a client's sender on a hub).
+CLIENT = "client-test"
 
 
-@dataclass
-class _Op:
-    entity: EntityId
-    operation: str
-    input: Any
-    sender: Any
-    reply: Reply | None
-    owner: Owner | None = None
+class _Loader:
+    """The machine's view of the memory store and the environment's code."""
 
+    def __init__(self, store: MemoryStore, code: Code) -> None:
+        self.store = store
+        self.code = code
 
-@dataclass
-class _Slot:
-    etype: Any
-    state: Any
-    exists: bool
-    blob: bytes | None
-    locked_by: Owner | None = None
-    waiting: list[_Op] = field(default_factory=list)
+    def entity_type(self, name: str) -> Any:
+        """The registered entity type ``name``."""
+        return self.code.entity(name)
 
+    def load_entity(self, eid: EntityId) -> EntityRow | None:
+        """The entity's committed row."""
+        return self.store.load_entity(str(eid))
 
-@dataclass
-class _Acquisition:
-    owner: Owner
-    remaining: list[str]
-    granted: Callable[[], None]
-    cancelled: bool = False
+    def load_sender(self, eid: EntityId, sender: str) -> SenderRow | None:
+        """The sender's last recorded number and result."""
+        return self.store.load_sender(str(eid), sender)
+
+    def register_orchestrator(self, orchestrator: Any) -> tuple[str, str]:
+        """Know an orchestrator an operation starts; its name and version."""
+        obj = self.code.register(orchestrator)
+        return obj.name, obj.version
 
 
 class Entities:
-    """Every entity of one test environment."""
+    """Every entity of one test environment: the machine, its queue and its messages."""
 
     def __init__(
         self,
         store: MemoryStore,
         scheduler: Scheduler,
         code: Code,
-        start: Callable[[Any, Any, str | None], None],
+        start: Callable[[str, Any, str | None, str | None], None],
     ) -> None:
         self._store = store
         self._scheduler = scheduler
         self._code = code
         self._start = start
-        self._slots: dict[EntityId, _Slot] = {}
-        self._acquiring: dict[Owner, _Acquisition] = {}
+        self._machine = EntityMachine(_Loader(store, code))
+        self._queue: list[Delivery] = []
+        self._pumping = False
+        self._outbox_ids = itertools.count(1)
+        self._client_counters: dict[str, int] = {}
 
-    def send(
-        self,
-        entity: Any,
-        operation: str,
-        input: Any,
-        sender: Any,
-        reply: Reply | None,
-        owner: Owner | None = None,
-    ) -> None:
-        """Queue one operation; its input travels as a copy, as it would between processes."""
-        eid = EntityId.of(entity)
-        copy = loads(dumps(input, "entity operation input"))
-        self._scheduler.call_soon(
-            lambda: self._arrive(_Op(eid, operation, copy, sender, reply, owner))
+    # -- senders ------------------------------------------------------------------------
+
+    def from_client(self, entity: Any, operation: str, input: Any, reply: Reply) -> None:
+        """An operation of the test itself: numbered per entity, as a client numbers it."""
+        eid = self.check(entity, operation)
+        blob = dumps(input, "entity operation input")
+        seq = self._client_counters[str(eid)] = self._client_counters.get(str(eid), 0) + 1
+        self._deliver(Delivery(eid, operation, blob, CLIENT, seq, True, reply))
+
+    def from_orchestration(self, sender: SenderId, action: Any, reply: Reply | None) -> None:
+        """An orchestration's EntityCalled or EntitySignaled, numbered by its counter."""
+        blob = dumps(action.input, "entity input")
+        eid = EntityId.parse(action.entity)
+        self._deliver(
+            Delivery(eid, action.operation, blob, str(sender), action.counter, True, reply)
         )
 
-    def acquire(self, owner: Owner, entities: tuple[str, ...], granted: Callable[[], None]) -> None:
-        """Take each entity in order for ``owner``, then call ``granted``."""
-        acquisition = _Acquisition(owner, list(entities), granted)
-        self._acquiring[owner] = acquisition
-        self._next_lock(acquisition)
+    def acquire(
+        self, sender: SenderId, action: h.LockRequested, granted: Callable[[], None]
+    ) -> None:
+        """Take the request's entities one after the other (in their order), then grant."""
+        owner = LockOwner(sender, action.seq).encode()
+        pending = list(zip(action.entities, action.counters))
 
-    def release(self, owner: Owner, entities: tuple[str, ...]) -> None:
-        """End ``owner``'s critical section (also one whose locks are still on their way)."""
-        acquisition = self._acquiring.pop(owner, None)
-        if acquisition is not None:
-            acquisition.cancelled = True
-        for entity in entities:
-            self.send(entity, UNLOCK, None, owner[:2], None, owner)
+        def next_lock(outcome: Outcome | None = None) -> None:
+            if outcome is not None and not outcome.ok:
+                return  # as on a hub: a lock that fails is never granted
+            if not pending:
+                granted()
+                return
+            entity, counter = pending.pop(0)
+            eid = EntityId.parse(entity)
+            self._deliver(Delivery(eid, LOCK, owner, str(sender), counter, True, next_lock))
+
+        next_lock()
+
+    def release(self, sender: SenderId, action: h.LockReleased) -> None:
+        """End a critical section: one unlock per entity, as the supervisor delivers them."""
+        owner = LockOwner(sender, action.lock_seq).encode()
+        for entity, counter in zip(action.entities, action.counters):
+            eid = EntityId.parse(entity)
+            self._deliver(Delivery(eid, UNLOCK, owner, str(sender), counter, False))
 
     def check(self, entity: Any, operation: str) -> EntityId:
         """Refuse an unknown entity type or operation before anything is sent (as clients do)."""
@@ -112,92 +127,57 @@ class Entities:
             raise UnknownOperationError(str(eid), operation, etype.operations())
         return eid
 
-    def locked_by(self, entity: Any) -> Owner | None:
-        """Who holds the entity now, if anyone."""
-        slot = self._slots.get(EntityId.of(entity))
-        return None if slot is None else slot.locked_by
+    def holder(self, entity: Any) -> str | None:
+        """The instance whose critical section holds the entity, if any."""
+        row = self._store.load_entity(str(EntityId.of(entity)))
+        owner = None if row is None else row[2]
+        return None if owner is None else LockOwner.parse(owner).sender.instance_id
 
-    def _next_lock(self, acquisition: _Acquisition) -> None:
-        if acquisition.cancelled:
-            return
-        if not acquisition.remaining:
-            self._acquiring.pop(acquisition.owner, None)
-            acquisition.granted()
-            return
-        entity = acquisition.remaining.pop(0)
-        owner = acquisition.owner
+    # -- the pump ------------------------------------------------------------------------
 
-        def locked(result: Any, error: BaseException | None) -> None:
-            if error is None:  # a lock on an unknown entity type is never granted (as on a hub)
-                self._next_lock(acquisition)
+    def _deliver(self, delivery: Delivery) -> None:
+        self._queue.append(delivery)
+        if not self._pumping:
+            self._pumping = True
+            self._scheduler.call_soon(self._pump)
 
-        self.send(entity, LOCK, None, owner[:2], locked, owner)
+    def _pump(self) -> None:
+        """One batch through the machine: commit its records, then answer and send."""
+        self._pumping = False
+        batch, self._queue = self._queue, []
+        done = self._machine.step(batch, self._scheduler.now.timestamp())
+        if done.released:
+            self._queue[:0] = done.released  # ahead of newer arrivals, as on a host
+            self._pumping = True
+            self._scheduler.call_soon(self._pump)
+        for record in done.records:
+            self._commit(record)
+        for delivery, result in [*done.failed, *done.answered]:
+            if delivery.reply is not None:
+                delivery.reply(Outcome.decode(result))
+        for record in done.records:
+            for message in record.outbox:
+                self._send(record, message)
 
-    def _arrive(self, op: _Op) -> None:
-        try:
-            slot = self._slot(op.entity)
-        except Exception as exc:
-            _answer(op, None, exc)
-            return
-        held = slot.locked_by
-        if held is not None and op.operation != UNLOCK and op.sender != held[:2]:
-            slot.waiting.append(op)  # the critical section of another sender holds it
-        elif op.operation == LOCK:
-            slot.locked_by = op.owner
-            _answer(op, None, None)
-        elif op.operation == UNLOCK:
-            self._unlock(slot, op)
-        else:
-            self._run(slot, op)
+    def _commit(self, record: Record) -> None:
+        owner = None if record.locked_by is None else str(record.locked_by)
+        if record.state_changed:
+            self._store.save_entity(str(record.eid), record.state, record.exists, owner)
+        self._store.save_sender(str(record.eid), record.sender, record.seq, record.result)
 
-    def _slot(self, eid: EntityId) -> _Slot:
-        slot = self._slots.get(eid)
-        if slot is None:
-            etype = self._code.entity(eid.name)
-            blob, exists = self._store.load_entity(str(eid))
-            state = loads(blob, f"state of {eid}") if exists else None
-            slot = self._slots[eid] = _Slot(etype, state, exists, blob)
-        return slot
-
-    def _unlock(self, slot: _Slot, op: _Op) -> None:
-        if slot.locked_by != op.owner:
-            # The owner ended before its lock arrived: that lock must never hold the entity.
-            slot.waiting = [
-                w for w in slot.waiting if not (w.operation == LOCK and w.owner == op.owner)
-            ]
-            return
-        slot.locked_by = None
-        waiting, slot.waiting = slot.waiting, []
-        for held in waiting:
-            self._arrive(held)  # in arrival order; a new critical section re-queues the rest
-
-    def _run(self, slot: _Slot, op: _Op) -> None:
-        eid = op.entity
-        if not slot.etype.has_operation(op.operation):
-            _answer(
-                op, None, UnknownOperationError(str(eid), op.operation, slot.etype.operations())
+    def _send(self, record: Record, message: Any) -> None:
+        if isinstance(message, EntitySignal):
+            sender, seq = str(record.eid), next(self._outbox_ids)  # an outbox row's id
+            delivery = Delivery(
+                message.target, message.operation, message.input, sender, seq, False
             )
-            return
-        try:
-            ctx = slot.etype.execute(eid, op.operation, op.input, slot.state, slot.exists)
-            blob = dumps(ctx._state, f"state of {eid}") if ctx._exists else None
-            result = loads(dumps(ctx._result, "entity operation result"))
-        except Exception as exc:
-            # Roll back: the state is what the last committed operation left.
-            slot.state = loads(slot.blob, f"state of {eid}") if slot.exists else None
-            _answer(op, None, exc)
-            return
-        slot.state, slot.exists, slot.blob = ctx._state, ctx._exists, blob
-        self._store.save_entity(str(eid), blob, ctx._exists)
-        for target, operation, value in ctx.signals:
-            self.send(target, operation, value, str(eid), None)
-        for orchestrator, value, instance_id in ctx.orchestrations:
-            self._scheduler.call_soon(
-                functools.partial(self._start, orchestrator, value, instance_id)
+            self._deliver(delivery)
+        elif isinstance(message, StartOrchestration):
+            start = functools.partial(
+                self._start,
+                message.name,
+                loads(message.input, "orchestration input"),
+                message.instance_id or None,
+                message.version or None,
             )
-        _answer(op, result, None)
-
-
-def _answer(op: _Op, result: Any, error: BaseException | None) -> None:
-    if op.reply is not None:
-        op.reply(result, error)
+            self._scheduler.call_soon(start)

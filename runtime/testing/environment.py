@@ -24,7 +24,6 @@ from typing import Any
 from ..entity_id import EntityId
 from ..errors import (
     ArgumentTypeError,
-    DurableError,
     InstanceExistsError,
     InstanceNotFoundError,
     InvalidArgumentError,
@@ -33,11 +32,12 @@ from ..errors import (
     OrchestrationFailedError,
     TaskFailedError,
 )
+from ..messages import Outcome
 from ..orchestration import history as h
 from ..orchestration.codec import decode_event, encode_event
 from ..orchestration.engine import RetryPolicy
 from ..orchestration.status import OrchestrationStatus
-from ..serialization import failure_of, loads
+from ..serialization import loads
 from .code import Code, activity_name
 from .entities import Entities
 from .memory_store import MemoryStore
@@ -214,38 +214,42 @@ class DurableTestEnvironment:
         A typed error (a DurableError) comes as it was raised; any other comes as a
         TaskFailedError with its details (the client raises EntityOperationFailedError).
         """
-        result, error = self._operate(entity_id, operation, input)
-        if error is None:
-            return result
-        if isinstance(error, DurableError):
-            raise error
+        outcome = self._operate(entity_id, operation, input)
+        if outcome.ok:
+            return outcome.value
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.failure is not None
         raise TaskFailedError(
-            f"operation {operation!r} of entity {EntityId.of(entity_id)} failed", failure_of(error)
+            f"operation {operation!r} of entity {EntityId.of(entity_id)} failed", outcome.failure
         )
 
     def read_entity_state(self, entity_id: EntityId | str) -> EntityState:
         """The entity's state as last committed (a copy)."""
-        blob, exists = self.store.load_entity(str(EntityId.of(entity_id)))
-        return EntityState(exists, loads(blob, "entity state") if exists else None)
+        row = self.store.load_entity(str(EntityId.of(entity_id)))
+        if row is None or not row[1]:
+            return EntityState(False, None)
+        return EntityState(True, loads(row[0], "entity state"))
 
-    def _operate(self, entity_id: Any, operation: str, input: Any) -> tuple[Any, Any]:
+    def _operate(self, entity_id: Any, operation: str, input: Any) -> Outcome:
         if not isinstance(operation, str) or not operation or operation.startswith("_"):
             raise InvalidArgumentError.of("operation", "a public operation name", operation)
-        eid = self._entities.check(entity_id, operation)
-        answers: list[tuple[Any, Any]] = []
-        self._entities.send(eid, operation, input, None, lambda r, e: answers.append((r, e)))
+        answers: list[Outcome] = []
+        self._entities.from_client(entity_id, operation, input, answers.append)
         if not self._scheduler.run(lambda: bool(answers), True):
-            holder = self._entities.locked_by(eid)
-            held = f": it is locked by instance {holder[0]!r}" if holder else ""
+            holder = self._entities.holder(entity_id)
+            held = f": it is locked by instance {holder!r}" if holder else ""
             raise NoProgressError(
-                f"entity {eid} did not run {operation!r}{held}, and nothing "
+                f"entity {EntityId.of(entity_id)} did not run {operation!r}{held}, and nothing "
                 "in the environment can make progress"
             )
         return answers[0]
 
-    def _start_by_entity(self, orchestrator: Any, input: Any, instance_id: str | None) -> None:
+    def _start_by_entity(
+        self, orchestrator: Any, input: Any, instance_id: str | None, version: str | None
+    ) -> None:
         try:
-            self._orchestrations.start(orchestrator, input, instance_id)
+            self._orchestrations.start(orchestrator, input, instance_id or None, version)
         except InstanceExistsError:
             pass  # as on a hub: a start delivered twice would be a duplicate
 

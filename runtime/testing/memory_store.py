@@ -19,7 +19,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self.instances: dict[str, InstanceRecord] = {}
         self.histories: dict[str, list[bytes]] = {}
-        self.entities: dict[str, tuple[bytes | None, bool]] = {}
+        self.entities: dict[str, tuple[bytes | None, bool, str | None]] = {}
+        self.senders: dict[tuple[str, str], tuple[int, bytes | None]] = {}
 
     def create_instance(self, record: InstanceRecord) -> None:
         """Insert an instance (replacing an ended one of the same id) with an empty history."""
@@ -50,10 +51,20 @@ class MemoryStore:
         """Sub-orchestrations started by the instance."""
         return [r for r in self.instances.values() if r.parent_instance_id == instance_id]
 
-    def load_entity(self, entity_id: str) -> tuple[bytes | None, bool]:
-        """(state blob, exists) of an entity; (None, False) if it never ran."""
-        return self.entities.get(entity_id, (None, False))
+    def load_entity(self, entity_id: str) -> tuple[bytes | None, bool, str | None] | None:
+        """(state blob, exists, lock owner) of an entity; None if it never ran."""
+        return self.entities.get(entity_id)
 
-    def save_entity(self, entity_id: str, state: bytes | None, exists: bool) -> None:
-        """Record an entity's state after an operation."""
-        self.entities[entity_id] = (state if exists else None, exists)
+    def save_entity(
+        self, entity_id: str, state: bytes | None, exists: bool, locked_by: str | None
+    ) -> None:
+        """Record an entity's row after an operation."""
+        self.entities[entity_id] = (state if exists else None, exists, locked_by)
+
+    def load_sender(self, entity_id: str, sender: str) -> tuple[int, bytes | None] | None:
+        """(last number, its encoded outcome) the entity recorded for ``sender``."""
+        return self.senders.get((entity_id, sender))
+
+    def save_sender(self, entity_id: str, sender: str, seq: int, result: bytes) -> None:
+        """Record the sender's last number on the entity, with the operation's outcome."""
+        self.senders[(entity_id, sender)] = (seq, result)

@@ -25,6 +25,7 @@ from ..errors import (
     NonDeterminismError,
     SerializationError,
 )
+from ..messages import Outcome, SenderId
 from ..orchestration import history as h
 from ..orchestration.codec import decode_event, encode_event
 from ..orchestration.engine import OrchestrationExecutor, Step
@@ -247,25 +248,23 @@ class Orchestrations:
                 functools.partial(self.deliver, iid, fired, execution),
                 functools.partial(self.is_alive, iid, execution),
             )
-        elif isinstance(action, (h.EntityCalled, h.EntitySignaled)):
-            reply = None
-            if isinstance(action, h.EntityCalled):
-                reply = self._entity_reply(iid, execution, action.seq)
-            self._entities.send(
-                action.entity, action.operation, action.input, (iid, execution), reply
-            )
+        elif isinstance(action, h.EntityCalled):
+            reply = self._entity_reply(iid, execution, action.seq)
+            self._entities.from_orchestration(SenderId(iid, execution), action, reply)
+        elif isinstance(action, h.EntitySignaled):
+            self._entities.from_orchestration(SenderId(iid, execution), action, None)
         elif isinstance(action, h.LockRequested):
             granted = functools.partial(self.deliver, iid, h.LockGranted(action.seq), execution)
-            self._entities.acquire((iid, execution, action.seq), action.entities, granted)
+            self._entities.acquire(SenderId(iid, execution), action, granted)
         elif isinstance(action, h.LockReleased):
-            self._entities.release((iid, execution, action.lock_seq), action.entities)
+            self._entities.release(SenderId(iid, execution), action)
 
-    def _entity_reply(self, iid: str, execution: str, seq: int) -> Callable[[Any, Any], None]:
-        def reply(result: Any, error: BaseException | None) -> None:
+    def _entity_reply(self, iid: str, execution: str, seq: int) -> Callable[[Outcome], None]:
+        def reply(outcome: Outcome) -> None:
             event: h.HistoryEvent = (
-                h.EntityResponded(seq, result)
-                if error is None
-                else h.EntityFailed(seq, failure_of(error))
+                h.EntityResponded(seq, outcome.value)
+                if outcome.failure is None
+                else h.EntityFailed(seq, outcome.failure)
             )
             self.deliver(iid, event, execution)
 
@@ -321,9 +320,9 @@ class Orchestrations:
             if isinstance(action, h.EntityCalled):
                 waits.append(f"operation {action.operation!r} of entity {action.entity}")
             elif isinstance(action, h.LockRequested):
-                holders = {e: self._entities.locked_by(e) for e in action.entities}
+                holders = {e: self._entities.holder(e) for e in action.entities}
                 held = [
-                    f"{e} (held by {o[0]})" for e, o in holders.items() if o and o[0] != instance_id
+                    f"{e} (held by {o})" for e, o in holders.items() if o not in (None, instance_id)
                 ]
                 waits.append(f"a lock on {', '.join(held or action.entities)}")
         if executor.suspended:
