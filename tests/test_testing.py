@@ -31,6 +31,7 @@ from runtime import (
     NonDeterminismError,
     NotRegisteredError,
     OperationTimeoutError,
+    OrchestrationFailedError,
     OrchestratorNotFoundError,
     RetryPolicy,
     SerializationError,
@@ -39,6 +40,7 @@ from runtime import (
     activity,
     orchestrator,
 )
+from runtime.http_json import event_view
 from runtime.orchestration import history as h
 from runtime.orchestration.codec import MAGIC, decode_event
 from runtime.testing import (
@@ -174,6 +176,9 @@ def test_an_unknown_activity_fails_the_orchestration_with_a_typed_error():
     state = completed(env_of(), wf.calls_unknown)
     assert state.runtime_status == "Failed"
     assert "ActivityNotFoundError" in str(state.failure_details)
+    env = env_of()
+    with pytest.raises(OrchestrationFailedError, match="ActivityNotFoundError"):
+        env.wait_for_completion(env.start_new(wf.calls_unknown), raise_on_failure=True)
 
 
 def test_a_retry_policy_retries_after_durable_waits_the_clock_skips():
@@ -523,7 +528,13 @@ def test_the_replayer_replays_the_golden_histories_in_each_stored_form(golden):
     module, name = doc["function"].split(":")
     replayer = Replayer([getattr(__import__(module), name)])
     legacy = [base64.b64decode(b) for b in doc["legacy_history"]]  # before the codec
-    for form in (golden, doc, legacy):
+    # What the CLI prints for it (runtime.http_json's view of each event), through JSON text.
+    events = load_history(doc).events
+    view = {
+        "instanceId": doc["instance_id"],
+        "historyEvents": [event_view(e, show_output=True) for e in events],
+    }
+    for form in (golden, doc, legacy, json.loads(json.dumps(view))):
         result = replayer.replay(form)
         assert result.ok and result.status == doc["status"], result
     assert replayer.replay(legacy, instance_id=doc["instance_id"]).ok

@@ -187,19 +187,20 @@ class DurableTestEnvironment:
     ) -> InstanceState:
         """Run, skipping time, until the instance ends; ``timeout`` is in test time."""
         self._record(instance_id)
-        deadline = None if timeout is None else self._scheduler.now + _delta(timeout)
+        limit = None if timeout is None else _delta(timeout)
+        deadline = None if limit is None else self._scheduler.now + limit
         ended = self._scheduler.run(lambda: self._ended(instance_id), True, deadline)
         if not ended:
-            if deadline is not None and self._scheduler.next_timer() is not None:
+            if limit is not None and self._scheduler.next_timer() is not None:
                 raise OperationTimeoutError(
                     f"orchestration {instance_id!r} did not finish in test time",
-                    _delta(timeout).total_seconds(),  # type: ignore[arg-type]
+                    limit.total_seconds(),
                 )
             raise NoProgressError(self._stuck(instance_id))
         state = self.get_status(instance_id)
         assert state is not None
-        if raise_on_failure and state.runtime_status == OrchestrationStatus.FAILED:
-            raise OrchestrationFailedError(instance_id, state.failure_details)  # type: ignore
+        if raise_on_failure and state.failure_details is not None:
+            raise OrchestrationFailedError(instance_id, state.failure_details)
         return state
 
     # -- entities -----------------------------------------------------------------------
