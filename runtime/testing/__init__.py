@@ -21,15 +21,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .environment import DurableTestEnvironment, NoProgressError, StepLimitError
+    from .environment import DurableTestEnvironment
     from .manual_clock import ManualClock
     from .replayer import HistoryInputError, Replayer, ReplayResult, load_history
+    from .scheduler import NoProgressError, StepLimitError
     from .states import EntityState, InstanceState
 
 _MODULES: dict[str, tuple[str, ...]] = {
-    ".environment": ("DurableTestEnvironment", "NoProgressError", "StepLimitError"),
+    ".environment": ("DurableTestEnvironment",),
     ".manual_clock": ("ManualClock",),
     ".replayer": ("HistoryInputError", "ReplayResult", "Replayer", "load_history"),
+    ".scheduler": ("NoProgressError", "StepLimitError"),
     ".states": ("EntityState", "InstanceState"),
 }
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names}

@@ -42,10 +42,10 @@ from .code import Code, activity_name
 from .entities import Entities
 from .memory_store import MemoryStore
 from .orchestrations import Orchestrations
-from .scheduler import NoProgressError, Scheduler, StepLimitError
+from .scheduler import NoProgressError, Scheduler
 from .states import EntityState, InstanceState, instance_state
 
-__all__ = ["DurableTestEnvironment", "NoProgressError", "StepLimitError"]
+__all__ = ["DurableTestEnvironment"]
 
 _UNSET: Any = object()
 

@@ -317,7 +317,9 @@ class Orchestrations:
             if any(not task.is_complete for task in queue)
         ]
         for action in executor.open_actions():
-            if isinstance(action, h.EntityCalled):
+            if isinstance(action, h.SubOrchestrationCreated):
+                waits.append(f"sub-orchestration {action.name!r} ({action.instance_id})")
+            elif isinstance(action, h.EntityCalled):
                 waits.append(f"operation {action.operation!r} of entity {action.entity}")
             elif isinstance(action, h.LockRequested):
                 holders = {e: self._entities.holder(e) for e in action.entities}

@@ -96,13 +96,18 @@ class LoadedHistory:
 
 
 class Replayer:
-    """Replays histories against the given orchestrators (matched by name and version)."""
+    """Replays histories against the given orchestrators (matched by name and version).
+
+    Activities and entities among them are skipped, so a hub's whole ``register`` list
+    can be given.
+    """
 
     def __init__(self, orchestrators: Iterable[Any]) -> None:
         self._by_name: dict[str, list[Orchestrator]] = {}
         for obj in orchestrators:
             orch = as_registrable(obj, "Replayer(orchestrators)")
-            self._by_name.setdefault(orch.name, []).append(orch)
+            if orch.kind == "orchestrator":
+                self._by_name.setdefault(orch.name, []).append(orch)
 
     def replay(
         self, history: Any, *, instance_id: str | None = None, raise_on_failure: bool = False
