@@ -333,6 +333,10 @@ def loops_forever(ctx, n):
 def test_a_loop_that_never_waits_hits_the_step_limit():
     with pytest.raises(StepLimitError, match="loops without end"):
         env_of(max_steps=500).start_new(loops_forever, 0)
+    with pytest.raises(ValueError, match="max_steps"):
+        env_of(max_steps=0)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        DurableTestEnvironment(start=datetime(2026, 1, 1))
 
 
 # -- recorded as production records it -----------------------------------------------------

@@ -67,6 +67,8 @@ class DurableTestEnvironment:
             raise InvalidArgumentError.of(
                 "DurableTestEnvironment(start)", "a timezone-aware datetime", start
             )
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise InvalidArgumentError.of("max_steps", "a positive integer", max_steps)
         if activity_retry is not None and not isinstance(activity_retry, RetryPolicy):
             raise ArgumentTypeError.of("activity_retry", "a RetryPolicy or None", activity_retry)
         self.store = MemoryStore()
@@ -95,10 +97,8 @@ class DurableTestEnvironment:
         """
         given = [fn is not None, returns is not _UNSET, raises is not None]
         if sum(given) != 1:
-            raise InvalidArgumentError.of(
-                "mock_activity",
-                "exactly one of fn, returns= and raises=",
-                f"{sum(given)} of them",
+            raise InvalidArgumentError(
+                "mock_activity", "exactly one of fn, returns= and raises=", f"{sum(given)} of them"
             )
         if returns is not _UNSET:
             fn = lambda *args: returns  # noqa: E731
