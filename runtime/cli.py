@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
+    _hub_commands(command)
+    _instance_commands(command)
+    return parser
+
+
+def _hub_commands(command: Callable[..., Any]) -> None:
     sub = command("serve", _serve, "start the hub and its HTTP API; block until Ctrl-C")
     sub.add_argument(
         "--app",
@@ -125,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--prefix", help="only instance ids starting with this")
     sub.add_argument("--top", type=int, metavar="N", help="at most N instances")
 
+
+def _instance_commands(command: Callable[..., Any]) -> None:
     sub = command("raise", _raise, "send an external event to an instance")
     sub.add_argument("instance_id", metavar="ID")
     sub.add_argument("event", metavar="EVENT", help="event name")
@@ -155,7 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("instance_id", metavar="ID")
     sub.add_argument("--interval", type=float, default=0.5, help="seconds between redraws")
     sub.add_argument("--timeout", type=float, help="give up after this many seconds")
-    return parser
 
 
 def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:

@@ -302,38 +302,11 @@ def _reason(value: Any) -> str:
 _UNKNOWN: Any = object()
 
 
-class DurableClient:
-    """A handle on one task hub; cheap to create, safe to share across threads."""
+class _HubCalls:
+    """Calls to the hub's supervisor: typed, retried while it restarts, errors made typed."""
 
-    def __init__(self, hub: str, supervisor: Any) -> None:
-        self.hub = hub
-        if not isinstance(supervisor, SupervisorHandle):
-            supervisor = SupervisorHandle(supervisor)  # a raw actor handle
-        self._supervisor: SupervisorHandle = supervisor
-        self._registered: dict[tuple[str, str, str], bytes] = {}
-        self._router = EntityRouter(lambda: self._supervisor)
-        self._sender = f"client-{uuid.uuid4().hex}"
-        self._counters: dict[str, int] = {}
-        self._counter_lock = threading.Lock()
-        #: operations per entity type, as the hub last said (None: a function entity)
-        self._operations: dict[str, tuple[str, ...] | None] = {}
-        self._batcher = _SignalBatcher(self)
-
-    @classmethod
-    def connect(cls, hub: str = "default", address: str | None = None) -> DurableClient:
-        """A client for a running hub, from any driver on the Ray cluster."""
-        from .cluster import current_address, init_ray
-
-        init_ray(address or "auto")  # a cluster that is not running fails at once, typed
-        handle = find_supervisor(hub)
-        if handle is None:
-            raise DurableError(
-                f"no running task hub named {hub!r} on the Ray cluster at {current_address()}; "
-                f"start it with Runtime.start(hub={hub!r})"
-            ) from None
-        return cls(hub, handle)
-
-    # -- plumbing -----------------------------------------------------------------------
+    hub: str
+    _supervisor: SupervisorHandle
 
     def _call(
         self,
@@ -379,6 +352,187 @@ class DurableClient:
         found = find_supervisor(self.hub)
         if found is not None:
             self._supervisor = found
+
+    async def _read_async(self, method: Callable[..., Any], *args: Any) -> Any:
+        return await self._await(method, args, lambda: self._call(method, *args))
+
+    async def _await(
+        self, method: Callable[..., Any], args: tuple[Any, ...], blocking: Callable[[], Any]
+    ) -> Any:
+        try:
+            return await method(self._supervisor, *args)
+        except TaskError as exc:
+            self._refused(method.__name__, exc)
+        except ACTOR_LOST:
+            # The supervisor restarts: wait for it off the loop, as the blocking call does.
+            return await asyncio.get_running_loop().run_in_executor(None, blocking)
+
+
+class _EntityOperations(_HubCalls):
+    """The entity half of DurableClient: signals, calls and reads of durable entities."""
+
+    _router: EntityRouter
+    _sender: str
+    _counters: dict[str, int]
+    _counter_lock: threading.Lock
+    _operations: dict[str, tuple[str, ...] | None]
+    _batcher: _SignalBatcher
+
+    def signal_entity(
+        self, entity_id: EntityId | str, operation: str, input: Any = None, wait: bool = True
+    ) -> Future | None:
+        """Send a one-way operation; returns once it is durably applied.
+
+        Errors the operation raises are not reported to the signaller (one-way); an
+        unknown entity type or operation, or input that does not pickle, raises here
+        (also with ``wait=False``), before anything is sent or stored.
+        With ``wait=False`` it returns at once a ``concurrent.futures.Future`` that
+        resolves when the signal is applied, to pipeline many signals; the client re-sends
+        it by itself if the entity's host restarts or was retired meanwhile.
+        """
+        eid, seq, blob = self._prepare(entity_id, operation, input)
+        if not wait:
+            future: Future = Future()
+            self._batcher.add(_Signal(future, eid, operation, blob, seq))
+            return future
+        self._signal_outcome(self._send(eid, operation, blob, seq))
+        return None
+
+    @staticmethod
+    def _signal_outcome(outcome: Outcome) -> None:
+        if outcome.error is not None:
+            raise outcome.error
+
+    def call_entity(
+        self,
+        entity_id: EntityId | str,
+        operation: str,
+        input: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run an operation and return its result (or raise its error)."""
+        timeout = _timeout(timeout)
+        eid, seq, blob = self._prepare(entity_id, operation, input)
+        outcome = self._send(eid, operation, blob, seq, timeout)
+        if outcome.failure is None:
+            return outcome.value
+        if outcome.error is not None:
+            raise outcome.error
+        raise EntityOperationFailedError(str(eid), operation, outcome.failure)
+
+    def read_entity_state(self, entity_id: EntityId | str) -> EntityStateResponse:
+        """The entity's state as last committed."""
+        row = self._call(SupervisorHandle.read_entity, str(EntityId.of(entity_id)))
+        if row is None or not row[1]:
+            return EntityStateResponse(False, None)
+        return EntityStateResponse(True, loads(row[0], "entity state"))
+
+    def get_entities(
+        self, name: str | None = None, page_size: int = 100, continuation_token: int = 0
+    ) -> tuple[list[EntityMetadata], int | None]:
+        """A page of stored entities and the token of the next page (None at the end)."""
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidArgumentError.of("name", "a non-empty entity name or None", name)
+        _count("page_size", page_size, 1)
+        _count("continuation_token", continuation_token, 0)
+        rows = self._call(SupervisorHandle.list_entities, name, page_size, continuation_token)
+        page = [
+            EntityMetadata(EntityId(n, k), exists, datetime.fromtimestamp(t, tz=timezone.utc))
+            for n, k, exists, t in rows
+        ]
+        more = continuation_token + len(page) if len(page) == page_size else None
+        return page, more
+
+    def clean_entity_storage(self) -> int:
+        """Remove entities that have no state; returns how many."""
+        return self._call(SupervisorHandle.clean_entities)
+
+    def _prepare(
+        self, entity_id: EntityId | str, operation: str, input: Any
+    ) -> tuple[EntityId, int, bytes]:
+        eid = EntityId.of(entity_id)
+        if not isinstance(operation, str) or not operation:
+            raise InvalidArgumentError.of("operation", "a non-empty string", operation)
+        self._check_operation(eid, operation)
+        blob = dumps(input, "entity operation input")
+        # Numbered only once nothing can refuse it: a number taken by a refused operation
+        # would leave a gap the entity waits in forever (it applies each sender in order).
+        with self._counter_lock:
+            seq = self._counters[str(eid)] = self._counters.get(str(eid), 0) + 1
+        return eid, seq, blob
+
+    def _check_operation(self, eid: EntityId, operation: str) -> None:
+        """Refuse an operation the entity's type does not have, before anything is sent."""
+        reserved = operation.startswith("_")  # system operations and private methods
+        known = self._operations.get(eid.name, _UNKNOWN)
+        if known is _UNKNOWN or (known is not None and operation not in known and not reserved):
+            # First use, or a name that a newer registration may have added: ask the hub.
+            known = self._operations[eid.name] = self._call(
+                SupervisorHandle.entity_operations, eid.name
+            )
+        if reserved or (known is not None and operation not in known):
+            raise UnknownOperationError(str(eid), operation, known or ())
+
+    def _send(
+        self, eid: EntityId, operation: str, blob: bytes, seq: int, timeout: float | None = None
+    ) -> Outcome:
+        def once() -> Outcome:
+            host = self._router.handle(eid, self._get)
+            ref = host.entity_op(str(eid), operation, blob, self._sender, seq, True)
+            try:
+                return Outcome.decode(get(ref, timeout))
+            except GetTimeout:
+                raise OperationTimeoutError(
+                    f"entity {eid} did not answer", timeout or 0.0
+                ) from None
+            except TaskError as exc:
+                raise typed(exc) from None
+
+        # The entity's host is restarting: resending the same seq is applied once.
+        return retry(
+            once,
+            ENTITY_HOST_RESTART.within(RECONNECT_SECONDS),
+            lambda exc: EntityUnavailableError(str(eid), RECONNECT_SECONDS, _cause(exc)),
+            lambda exc: self._router.forget(eid),
+        )
+
+    def _get(self, ref: Any) -> Any:
+        try:
+            return get(ref)
+        except TaskError as exc:
+            self._refused("entity routing", exc)
+
+
+class DurableClient(_EntityOperations):
+    """A handle on one task hub; cheap to create, safe to share across threads."""
+
+    def __init__(self, hub: str, supervisor: Any) -> None:
+        self.hub = hub
+        if not isinstance(supervisor, SupervisorHandle):
+            supervisor = SupervisorHandle(supervisor)  # a raw actor handle
+        self._supervisor: SupervisorHandle = supervisor
+        self._registered: dict[tuple[str, str, str], bytes] = {}
+        self._router = EntityRouter(lambda: self._supervisor)
+        self._sender = f"client-{uuid.uuid4().hex}"
+        self._counters: dict[str, int] = {}
+        self._counter_lock = threading.Lock()
+        #: operations per entity type, as the hub last said (None: a function entity)
+        self._operations: dict[str, tuple[str, ...] | None] = {}
+        self._batcher = _SignalBatcher(self)
+
+    @classmethod
+    def connect(cls, hub: str = "default", address: str | None = None) -> DurableClient:
+        """A client for a running hub, from any driver on the Ray cluster."""
+        from .cluster import current_address, init_ray
+
+        init_ray(address or "auto")  # a cluster that is not running fails at once, typed
+        handle = find_supervisor(hub)
+        if handle is None:
+            raise DurableError(
+                f"no running task hub named {hub!r} on the Ray cluster at {current_address()}; "
+                f"start it with Runtime.start(hub={hub!r})"
+            ) from None
+        return cls(hub, handle)
 
     def register(self, *objects: Any) -> None:
         """Ship orchestrators, activities and entities to the hub, recorded durably."""
@@ -433,20 +587,6 @@ class DurableClient:
     ) -> tuple[bytes | None, bool] | None:
         """An entity's stored ``(state blob, exists)``, or None if never stored, awaited."""
         return await self._read_async(SupervisorHandle.read_entity, str(EntityId.of(entity_id)))
-
-    async def _read_async(self, method: Callable[..., Any], *args: Any) -> Any:
-        return await self._await(method, args, lambda: self._call(method, *args))
-
-    async def _await(
-        self, method: Callable[..., Any], args: tuple[Any, ...], blocking: Callable[[], Any]
-    ) -> Any:
-        try:
-            return await method(self._supervisor, *args)
-        except TaskError as exc:
-            self._refused(method.__name__, exc)
-        except ACTOR_LOST:
-            # The supervisor restarts: wait for it off the loop, as the blocking call does.
-            return await asyncio.get_running_loop().run_in_executor(None, blocking)
 
     def _start_args(
         self, orchestrator: Any, input: Any, instance_id: str | None, version: str | None
@@ -597,132 +737,6 @@ class DurableClient:
             _prefix(instance_id_prefix),
         )
         return self._call(SupervisorHandle.purge_by, query)
-
-    # -- entities -----------------------------------------------------------------------
-
-    def signal_entity(
-        self, entity_id: EntityId | str, operation: str, input: Any = None, wait: bool = True
-    ) -> Future | None:
-        """Send a one-way operation; returns once it is durably applied.
-
-        Errors the operation raises are not reported to the signaller (one-way); an
-        unknown entity type or operation, or input that does not pickle, raises here
-        (also with ``wait=False``), before anything is sent or stored.
-        With ``wait=False`` it returns at once a ``concurrent.futures.Future`` that
-        resolves when the signal is applied, to pipeline many signals; the client re-sends
-        it by itself if the entity's host restarts or was retired meanwhile.
-        """
-        eid, seq, blob = self._prepare(entity_id, operation, input)
-        if not wait:
-            future: Future = Future()
-            self._batcher.add(_Signal(future, eid, operation, blob, seq))
-            return future
-        self._signal_outcome(self._send(eid, operation, blob, seq))
-        return None
-
-    @staticmethod
-    def _signal_outcome(outcome: Outcome) -> None:
-        if outcome.error is not None:
-            raise outcome.error
-
-    def call_entity(
-        self,
-        entity_id: EntityId | str,
-        operation: str,
-        input: Any = None,
-        timeout: float | None = None,
-    ) -> Any:
-        """Run an operation and return its result (or raise its error)."""
-        timeout = _timeout(timeout)
-        eid, seq, blob = self._prepare(entity_id, operation, input)
-        outcome = self._send(eid, operation, blob, seq, timeout)
-        if outcome.failure is None:
-            return outcome.value
-        if outcome.error is not None:
-            raise outcome.error
-        raise EntityOperationFailedError(str(eid), operation, outcome.failure)
-
-    def read_entity_state(self, entity_id: EntityId | str) -> EntityStateResponse:
-        """The entity's state as last committed."""
-        row = self._call(SupervisorHandle.read_entity, str(EntityId.of(entity_id)))
-        if row is None or not row[1]:
-            return EntityStateResponse(False, None)
-        return EntityStateResponse(True, loads(row[0], "entity state"))
-
-    def get_entities(
-        self, name: str | None = None, page_size: int = 100, continuation_token: int = 0
-    ) -> tuple[list[EntityMetadata], int | None]:
-        """A page of stored entities and the token of the next page (None at the end)."""
-        if name is not None and (not isinstance(name, str) or not name):
-            raise InvalidArgumentError.of("name", "a non-empty entity name or None", name)
-        _count("page_size", page_size, 1)
-        _count("continuation_token", continuation_token, 0)
-        rows = self._call(SupervisorHandle.list_entities, name, page_size, continuation_token)
-        page = [
-            EntityMetadata(EntityId(n, k), exists, datetime.fromtimestamp(t, tz=timezone.utc))
-            for n, k, exists, t in rows
-        ]
-        more = continuation_token + len(page) if len(page) == page_size else None
-        return page, more
-
-    def clean_entity_storage(self) -> int:
-        """Remove entities that have no state; returns how many."""
-        return self._call(SupervisorHandle.clean_entities)
-
-    def _prepare(
-        self, entity_id: EntityId | str, operation: str, input: Any
-    ) -> tuple[EntityId, int, bytes]:
-        eid = EntityId.of(entity_id)
-        if not isinstance(operation, str) or not operation:
-            raise InvalidArgumentError.of("operation", "a non-empty string", operation)
-        self._check_operation(eid, operation)
-        blob = dumps(input, "entity operation input")
-        # Numbered only once nothing can refuse it: a number taken by a refused operation
-        # would leave a gap the entity waits in forever (it applies each sender in order).
-        with self._counter_lock:
-            seq = self._counters[str(eid)] = self._counters.get(str(eid), 0) + 1
-        return eid, seq, blob
-
-    def _check_operation(self, eid: EntityId, operation: str) -> None:
-        """Refuse an operation the entity's type does not have, before anything is sent."""
-        reserved = operation.startswith("_")  # system operations and private methods
-        known = self._operations.get(eid.name, _UNKNOWN)
-        if known is _UNKNOWN or (known is not None and operation not in known and not reserved):
-            # First use, or a name that a newer registration may have added: ask the hub.
-            known = self._operations[eid.name] = self._call(
-                SupervisorHandle.entity_operations, eid.name
-            )
-        if reserved or (known is not None and operation not in known):
-            raise UnknownOperationError(str(eid), operation, known or ())
-
-    def _send(
-        self, eid: EntityId, operation: str, blob: bytes, seq: int, timeout: float | None = None
-    ) -> Outcome:
-        def once() -> Outcome:
-            host = self._router.handle(eid, self._get)
-            ref = host.entity_op(str(eid), operation, blob, self._sender, seq, True)
-            try:
-                return Outcome.decode(get(ref, timeout))
-            except GetTimeout:
-                raise OperationTimeoutError(
-                    f"entity {eid} did not answer", timeout or 0.0
-                ) from None
-            except TaskError as exc:
-                raise typed(exc) from None
-
-        # The entity's host is restarting: resending the same seq is applied once.
-        return retry(
-            once,
-            ENTITY_HOST_RESTART.within(RECONNECT_SECONDS),
-            lambda exc: EntityUnavailableError(str(eid), RECONNECT_SECONDS, _cause(exc)),
-            lambda exc: self._router.forget(eid),
-        )
-
-    def _get(self, ref: Any) -> Any:
-        try:
-            return get(ref)
-        except TaskError as exc:
-            self._refused("entity routing", exc)
 
     # -- for tests and tools ------------------------------------------------------------
 

@@ -18,36 +18,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from . import logs, metrics
-from .entity import LOCK
 from .entity_host import EntityCore
-from .entity_id import EntityId
-from .errors import DurableError, FencedError, SerializationError
-from .messages import LockOwner, OrderedSignal, Outcome, SenderId, Unlock, encode_message
+from .errors import FencedError
+from .hosting.dispatch import Dispatcher
+from .hosting.steps import Arrival, Live, checkpoint, continue_as_new, now_utc
 from .orchestration import history as h
-from .orchestration.codec import decode_event, encode_event
+from .orchestration.codec import decode_event
 from .orchestration.engine import OrchestrationExecutor, Step
 from .orchestration.status import OrchestrationStatus
 from .ray_seam import (
-    ENTITY_FROM_HOST,
     ActorSystem,
-    SupervisorHandle,
     actor_class,
-    aretry,
     current_actor_name,
     stop_this_actor,
-    task,
 )
-from .registry import Activity, CodeCache, encode_code
-from .routing import EntityRouter
-from .serialization import dumps, failure_of
+from .registry import CodeCache
 from .store import Checkpoint, open_store
 
 log = logging.getLogger("ray_durable.host")
@@ -64,36 +53,6 @@ _DISPATCHED = (
     h.EntitySignaled,
     h.LockRequested,
 )
-
-
-@dataclass
-class _Live:
-    """An instance held in a host's memory."""
-
-    instance_id: str
-    execution_id: str
-    name: str
-    version: str
-    executor: OrchestrationExecutor
-    history_length: int
-    parent_instance_id: str | None = None
-    parent_seq: int | None = None
-    last_message_id: int = 0
-    done: bool = False
-    unlocks: list[tuple[str, str, bytes]] = field(default_factory=list)
-
-
-@dataclass
-class _Arrival:
-    instance_id: str
-    execution_id: str | None
-    event: h.HistoryEvent
-    message_id: int | None = None
-
-
-def now_utc(clock: Callable[[], float] | None = None) -> datetime:
-    """The hub's current time as an aware UTC datetime."""
-    return datetime.fromtimestamp((clock or time.time)(), tz=timezone.utc)
 
 
 class HostCore:
@@ -113,7 +72,6 @@ class HostCore:
     ) -> None:
         self.hub = hub
         self.passivate_after = passivate_after
-        self.activity_options = activity_options or {}
         self.name = current_actor_name()
         self.actors = actors or ActorSystem(hub)
         self._commit_tags = {"hub": hub, "kind": "orchestration"}
@@ -122,19 +80,15 @@ class HostCore:
         self.code = CodeCache(self.store)
         self.supervisor_name = supervisor_name
         self.clock = clock
-        self.live: dict[str, _Live] = {}
-        self._queue: list[_Arrival] = []
+        self.live: dict[str, Live] = {}
+        self._queue: list[Arrival] = []
         self._wake = asyncio.Event()
-        self._remotes: dict[str, Any] = {}
-        self._shipped: set[str] = set()
-        self._supervisor: SupervisorHandle | None = None
-        self._activating: dict[str, asyncio.Future] = {}
         self._loop = asyncio.get_event_loop()
-        self._pump_task = asyncio.get_event_loop().create_task(self._pump())
-        self.entities = EntityCore(
-            self.store, self.code, lambda: self._tell_supervisor(lambda s: s.flush_outbox()), hub
+        self.dispatcher = Dispatcher(
+            hub, self.store, self.code, self.actors, self._enqueue, activity_options or {}
         )
-        self.router = EntityRouter(self._supervisor_handle)
+        self._pump_task = asyncio.get_event_loop().create_task(self._pump())
+        self.entities = EntityCore(self.store, self.code, self._outbox_committed, hub)
         self._passivation = asyncio.get_event_loop().create_task(self._passivate_loop())
         self._assigned = asyncio.get_event_loop().create_task(self._activate_assigned())
 
@@ -179,7 +133,7 @@ class HostCore:
             )
             if self.entities.passivate(self.passivate_after) and dedicated:
                 if self.entities.idle and not self.live:
-                    self._tell_supervisor(lambda s: s.retire_idle_host(name))
+                    self.dispatcher.tell_supervisor(lambda s: s.retire_idle_host(name))
 
     # -- messages from the supervisor --------------------------------------------------
 
@@ -198,19 +152,19 @@ class HostCore:
             return
         self._read_inbox(live)
 
-    def _read_inbox(self, live: _Live) -> None:
+    def _read_inbox(self, live: Live) -> None:
         # Inbox ids grow with commit order (one writer at a time), so "after the last seen"
         # is both complete and in arrival order.
         for message in self.store.load_inbox(live.instance_id, live.last_message_id):
             live.last_message_id = message.id
-            self._enqueue(_Arrival(live.instance_id, None, decode_event(message.event), message.id))
+            self._enqueue(Arrival(live.instance_id, None, decode_event(message.event), message.id))
 
     def _activate(self, iid: str) -> None:
         record = self.store.load_instance(iid)
         if record is None or OrchestrationStatus(record.status).is_terminal:
             return
         orchestrator = self.code.get("orchestrator", record.name, record.version)
-        live = _Live(
+        live = Live(
             iid,
             record.execution_id,
             record.name,
@@ -235,20 +189,20 @@ class HostCore:
             replayed_events=len(history),
         )
         if step.is_terminal:  # replay itself failed (non-determinism): record it
-            self._commit_now([self._checkpoint(live, step, [])], [(live, step)])
+            self._commit_now([checkpoint(live, step, [])], [(live, step)])
             return
         for action in live.executor.open_actions():
-            self._dispatch(live, action)
+            self.dispatcher.dispatch(live, action)
         for event in history:
             # Whether a signal reached its entity before the crash is unknown; the entity
             # recognises a repeat by its sender and counter and applies it once.
             if isinstance(event, h.EntitySignaled):
-                self._dispatch(live, event)
+                self.dispatcher.dispatch(live, event)
         self._read_inbox(live)
 
     # -- the pump ---------------------------------------------------------------------
 
-    def _enqueue(self, arrival: _Arrival) -> None:
+    def _enqueue(self, arrival: Arrival) -> None:
         self._queue.append(arrival)
         self._wake.set()
 
@@ -282,8 +236,8 @@ class HostCore:
                 )
                 self._reactivate({a.instance_id for a in batch})
 
-    def _advance(self, batch: list[_Arrival]) -> list[tuple[Checkpoint, tuple[_Live, Step]]]:
-        grouped: dict[str, list[_Arrival]] = {}
+    def _advance(self, batch: list[Arrival]) -> list[tuple[Checkpoint, tuple[Live, Step]]]:
+        grouped: dict[str, list[Arrival]] = {}
         for arrival in batch:
             grouped.setdefault(arrival.instance_id, []).append(arrival)
         work = []
@@ -299,130 +253,31 @@ class HostCore:
             ]
             consumed = [a.message_id for a in arrivals if a.message_id is not None]
             step = live.executor.execute([], [stamp, *events])
-            step = self._continue_as_new(live, step)
-            work.append((self._checkpoint(live, step, consumed), (live, step)))
+            step = continue_as_new(live, step, self.clock)
+            work.append((checkpoint(live, step, consumed), (live, step)))
         return work
 
-    def _continue_as_new(self, live: _Live, step: Step) -> Step:
-        """Restart the execution in place; the checkpoint will replace the history."""
-        while step.continued_as_new is not None:
-            cont = step.continued_as_new
-            # The ending execution's messages are sent by its id, so compute them now.
-            live.unlocks.extend(self._messages(live, step.new_events, final=True))
-            live.execution_id = uuid.uuid4().hex
-            live.history_length = 0
-            previous = live.executor
-            live.executor = OrchestrationExecutor(previous.fn, live.instance_id)
-            # Clients keep seeing the last custom status until the new execution sets one.
-            live.executor.custom_status = previous.custom_status
-            start = [
-                h.OrchestratorStarted(now_utc(self.clock)),
-                h.ExecutionStarted(
-                    live.name,
-                    cont.input,
-                    live.version,
-                    live.parent_instance_id,
-                    previous.activity_retry,
-                ),
-                *cont.carried,
-            ]
-            step = live.executor.execute([], start)
-            if step.continued_as_new is None:
-                step.continued_as_new = cont  # tells _checkpoint to replace the history
-                break
-        return step
-
-    def _checkpoint(self, live: _Live, step: Step, consumed: list[int]) -> Checkpoint:
-        try:
-            events = [encode_event(e) for e in step.new_events]
-            custom = dumps(step.custom_status, "custom status")
-            output = dumps(step.output, "orchestration output") if step.is_terminal else None
-        except SerializationError as exc:
-            # The value that does not pickle fails this instance; nothing half-written.
-            live.executor = OrchestrationExecutor(live.executor.fn, live.instance_id)
-            step.status, step.output, step.failure = (
-                OrchestrationStatus.FAILED,
-                None,
-                failure_of(exc),
-            )
-            step.new_events = [h.ExecutionCompleted(OrchestrationStatus.FAILED, None, step.failure)]
-            step.continued_as_new = None
-            events = [encode_event(step.new_events[0])]
-            custom, output = None, dumps(None)
-        cp = Checkpoint(
-            instance_id=live.instance_id,
-            execution_id=live.execution_id,
-            events=events,
-            first_index=live.history_length,
-            custom_status=custom,
-            consumed_inbox=consumed,
-            status=str(step.status),
-            output=output,
-            failure=dumps(step.failure) if step.failure else None,
-            timers=[
-                (e.seq, e.fire_at.timestamp())
-                for e in step.new_events
-                if isinstance(e, h.TimerCreated)
-            ],
-        )
-        outbox = self._messages(live, step.new_events, final=step.is_terminal)
-        cp.outbox, live.unlocks = [*live.unlocks, *outbox], []
-        if step.continued_as_new is not None:
-            cp.replace_history, cp.first_index = True, 0
-            cp.input = dumps(step.continued_as_new.input)
-        if step.is_terminal and live.parent_instance_id is not None:
-            answer = encode_event(self._answer_parent(live, step))
-            cp.outgoing.append((live.parent_instance_id, answer))
-        live.history_length = cp.first_index + len(events)
-        return cp
-
-    @staticmethod
-    def _messages(
-        live: _Live, events: list[h.HistoryEvent], final: bool
-    ) -> list[tuple[str, str, bytes]]:
-        """Outbox rows: unlocks of ended critical sections, and the signals of a final step.
-
-        A running execution re-sends its signals when it is activated again; one that has
-        ended never is, so the signals of its last step travel in the outbox.
-        """
-        sender = SenderId(live.instance_id, live.execution_id)
-        rows = []
-        for e in events:
-            if isinstance(e, h.LockReleased):
-                for entity, counter in zip(e.entities, e.counters):
-                    owner = LockOwner(sender, e.lock_seq)
-                    rows.append(encode_message(Unlock(EntityId.parse(entity), owner, counter)))
-            elif final and isinstance(e, h.EntitySignaled):
-                target, blob = EntityId.parse(e.entity), dumps(e.input, "entity input")
-                signal = OrderedSignal(target, e.operation, blob, sender, e.counter)
-                rows.append(encode_message(signal))
-        return rows
-
-    def _answer_parent(self, live: _Live, step: Step) -> h.HistoryEvent:
-        if step.status == OrchestrationStatus.COMPLETED:
-            return h.SubOrchestrationCompleted(live.parent_seq or 0, step.output)
-        failure = step.failure or failure_of(DurableError(f"child {step.status}: {step.output}"))
-        return h.SubOrchestrationFailed(live.parent_seq or 0, failure)
-
-    def _commit_now(self, checkpoints: list[Checkpoint], items: list[tuple[_Live, Step]]) -> None:
+    def _commit_now(self, checkpoints: list[Checkpoint], items: list[tuple[Live, Step]]) -> None:
         with metrics.timed("checkpoint_write_seconds", self._commit_tags):
             self.store.commit(checkpoints)
         self._after_commit(items, any(cp.outbox for cp in checkpoints))
 
-    def _after_commit(self, items: list[tuple[_Live, Step]], outbox: bool = False) -> None:
+    def _after_commit(self, items: list[tuple[Live, Step]], outbox: bool = False) -> None:
         if outbox:
-            # Unlocks were committed to the outbox.
-            self._tell_supervisor(lambda s: s.flush_outbox())
+            self._outbox_committed()  # unlocks
         for live, step in items:
             for event in step.new_events:
                 if isinstance(event, _DISPATCHED):
                     if step.is_terminal and isinstance(event, h.EntitySignaled):
-                        continue  # in the outbox (see _messages)
-                    self._dispatch(live, event)
+                        continue  # in the outbox (see hosting.steps.outbox_rows)
+                    self.dispatcher.dispatch(live, event)
             if step.is_terminal:
                 live.done = True
                 self.live.pop(live.instance_id, None)
                 self._notify_done(live, step)
+
+    def _outbox_committed(self) -> None:
+        self.dispatcher.tell_supervisor(lambda s: s.flush_outbox())
 
     def _reactivate(self, instance_ids: set[str]) -> None:
         for iid in instance_ids:
@@ -434,128 +289,9 @@ class HostCore:
 
     # -- dispatching actions ------------------------------------------------------------
 
-    def _dispatch(self, live: _Live, action: h.HistoryEvent) -> None:
-        if isinstance(action, h.TaskScheduled):
-            self._dispatch_activity(live, action)
-        elif isinstance(action, h.SubOrchestrationCreated):
-            self._register_child_code(live, action)
-            start = encode_event(
-                h.ExecutionStarted(action.name, action.input, action.version, live.instance_id)
-            )
-            args = (live.instance_id, action.seq, action.name, action.version)
-            child = (action.instance_id, dumps(action.input), start)
-            self._tell_supervisor(lambda s: s.start_child(*args, *child))
-        elif isinstance(action, (h.EntityCalled, h.EntitySignaled)):
-            asyncio.ensure_future(self._call_entity(live.instance_id, live.execution_id, action))
-        elif isinstance(action, h.LockRequested):
-            asyncio.ensure_future(self._acquire(live.instance_id, live.execution_id, action))
-        elif isinstance(action, h.TimerCreated):
-            fire_at = action.fire_at.timestamp()
-            self._tell_supervisor(lambda s: s.timer_hint(fire_at))
-
-    def _register_child_code(self, live: _Live, action: h.SubOrchestrationCreated) -> None:
-        """Store a child's code given as an object, before the first start that needs it."""
-        target = live.executor.targets.get(action.seq)
-        if target is None or action.name in self._shipped:
-            return
-        # Written here, synchronously: a blob sent along with the start call could be
-        # overtaken by the starts of its siblings.
-        self.store.register_code(*encode_code(target))
-        self._shipped.add(action.name)
-
-    def _dispatch_activity(self, live: _Live, action: h.TaskScheduled) -> None:
-        try:
-            remote = self._remote_for(live, action)
-        except DurableError as exc:
-            self._enqueue(
-                _Arrival(
-                    live.instance_id, live.execution_id, h.TaskFailed(action.seq, failure_of(exc))
-                )
-            )
-            return
-        ref = remote(action.input)
-        asyncio.ensure_future(
-            self._collect(live.instance_id, live.execution_id, action.seq, ref, action.name)
-        )
-
-    def _remote_for(self, live: _Live, action: h.TaskScheduled) -> Any:
-        remote = self._remotes.get(action.name)
-        if remote is None:
-            target = live.executor.targets.get(action.seq)
-            if target is None:
-                target = self.code.get("activity", action.name)
-            elif not isinstance(target, Activity):
-                target = Activity(target, action.name)
-            remote = self._remotes[action.name] = _make_remote(target, self.activity_options)
-        return remote
-
-    async def _call_entity(self, iid: str, execution_id: str, action: Any) -> None:
-        sender = str(SenderId(iid, execution_id))
-        try:
-            outcome = await self._send_to_entity(
-                action.entity,
-                action.operation,
-                dumps(action.input, "entity input"),
-                sender,
-                action.counter,
-            )
-            event: h.HistoryEvent = (
-                h.EntityResponded(action.seq, outcome.value)
-                if outcome.failure is None
-                else h.EntityFailed(action.seq, outcome.failure)
-            )
-        except Exception as exc:
-            event = h.EntityFailed(action.seq, failure_of(exc))
-        if isinstance(action, h.EntityCalled):
-            self._enqueue(_Arrival(iid, execution_id, event))
-
-    async def _acquire(self, iid: str, execution_id: str, action: h.LockRequested) -> None:
-        """Take each entity in the global order; the grant is recorded like a result."""
-        sender = SenderId(iid, execution_id)
-        owner = LockOwner(sender, action.seq).encode()
-        for entity, counter in zip(action.entities, action.counters):
-            outcome = await self._send_to_entity(entity, LOCK, owner, str(sender), counter)
-            if not outcome.ok:
-                log.error("lock of %s for %s failed: %s", entity, iid, outcome.failure)
-                return
-        self._enqueue(_Arrival(iid, execution_id, h.LockGranted(action.seq)))
-
-    async def _send_to_entity(
-        self, entity: str, operation: str, input_blob: bytes, sender: str, seq: int
-    ) -> Outcome:
-        eid = EntityId.parse(entity)
-
-        async def send() -> Outcome:
-            host = await self.router.ahandle(eid)
-            return Outcome.decode(
-                await host.entity_op(entity, operation, input_blob, sender, seq, True)
-            )
-
-        # The entity's host is restarting: the same sequence number is safe to resend.
-        return await aretry(
-            send,
-            ENTITY_FROM_HOST,
-            lambda exc: DurableError(f"entity {entity} unreachable"),
-            lambda exc: self.router.forget(eid),
-        )
-
-    async def _collect(self, iid: str, execution_id: str, seq: int, ref: Any, name: str) -> None:
-        started = time.perf_counter()
-        try:
-            ok, value = await ref
-        except Exception as exc:  # the worker died past Ray's retries, or the result failed
-            ok, value = False, failure_of(exc)
-        metrics.observe(
-            "activity_duration_seconds",
-            {"hub": self.hub, "name": name},
-            time.perf_counter() - started,
-        )
-        event = h.TaskCompleted(seq, value) if ok else h.TaskFailed(seq, value)
-        self._enqueue(_Arrival(iid, execution_id, event))
-
     # -- talking to the supervisor -------------------------------------------------------
 
-    def _notify_done(self, live: _Live, step: Step) -> None:
+    def _notify_done(self, live: Live, step: Step) -> None:
         logs.event(
             log,
             logging.INFO,
@@ -570,33 +306,7 @@ class HostCore:
             "instances_finished", {"hub": self.hub, "name": live.name, "status": str(step.status)}
         )
         done = (live.instance_id, str(step.status), live.parent_instance_id)
-        self._tell_supervisor(lambda s: s.instance_done(*done))
-
-    def _supervisor_handle(self) -> SupervisorHandle:
-        if self._supervisor is None:
-            self._supervisor = self.actors.supervisor()
-        return self._supervisor
-
-    def _tell_supervisor(self, call: Callable[[SupervisorHandle], Any]) -> None:
-        """A one-way message to the supervisor; lost only while it restarts, which is safe."""
-        try:
-            call(self._supervisor_handle())
-        except Exception:
-            # The supervisor is restarting; on start it re-reads everything from the store.
-            log.warning("host: supervisor unreachable", exc_info=True)
-            self._supervisor = None
-
-
-def _make_remote(activity: Activity, defaults: dict[str, Any]) -> Any:
-    def run(input: Any) -> tuple[bool, Any]:
-        try:
-            return True, activity.run(input)
-        except Exception as exc:
-            return False, failure_of(exc)
-
-    run.__name__ = run.__qualname__ = activity.name
-    options = {"num_cpus": 1, **defaults, **activity.options}  # the activity's own win
-    return task(run, options)
+        self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done))
 
 
 @actor_class

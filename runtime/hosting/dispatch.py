@@ -1,0 +1,196 @@
+"""Dispatching a host's actions: activities as Ray tasks, messages to the supervisor and to
+entities; what comes back is handed to the host as an Arrival."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import metrics
+from ..entity import LOCK
+from ..entity_id import EntityId
+from ..errors import DurableError
+from ..messages import LockOwner, Outcome, SenderId
+from ..orchestration import history as h
+from ..orchestration.codec import encode_event
+from ..ray_seam import ENTITY_FROM_HOST, ActorSystem, SupervisorHandle, aretry, task
+from ..registry import Activity, CodeCache, encode_code
+from ..routing import EntityRouter
+from ..serialization import dumps, failure_of
+from ..store import Store
+from .steps import Arrival, Live
+
+log = logging.getLogger("ray_durable.host")
+
+
+class Dispatcher:
+    """Sends a host's committed actions; results come back through ``enqueue``."""
+
+    def __init__(
+        self,
+        hub: str,
+        store: Store,
+        code: CodeCache,
+        actors: ActorSystem,
+        enqueue: Callable[[Arrival], None],
+        activity_options: dict[str, Any],
+    ) -> None:
+        self.hub = hub
+        self.store = store
+        self.code = code
+        self.actors = actors
+        self._enqueue = enqueue
+        self.activity_options = activity_options
+        self.router = EntityRouter(self._supervisor_handle)
+        self._remotes: dict[str, Any] = {}
+        self._shipped: set[str] = set()
+        self._supervisor: SupervisorHandle | None = None
+
+    def dispatch(self, live: Live, action: h.HistoryEvent) -> None:
+        """Send one committed action (or one history re-dispatches after activation)."""
+        if isinstance(action, h.TaskScheduled):
+            self._dispatch_activity(live, action)
+        elif isinstance(action, h.SubOrchestrationCreated):
+            self._register_child_code(live, action)
+            start = encode_event(
+                h.ExecutionStarted(action.name, action.input, action.version, live.instance_id)
+            )
+            args = (live.instance_id, action.seq, action.name, action.version)
+            child = (action.instance_id, dumps(action.input), start)
+            self.tell_supervisor(lambda s: s.start_child(*args, *child))
+        elif isinstance(action, (h.EntityCalled, h.EntitySignaled)):
+            asyncio.ensure_future(self._call_entity(live.instance_id, live.execution_id, action))
+        elif isinstance(action, h.LockRequested):
+            asyncio.ensure_future(self._acquire(live.instance_id, live.execution_id, action))
+        elif isinstance(action, h.TimerCreated):
+            fire_at = action.fire_at.timestamp()
+            self.tell_supervisor(lambda s: s.timer_hint(fire_at))
+
+    def _register_child_code(self, live: Live, action: h.SubOrchestrationCreated) -> None:
+        """Store a child's code given as an object, before the first start that needs it."""
+        target = live.executor.targets.get(action.seq)
+        if target is None or action.name in self._shipped:
+            return
+        # Written here, synchronously: a blob sent along with the start call could be
+        # overtaken by the starts of its siblings.
+        self.store.register_code(*encode_code(target))
+        self._shipped.add(action.name)
+
+    def _dispatch_activity(self, live: Live, action: h.TaskScheduled) -> None:
+        try:
+            remote = self._remote_for(live, action)
+        except DurableError as exc:
+            self._enqueue(
+                Arrival(
+                    live.instance_id, live.execution_id, h.TaskFailed(action.seq, failure_of(exc))
+                )
+            )
+            return
+        ref = remote(action.input)
+        asyncio.ensure_future(
+            self._collect(live.instance_id, live.execution_id, action.seq, ref, action.name)
+        )
+
+    def _remote_for(self, live: Live, action: h.TaskScheduled) -> Any:
+        remote = self._remotes.get(action.name)
+        if remote is None:
+            target = live.executor.targets.get(action.seq)
+            if target is None:
+                target = self.code.get("activity", action.name)
+            elif not isinstance(target, Activity):
+                target = Activity(target, action.name)
+            remote = self._remotes[action.name] = _make_remote(target, self.activity_options)
+        return remote
+
+    async def _call_entity(self, iid: str, execution_id: str, action: Any) -> None:
+        sender = str(SenderId(iid, execution_id))
+        try:
+            outcome = await self._send_to_entity(
+                action.entity,
+                action.operation,
+                dumps(action.input, "entity input"),
+                sender,
+                action.counter,
+            )
+            event: h.HistoryEvent = (
+                h.EntityResponded(action.seq, outcome.value)
+                if outcome.failure is None
+                else h.EntityFailed(action.seq, outcome.failure)
+            )
+        except Exception as exc:
+            event = h.EntityFailed(action.seq, failure_of(exc))
+        if isinstance(action, h.EntityCalled):
+            self._enqueue(Arrival(iid, execution_id, event))
+
+    async def _acquire(self, iid: str, execution_id: str, action: h.LockRequested) -> None:
+        """Take each entity in the global order; the grant is recorded like a result."""
+        sender = SenderId(iid, execution_id)
+        owner = LockOwner(sender, action.seq).encode()
+        for entity, counter in zip(action.entities, action.counters):
+            outcome = await self._send_to_entity(entity, LOCK, owner, str(sender), counter)
+            if not outcome.ok:
+                log.error("lock of %s for %s failed: %s", entity, iid, outcome.failure)
+                return
+        self._enqueue(Arrival(iid, execution_id, h.LockGranted(action.seq)))
+
+    async def _send_to_entity(
+        self, entity: str, operation: str, input_blob: bytes, sender: str, seq: int
+    ) -> Outcome:
+        eid = EntityId.parse(entity)
+
+        async def send() -> Outcome:
+            host = await self.router.ahandle(eid)
+            return Outcome.decode(
+                await host.entity_op(entity, operation, input_blob, sender, seq, True)
+            )
+
+        # The entity's host is restarting: the same sequence number is safe to resend.
+        return await aretry(
+            send,
+            ENTITY_FROM_HOST,
+            lambda exc: DurableError(f"entity {entity} unreachable"),
+            lambda exc: self.router.forget(eid),
+        )
+
+    async def _collect(self, iid: str, execution_id: str, seq: int, ref: Any, name: str) -> None:
+        started = time.perf_counter()
+        try:
+            ok, value = await ref
+        except Exception as exc:  # the worker died past Ray's retries, or the result failed
+            ok, value = False, failure_of(exc)
+        metrics.observe(
+            "activity_duration_seconds",
+            {"hub": self.hub, "name": name},
+            time.perf_counter() - started,
+        )
+        event = h.TaskCompleted(seq, value) if ok else h.TaskFailed(seq, value)
+        self._enqueue(Arrival(iid, execution_id, event))
+
+    def _supervisor_handle(self) -> SupervisorHandle:
+        if self._supervisor is None:
+            self._supervisor = self.actors.supervisor()
+        return self._supervisor
+
+    def tell_supervisor(self, call: Callable[[SupervisorHandle], Any]) -> None:
+        """A one-way message to the supervisor; lost only while it restarts, which is safe."""
+        try:
+            call(self._supervisor_handle())
+        except Exception:
+            # The supervisor is restarting; on start it re-reads everything from the store.
+            log.warning("host: supervisor unreachable", exc_info=True)
+            self._supervisor = None
+
+
+def _make_remote(activity: Activity, defaults: dict[str, Any]) -> Any:
+    def run(input: Any) -> tuple[bool, Any]:
+        try:
+            return True, activity.run(input)
+        except Exception as exc:
+            return False, failure_of(exc)
+
+    run.__name__ = run.__qualname__ = activity.name
+    options = {"num_cpus": 1, **defaults, **activity.options}  # the activity's own win
+    return task(run, options)
