@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -26,7 +25,8 @@ from typing import Any
 
 import pytest
 import ray
-from conftest import start_ray
+from helpers import NO_BODY, durable_exe, http_request, start_ray
+from helpers import one_line_error as cli_error
 
 from runtime import logs
 from runtime.routing import NAMESPACE
@@ -36,7 +36,6 @@ TESTS = Path(__file__).resolve().parent
 TOKEN_ENV = "RAY_DURABLE_SERVE_TEST_TOKEN"
 MAX_BODY = 4096  # small, so an oversize body is cheap to send
 READY_SECONDS = 90.0
-_NO_BODY = object()
 
 
 def free_port() -> int:
@@ -45,48 +44,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def durable_exe() -> str:
-    """The installed console script (beside this Python, else on PATH)."""
-    beside = Path(sys.executable).with_name("durable")
-    exe = str(beside) if beside.exists() else shutil.which("durable")
-    assert exe is not None, "the durable console script is not installed: pip install -e ."
-    return exe
-
-
 def call(
     method: str,
     url: str,
-    body: Any = _NO_BODY,
+    body: Any = NO_BODY,
     *,
     data: bytes | None = None,
     token: str | None = None,
     content_type: str = "application/json",
 ) -> tuple[int, dict[str, str], Any]:
     """(status, lower-cased headers, body) of one request: JSON, else text, else None."""
-    if body is not _NO_BODY:
-        data = json.dumps(body).encode()
-    headers = {"Content-Type": content_type} if data is not None else {}
+    sent = data is not None or body is not NO_BODY
+    headers = {"Content-Type": content_type} if sent else {}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, raw, found = response.status, response.read(), response.headers
-    except urllib.error.HTTPError as error:
-        status, raw, found = error.code, error.read(), error.headers
+    status, found, raw = http_request(method, url, body, data=data, headers=headers, timeout=30)
     try:
         value = json.loads(raw) if raw else None
     except ValueError:  # e.g. Serve's own plain-text 404 before the app is routed
         value = raw.decode(errors="replace")
-    return status, {k.lower(): v for k, v in found.items()}, value
+    return status, found, value
 
 
 def one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("durable: error: ") and text in lines[0], result.stderr
+    cli_error(result.stderr, text)
 
 
 class Served:
@@ -240,7 +222,7 @@ class Served:
 
     # -- HTTP ---------------------------------------------------------------------------
 
-    def http(self, method: str, path: str, body: Any = _NO_BODY, **options: Any) -> tuple:
+    def http(self, method: str, path: str, body: Any = NO_BODY, **options: Any) -> tuple:
         options.setdefault("token", self.token)
         return call(method, self.base + path, body, **options)
 
