@@ -26,14 +26,26 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import common
 import ray
+from common import (
+    Row,
+    add_common_options,
+    local_ray,
+    median_of,
+    parse_choices,
+    proc_status_kib,
+    say,
+    start_hub,
+    store_dir,
+    timed,
+)
 
 from entities import EntityContext, EntityId, entity
 from runtime import Runtime
@@ -145,56 +157,6 @@ FULL = Sizes(sync_ops=2_000, pipelined_ops=20_000, entities=100_000, cold=20)
 QUICK = Sizes(sync_ops=200, pipelined_ops=2_000, entities=10_000, cold=5)
 
 
-@dataclass
-class Row:
-    """One line of the final table."""
-
-    case: str
-    placement: str
-    unit: str  # "ms" (lower is better), "/s" (higher is better) or "MiB" (lower is better)
-    plain: float | None = None
-    durable: float | None = None
-    goal: Callable[[Row], bool] | None = None
-    goal_text: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ratio(self) -> float | None:
-        """durable/plain: "x slower" for latency, "x of plain" for throughput and memory."""
-        if not self.plain or self.durable is None:
-            return None
-        return self.durable / self.plain
-
-
-def fmt_value(value: float | None, unit: str) -> str:
-    """A figure with its unit."""
-    if value is None:
-        return "-"
-    if unit == "ms":
-        return f"{value:,.1f} ms"
-    if unit == "MiB":
-        return f"{value:,.0f} MiB"
-    return f"{value:,.0f} {unit}"
-
-
-def fmt_ratio(row: Row) -> str:
-    """The ratio column, labelled by direction."""
-    ratio = row.ratio
-    if ratio is None:
-        return "-"
-    return f"{ratio:.2f}x slower" if row.unit == "ms" else f"{ratio:.2f}x of plain"
-
-
-def say(message: str) -> None:
-    """Progress line, flushed at once (Ray logs interleave on stderr)."""
-    print(message, flush=True)
-
-
-def median_of(samples: list[float]) -> float:
-    """Median of the repeats."""
-    return statistics.median(samples)
-
-
 def p90(samples: list[float]) -> float:
     """The 90th percentile (inclusive method; the value itself for one sample)."""
     if len(samples) < 2:
@@ -207,11 +169,10 @@ def p90(samples: list[float]) -> float:
 
 def vm_rss_kib(pid: int) -> int:
     """The resident set (VmRSS, KiB) of a local process."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    kib = proc_status_kib(pid, "VmRSS")
+    if kib is None:
+        raise RuntimeError(f"no VmRSS for process {pid}")
+    return kib
 
 
 def pipeline(
@@ -251,13 +212,6 @@ def pipeline_futures(submit: Callable[[int], Future], n: int, window: int) -> fl
     return time.perf_counter() - start
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    """Seconds one call of ``fn`` takes."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     """Poll ``predicate`` every 50 ms; TimeoutError naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -265,18 +219,6 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60.0) 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not happen within {timeout} s")
         time.sleep(0.05)
-
-
-def start_hub(hub: str, args: argparse.Namespace, tmp: str, register: list[Any]) -> Runtime:
-    """A pooled hub (entity types choose their own placement) on a store in ``tmp``."""
-    return Runtime.start(
-        hub=hub,
-        store=f"sqlite:///{os.path.join(tmp, hub)}.db",
-        placement="pooled",
-        pool_size=args.pool_size,
-        durability=args.durability,
-        register=register,
-    )
 
 
 # -- case a: one entity, sync and pipelined signals ------------------------------------
@@ -434,7 +376,7 @@ def durable_many(
     Each repeat has a hub of its own, so the memory figure is that of exactly n entities.
     """
     hub = f"bench-entities-b{rep}"
-    rt = start_hub(hub, args, tmp, [tally])
+    rt = start_hub(hub, tmp, args, register=[tally])
     try:
         client = rt.client
         for key in warm_keys("warm-", args.pool_size):
@@ -574,60 +516,40 @@ def case_c(rt: Runtime, args: argparse.Namespace, sizes: Sizes) -> list[Row]:
 # -- driver ----------------------------------------------------------------------------
 
 
-def print_table(rows: list[Row], args: argparse.Namespace) -> None:
-    """The summary: one line per case and placement, then the notes."""
-    header = ("case", "placement", "plain Ray", "ray-durable", "durable vs plain", "goal")
-    lines = [header]
-    for row in rows:
-        goal = "-"
-        if row.goal is not None:
-            goal = f"{row.goal_text}: {'met' if row.goal(row) else 'MISSED'}"
-        lines.append(
-            (
-                row.case,
-                row.placement,
-                fmt_value(row.plain, row.unit),
-                fmt_value(row.durable, row.unit),
-                fmt_ratio(row),
-                goal,
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    say(
-        f"\n== summary: medians of {args.repeats} repeat(s), durability={args.durability}, "
-        f"pool_size={args.pool_size}"
-        f"{', QUICK sizes (b goals are for the full size)' if args.quick else ''} =="
-    )
-    say("latency rows: 'x slower' = durable/plain; throughput and memory rows: durable/plain")
-    for i, line in enumerate(lines):
-        say("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
-        if i == 0:
-            say("  ".join("-" * w for w in widths))
-    notes = [(row, note) for row in rows for note in row.notes]
-    if notes:
-        say("\nnotes:")
-        for row, note in notes:
-            say(f"- {row.case} [{row.placement}]: {note}")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description="ray-durable entities vs plain Ray actors")
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats per case (median)")
+    add_common_options(parser, repeats_help="repeats per case (median)")
     parser.add_argument("--only", default="a,b,c", help="comma-separated cases: a,b,c")
-    parser.add_argument("--pool-size", type=int, default=2, help="pool hosts of the hubs")
-    parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
     parser.add_argument(
         "--window", type=int, default=256, help="calls in flight when pipelining (a, b)"
     )
     args = parser.parse_args(argv)
-    args.only = {c.strip() for c in args.only.split(",") if c.strip()}
-    if not args.only or not args.only <= set(CASES):
-        parser.error(f"--only: expected some of {','.join(CASES)}")
+    args.only = set(parse_choices(parser, "--only", args.only, CASES))
     if args.repeats < 1 or args.pool_size < 1 or args.window < 1:
         parser.error("--repeats, --pool-size and --window must be at least 1")
     return args
+
+
+def run_cases(args: argparse.Namespace, sizes: Sizes, tmp: str, rows: list[Row]) -> None:
+    """The selected cases, in order, each adding its rows (kept if a later one fails)."""
+    rt = None
+    if args.only & {"a", "c"}:
+        rt = start_hub("bench-entities", tmp, args, register=ENTITIES)
+    try:
+        for case in CASES:
+            if case not in args.only:
+                continue
+            say(f"\n== case {case} ==")
+            if case == "a":
+                rows += case_a(rt, args, sizes)
+            elif case == "b":
+                rows += case_b(args, sizes, tmp)
+            else:
+                rows += case_c(rt, args, sizes)
+    finally:
+        if rt is not None:
+            rt.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -635,30 +557,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
     say(f"sizes: {sizes}, window {args.window}")
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
     rows: list[Row] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-entities-") as tmp:
-            rt = None
-            if args.only & {"a", "c"}:
-                rt = start_hub("bench-entities", args, tmp, ENTITIES)
-            try:
-                for case in CASES:
-                    if case not in args.only:
-                        continue
-                    say(f"\n== case {case} ==")
-                    if case == "a":
-                        rows += case_a(rt, args, sizes)
-                    elif case == "b":
-                        rows += case_b(args, sizes, tmp)
-                    else:
-                        rows += case_c(rt, args, sizes)
-            finally:
-                if rt is not None:
-                    rt.shutdown()
-    finally:
-        print_table(rows, args)
-        ray.shutdown()
+    with local_ray():
+        try:
+            with store_dir("bench-entities-") as tmp:
+                run_cases(args, sizes, tmp, rows)
+        finally:
+            common.print_table(
+                rows,
+                args,
+                "latency rows: 'x slower' = durable/plain; "
+                "throughput and memory rows: durable/plain",
+                extra=f", pool_size={args.pool_size}",
+                quick="b goals are for the full size",
+            )
     return 0
 
 

@@ -19,10 +19,8 @@ from as many driver threads, without HTTP. See benchmarks/README.md.
 import argparse
 import http.client
 import json
-import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -34,6 +32,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 import ray
+from common import (
+    add_common_options,
+    local_ray,
+    print_columns,
+    print_notes,
+    say,
+    start_hub,
+    store_dir,
+)
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -158,11 +165,6 @@ class Row:
     def rate(self) -> float | None:
         """Median requests/s."""
         return statistics.median(self.rates) if self.rates else None
-
-
-def say(message: str) -> None:
-    """Progress line, flushed at once (Ray logs interleave on stderr)."""
-    print(message, flush=True)
 
 
 def body_of(i: int) -> bytes:
@@ -399,7 +401,6 @@ def print_summary(rows: dict[str, Row], args: argparse.Namespace, notes: list[st
                 goal,
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     caveats = []
     if args.quick:
         caveats.append("QUICK sizes")
@@ -410,17 +411,11 @@ def print_summary(rows: dict[str, Row], args: argparse.Namespace, notes: list[st
         f"{args.connections} connections, pooled/{args.pool_size}, "
         f"durability={args.durability}{''.join(f', {c}' for c in caveats)} =="
     )
-    for i, line in enumerate(lines):
-        say("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
-        if i == 0:
-            say("  ".join("-" * w for w in widths))
+    print_columns(lines)
     errors = {row.target: row.errors for row in rows.values() if row.errors}
     if errors:
         notes.append(f"failed requests (not counted in requests/s or latency): {errors}")
-    if notes:
-        say("\nnotes:")
-        for note in notes:
-            say(f"- {note}")
+    print_notes(notes)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -428,12 +423,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="orchestration starts over HTTP vs a trivial Ray Serve endpoint"
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per target (median)")
+    add_common_options(parser, repeats_help="timed runs per target (median)")
     parser.add_argument("--connections", type=int, default=GOAL_CONNECTIONS, help="concurrent")
     parser.add_argument("--requests", type=int, default=None, help="requests per timed run")
-    parser.add_argument("--pool-size", type=int, default=2, help="hosts of the pooled hub")
-    parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
     parser.add_argument(
         "--skip-direct", action="store_true", help="skip the start_new (no HTTP) diagnostic"
     )
@@ -444,6 +436,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if min(args.repeats, args.connections, args.requests, args.pool_size) < 1:
         parser.error("--repeats, --connections, --requests and --pool-size must be at least 1")
     return args
+
+
+def run_all(rt: Runtime, args: argparse.Namespace, rows: dict[str, Row], notes: list[str]) -> None:
+    """Serve the hub's API and the baseline, warm both up, then run the repeats."""
+    base = serve_http(rt.client, port=0)  # starts Serve on a free port
+    deploy_baseline()
+    urls = (
+        f"{origin_of(base)}{BASELINE_PREFIX}/start",
+        f"{base}orchestrators/{ORCHESTRATOR}",
+    )
+    say(f"Serve apps {BASELINE_APP!r} and {APP_NAME!r}: {urls[0]} , {urls[1]}")
+    started = time.perf_counter()
+    warm_up(rt, urls, args, args.warmup)
+    say(f"warm-up: {time.perf_counter() - started:.1f} s")
+    for rep in range(args.repeats):
+        run_repeat(rep, rt, urls, args, rows, notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -459,40 +467,21 @@ def main(argv: list[str] | None = None) -> int:
         "direct": Row(f"start_new, {args.connections} driver threads (no HTTP)"),
     }
     notes: list[str] = []
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
-            rt = Runtime.start(
-                hub=HUB,
-                store=f"sqlite:///{os.path.join(tmp, HUB)}.db",
-                placement="pooled",
-                pool_size=args.pool_size,
-                durability=args.durability,
-                register=[bench_echo],
-            )
-            try:
-                base = serve_http(rt.client, port=0)  # starts Serve on a free port
-                deploy_baseline()
-                urls = (
-                    f"{origin_of(base)}{BASELINE_PREFIX}/start",
-                    f"{base}orchestrators/{ORCHESTRATOR}",
-                )
-                say(f"Serve apps {BASELINE_APP!r} and {APP_NAME!r}: {urls[0]} , {urls[1]}")
-                started = time.perf_counter()
-                warm_up(rt, urls, args, args.warmup)
-                say(f"warm-up: {time.perf_counter() - started:.1f} s")
-                for rep in range(args.repeats):
-                    run_repeat(rep, rt, urls, args, rows, notes)
-            finally:
+    with local_ray():
+        try:
+            with store_dir("bench-http-") as tmp:
+                rt = start_hub(HUB, tmp, args, register=[bench_echo])
                 try:
-                    if ray.is_initialized() and BASELINE_APP in serve.status().applications:
-                        serve.delete(BASELINE_APP)
+                    run_all(rt, args, rows, notes)
                 finally:
-                    stop_http()  # deletes the API's app, then stops Serve: no app is left
-                    rt.shutdown()
-    finally:
-        print_summary(rows, args, notes)
-        ray.shutdown()
+                    try:
+                        if ray.is_initialized() and BASELINE_APP in serve.status().applications:
+                            serve.delete(BASELINE_APP)
+                    finally:
+                        stop_http()  # deletes the API's app, then stops Serve: no app is left
+                        rt.shutdown()
+        finally:
+            print_summary(rows, args, notes)
     return 0
 
 

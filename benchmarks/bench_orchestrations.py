@@ -19,18 +19,29 @@ repeat, right before the durable run, so both see the same machine load.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import common
 import ray
+from common import (
+    Row,
+    add_common_options,
+    local_ray,
+    median_of,
+    parse_choices,
+    proc_status_kib,
+    say,
+    start_hub,
+    store_dir,
+    timed,
+)
 
 from runtime import OrchestrationContext, OrchestrationStatus, Runtime, activity, orchestrator
 
@@ -121,69 +132,7 @@ FULL = Sizes(chain_runs=50, chain_warmup=5, sequential=200, fan_out=(1_000, 10_0
 QUICK = Sizes(chain_runs=10, chain_warmup=2, sequential=20, fan_out=(100, 1_000), cities=50)
 
 
-@dataclass
-class Row:
-    """One line of the final table."""
-
-    case: str
-    placement: str
-    unit: str  # "ms" (latency: lower is better) or "/s" (throughput: higher is better)
-    plain: float | None = None
-    durable: float | None = None
-    goal: Callable[[Row], bool] | None = None
-    goal_text: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ratio(self) -> float | None:
-        """durable/plain: "x slower" for latency, "x of plain" for throughput."""
-        if not self.plain or self.durable is None:
-            return None
-        return self.durable / self.plain
-
-
-def fmt_value(value: float | None, unit: str) -> str:
-    """A figure with its unit."""
-    if value is None:
-        return "-"
-    if unit == "ms":
-        return f"{value:,.1f} ms"
-    return f"{value:,.0f} {unit}"
-
-
-def fmt_ratio(row: Row) -> str:
-    """The ratio column, labelled by direction."""
-    ratio = row.ratio
-    if ratio is None:
-        return "-"
-    return f"{ratio:.2f}x slower" if row.unit == "ms" else f"{ratio:.2f}x of plain"
-
-
-def say(message: str) -> None:
-    """Progress line, flushed at once (Ray logs interleave on stderr)."""
-    print(message, flush=True)
-
-
 # -- measurement helpers ---------------------------------------------------------------
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    """Seconds one call of ``fn`` takes."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def vm_hwm_kib(pid: int) -> int | None:
-    """The peak resident set (VmHWM, KiB) of a local process; None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 class PeakSampler:
@@ -198,7 +147,7 @@ class PeakSampler:
         self._thread.start()
 
     def _sample(self) -> None:
-        value = vm_hwm_kib(self.pid)
+        value = proc_status_kib(self.pid, "VmHWM")
         if value is not None:
             self.peak_kib = max(self.peak_kib or 0, value)
 
@@ -344,22 +293,11 @@ def durable_cities(rt: Runtime, n: int, threads: int) -> tuple[float, float]:
 # -- driver ----------------------------------------------------------------------------
 
 
-def median_of(samples: list[float]) -> float:
-    """Median of the repeats."""
-    return statistics.median(samples)
-
-
 def run_placement(placement: str, args: argparse.Namespace, sizes: Sizes, tmp: str) -> list[Row]:
     """Start one hub, run the selected cases on it, shut it down; the table rows."""
     hub = f"bench-orch-{placement}"
     say(f"\n== {placement} placement (hub {hub!r}) ==")
-    rt = Runtime.start(
-        hub=hub,
-        store=f"sqlite:///{os.path.join(tmp, hub)}.db",
-        placement=placement,
-        pool_size=args.pool_size,
-        durability=args.durability,
-    )
+    rt = start_hub(hub, tmp, args, placement=placement)
     rows: list[Row] = []
     label = f"pooled/{args.pool_size}" if placement == "pooled" else placement
     try:
@@ -471,62 +409,20 @@ def case_c(rt: Runtime, label: str, repeats: int, sizes: Sizes, threads: int) ->
     return [row]
 
 
-def print_table(rows: list[Row], args: argparse.Namespace) -> None:
-    """The summary: one line per case and placement, then the notes."""
-    header = ("case", "placement", "plain Ray", "ray-durable", "durable vs plain", "goal")
-    lines = [header]
-    for row in rows:
-        goal = "-"
-        if row.goal is not None:
-            goal = f"{row.goal_text}: {'met' if row.goal(row) else 'MISSED'}"
-        lines.append(
-            (
-                row.case,
-                row.placement,
-                fmt_value(row.plain, row.unit),
-                fmt_value(row.durable, row.unit),
-                fmt_ratio(row),
-                goal,
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    say(
-        f"\n== summary: medians of {args.repeats} repeat(s), durability={args.durability}"
-        f"{', QUICK sizes (goals are for the full sizes)' if args.quick else ''} =="
-    )
-    say("latency rows: 'x slower' = durable/plain latency; throughput rows: durable/plain rate")
-    for i, line in enumerate(lines):
-        say("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
-        if i == 0:
-            say("  ".join("-" * w for w in widths))
-    notes = [(row, note) for row in rows for note in row.notes]
-    if notes:
-        say("\nnotes:")
-        for row, note in notes:
-            say(f"- {row.case} [{row.placement}]: {note}")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description="ray-durable vs plain Ray benchmarks")
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats per case (median)")
+    add_common_options(parser, repeats_help="repeats per case (median)")
     parser.add_argument("--only", default="a,b,c", help="comma-separated cases: a,b,c")
     parser.add_argument(
         "--placements", default="pooled,dedicated", help="comma-separated: pooled,dedicated"
     )
-    parser.add_argument("--pool-size", type=int, default=2, help="hosts of the pooled hub")
-    parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
     parser.add_argument(
         "--threads", type=int, default=16, help="driver threads calling start_new/wait in c"
     )
     args = parser.parse_args(argv)
-    args.only = {c.strip() for c in args.only.split(",") if c.strip()}
-    args.placements = [p.strip() for p in args.placements.split(",") if p.strip()]
-    if not args.only <= set(CASES):
-        parser.error(f"--only: expected some of {','.join(CASES)}")
-    if not args.placements or not set(args.placements) <= set(PLACEMENTS):
-        parser.error(f"--placements: expected some of {','.join(PLACEMENTS)}")
+    args.only = set(parse_choices(parser, "--only", args.only, CASES))
+    args.placements = parse_choices(parser, "--placements", args.placements, PLACEMENTS)
     if args.repeats < 1 or args.pool_size < 1 or args.threads < 1:
         parser.error("--repeats, --pool-size and --threads must be at least 1")
     return args
@@ -537,15 +433,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
     say(f"sizes: {sizes}")
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
     rows: list[Row] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-orch-") as tmp:
-            for placement in args.placements:
-                rows += run_placement(placement, args, sizes, tmp)
-    finally:
-        print_table(rows, args)
-        ray.shutdown()
+    with local_ray():
+        try:
+            with store_dir("bench-orch-") as tmp:
+                for placement in args.placements:
+                    rows += run_placement(placement, args, sizes, tmp)
+        finally:
+            common.print_table(
+                rows,
+                args,
+                "latency rows: 'x slower' = durable/plain latency; "
+                "throughput rows: durable/plain rate",
+                quick="goals are for the full sizes",
+            )
     return 0
 
 

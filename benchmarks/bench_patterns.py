@@ -1,21 +1,23 @@
 """Benchmarks of the orchestration patterns (external events, timers, sub-orchestrations).
 
-Run: ``python benchmarks/bench_patterns.py [--repeats 3]``. Prints medians over repeats;
-the plain-Ray baseline for events is a Ray actor receiving the same number of calls.
+Run: ``python benchmarks/bench_patterns.py [--quick] [--repeats 3]``. Prints medians over
+repeats; the plain-Ray baseline for events is a Ray actor receiving the same number of calls.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
 import ray
+from common import add_common_options, local_ray, median_of, say, start_hub, store_dir
 
 from runtime import Runtime, activity, orchestrator
+
+FULL = {"events": 1000, "timers": 1000, "children": 100}
+QUICK = {"events": 100, "timers": 50, "children": 10}
 
 
 @activity
@@ -105,44 +107,50 @@ def children(rt: Runtime, n: int) -> float:
 
 def median(fn: Callable[[], float], repeats: int) -> float:
     """Median of repeated measurements."""
-    return statistics.median(fn() for _ in range(repeats))
+    return median_of([fn() for _ in range(repeats)])
 
 
-def main() -> None:
-    """Run every case and print a table."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; --quick shrinks the sizes not given."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--events", type=int, default=1000)
-    parser.add_argument("--timers", type=int, default=1000)
-    parser.add_argument("--children", type=int, default=100)
-    parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
-    args = parser.parse_args()
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    store = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    rt = Runtime.start(
-        hub="bench-patterns",
-        store=store,
-        placement="pooled",
-        pool_size=2,
-        durability=args.durability,
+    add_common_options(parser, repeats_help="repeats per case (median)")
+    parser.add_argument("--events", type=int, default=None, help="default 1000, quick 100")
+    parser.add_argument("--timers", type=int, default=None, help="default 1000, quick 50")
+    parser.add_argument("--children", type=int, default=None, help="default 100, quick 10")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    for name, value in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every case and print a table."""
+    args = parse_args(argv)
+    with local_ray(), store_dir("bench-patterns-") as tmp:
+        rt = start_hub("bench-patterns", tmp, args)
+        try:
+            children(rt, 4)  # warm-up: worker processes and code caches
+            ev = [events(rt, args.events) for _ in range(args.repeats)]
+            plain_ev = median_of([p for p, _ in ev])
+            durable_ev = median_of([d for _, d in ev])
+            late = median(lambda: timers(rt, args.timers), args.repeats)
+            kids = median(lambda: children(rt, args.children), args.repeats)
+        finally:
+            rt.shutdown()
+    quick = ", QUICK sizes (goals are for the full sizes)" if args.quick else ""
+    say(
+        f"\nmedians of {args.repeats} runs, pooled placement, {args.pool_size} hosts, "
+        f"{args.durability}{quick}"
     )
-    try:
-        children(rt, 4)  # warm-up: worker processes and code caches
-        ev = [events(rt, args.events) for _ in range(args.repeats)]
-        plain_ev = statistics.median(p for p, _ in ev)
-        durable_ev = statistics.median(d for _, d in ev)
-        late = median(lambda: timers(rt, args.timers), args.repeats)
-        kids = median(lambda: children(rt, args.children), args.repeats)
-    finally:
-        rt.shutdown()
-    print(f"\nmedians of {args.repeats} runs, pooled placement, 2 hosts, {args.durability}")
-    print(
+    say(
         f"{args.events} external events to one instance: {durable_ev:,.0f} events/s "
         f"(plain Ray actor calls {plain_ev:,.0f}/s, ratio {durable_ev / plain_ev:.2f}); "
         "goal >= 500/s"
     )
-    print(f"{args.timers} timers due at once: latest fired {late:.2f} s after due; goal <= 2 s")
-    print(f"{args.children} sub-orchestrations: {kids:.2f} s; goal < 5 s")
+    say(f"{args.timers} timers due at once: latest fired {late:.2f} s after due; goal <= 2 s")
+    say(f"{args.children} sub-orchestrations: {kids:.2f} s; goal < 5 s")
 
 
 if __name__ == "__main__":

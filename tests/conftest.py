@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from helpers import start_ray, start_runtime, stop_runtime
 
 TESTS = Path(__file__).resolve().parent
 # Ray workers import the test's orchestrators and activities by module name.
@@ -17,21 +18,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")) if p
 )
 sys.path.insert(0, str(TESTS))
-
-# address="local" starts a Ray of our own even when another cluster (a leftover `ray start`,
-# a notebook) is recorded on this machine.
-RAY_ARGS = {
-    "address": "local",
-    "num_cpus": 2,
-    "include_dashboard": False,
-    "log_to_driver": False,
-}
-
-
-def start_ray() -> None:
-    """Start the session's local Ray (again, after a test stopped it)."""
-    if not ray.is_initialized():
-        ray.init(**RAY_ARGS)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,35 +51,11 @@ def placement(request):
     return request.param
 
 
-def _start(hub_name, store_url, placement, clock=None):
-    import patterns
-    import workflows
-
-    from runtime import Runtime
-
-    start_ray()
-    return Runtime.start(
-        hub=hub_name,
-        store=store_url,
-        placement=placement,
-        pool_size=2,
-        register=workflows.ALL + patterns.ALL,
-        clock=clock,
-    )
-
-
-def _stop(rt):
-    try:
-        rt.shutdown()
-    except Exception:
-        pass  # a test may have stopped Ray itself
-
-
 @pytest.fixture
 def runtime(hub_name, store_url, placement):
-    rt = _start(hub_name, store_url, placement)
+    rt = start_runtime(hub_name, store_url, placement)
     yield rt
-    _stop(rt)
+    stop_runtime(rt)
 
 
 @pytest.fixture
@@ -106,6 +68,6 @@ def clock():
 @pytest.fixture
 def clocked(hub_name, store_url, placement, clock):
     """A runtime whose time moves only by ``clock.advance``."""
-    rt = _start(hub_name, store_url, placement, clock)
+    rt = start_runtime(hub_name, store_url, placement, clock)
     yield rt
-    _stop(rt)
+    stop_runtime(rt)

@@ -18,7 +18,7 @@ import hub_defs
 import pytest
 import ray
 import workflows
-from conftest import start_ray
+from helpers import durable_exe, one_line_error, start_ray
 
 from runtime import DurableClient, OrchestratorNotFoundError, Runtime, cluster
 from runtime.cli import _hub_address, main, progress_bar
@@ -56,8 +56,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def durable(tmp_path, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """The installed console script, as a user runs it, connected to this session's Ray."""
-    exe = shutil.which("durable")
-    assert exe is not None, "the durable console script is not installed: pip install -e ."
+    exe = durable_exe()
     address = ray.get_runtime_context().gcs_address
     return subprocess.run(
         [exe, "--address", address, *argv],
@@ -66,12 +65,6 @@ def durable(tmp_path, *argv: str, timeout: float = 60) -> subprocess.CompletedPr
         text=True,
         timeout=timeout,
     )
-
-
-def one_line_error(stderr: str, text: str) -> None:
-    assert "Traceback" not in stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("durable: error: ") and text in lines[0], stderr
 
 
 # -- the console script --------------------------------------------------------------------

@@ -14,8 +14,7 @@ import time
 import entity_defs as ed
 import pytest
 import ray
-from conftest import start_ray
-from test_recovery import wait_until
+from helpers import start_ray, wait_until
 
 from entities import EntityId, InvalidEntityIdError, UnknownOperationError, entity
 from runtime import (

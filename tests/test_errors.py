@@ -22,7 +22,7 @@ import patterns
 import pytest
 import ray
 import workflows as wf
-from conftest import _stop, start_ray
+from helpers import start_ray, stop_runtime
 
 import runtime.client
 from entities import (
@@ -120,7 +120,7 @@ def hub(tmp_path_factory):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     yield rt, done, waiting
-    _stop(rt)
+    stop_runtime(rt)
 
 
 NAIVE = datetime(2020, 1, 1)

@@ -13,8 +13,6 @@ import json
 import math
 import re
 import time
-import urllib.error
-import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -22,7 +20,7 @@ from urllib.parse import quote, urlsplit
 
 import http_defs
 import pytest
-from conftest import start_ray
+from helpers import NO_BODY, http_request, start_ray
 
 from runtime import DurableError, HubConfigError, Runtime
 from runtime.http_api import serve_http, stop_http
@@ -32,7 +30,6 @@ from runtime.store import InstanceRecord
 
 TOKEN_ENV = "RAY_DURABLE_TEST_HTTP_TOKEN"
 TIME_FORMAT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-_NO_BODY = object()
 
 
 @pytest.fixture(scope="module")
@@ -63,26 +60,17 @@ def base(rt):
 def call(
     method: str,
     url: str,
-    body: Any = _NO_BODY,
+    body: Any = NO_BODY,
     *,
     data: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], Any]:
     """(status, lower-cased headers, JSON body or None) of one request."""
-    headers = dict(headers or {})
-    if body is not _NO_BODY:
-        data = json.dumps(body).encode()
-        headers.setdefault("Content-Type", "application/json")
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            status, raw, found = response.status, response.read(), response.headers
-    except urllib.error.HTTPError as error:
-        status, raw, found = error.code, error.read(), error.headers
-    return status, {k.lower(): v for k, v in found.items()}, json.loads(raw) if raw else None
+    status, found, raw = http_request(method, url, body, data=data, headers=headers)
+    return status, found, json.loads(raw) if raw else None
 
 
-def start(base: str, name: str, input: Any = _NO_BODY, instance_id: str | None = None) -> dict:
+def start(base: str, name: str, input: Any = NO_BODY, instance_id: str | None = None) -> dict:
     url = base + f"orchestrators/{name}" + (f"/{instance_id}" if instance_id else "")
     status, _, payload = call("POST", url, input)
     assert status == 202, payload

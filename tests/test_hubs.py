@@ -10,7 +10,7 @@ import entity_defs
 import hub_defs
 import pytest
 import ray
-from conftest import start_ray
+from helpers import start_ray
 
 from runtime import InstanceNotFoundError, Runtime
 from runtime.testing import ManualClock

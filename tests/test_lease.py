@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 import ray
 import workflows as wf
-from conftest import start_ray
+from helpers import start_ray
 
 from runtime import Runtime
 from runtime.errors import FencedError, HubLeaseHeldError

@@ -13,7 +13,7 @@ import uuid
 import patterns
 import pytest
 import workflows as wf
-from conftest import _start, _stop
+from helpers import start_runtime, stop_runtime
 
 from runtime import (
     DurableError,
@@ -62,11 +62,11 @@ LIVE = ("Pending", "Running", "Suspended")
 def hub(request, tmp_path_factory):
     """(runtime, store): one hub per placement for the whole table."""
     path = tmp_path_factory.mktemp("lifecycle") / "hub.db"
-    rt = _start(f"life-{uuid.uuid4().hex[:6]}", f"sqlite:///{path}", request.param)
+    rt = start_runtime(f"life-{uuid.uuid4().hex[:6]}", f"sqlite:///{path}", request.param)
     store = open_store(rt.config.store, rt.config.hub)
     yield rt, store
     store.close()
-    _stop(rt)
+    stop_runtime(rt)
 
 
 def snapshot(store, iid: str) -> tuple:

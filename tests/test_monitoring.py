@@ -12,8 +12,7 @@ import entity_defs as ed
 import pytest
 import ray
 import workflows as wf
-from conftest import start_ray
-from test_recovery import wait_until
+from helpers import start_ray, wait_until
 
 from runtime import Runtime
 from runtime.logs import log_dir

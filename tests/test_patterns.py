@@ -9,8 +9,7 @@ from datetime import timedelta
 import patterns as pt
 import pytest
 import workflows as wf
-from conftest import start_ray
-from test_recovery import kill_host, wait_until
+from helpers import kill_host, start_ray, wait_until
 
 from runtime import (
     InstanceNotFoundError,
@@ -224,7 +223,7 @@ def test_instances_run_to_the_end_on_the_version_they_started_with(runtime):
 
 @pytest.mark.parametrize("placement", ["pooled"])
 def test_child_given_as_object_needs_no_registration(hub_name, tmp_path, placement):
-    from conftest import start_ray
+    from helpers import start_ray
 
     from runtime import Runtime
 

@@ -10,31 +10,15 @@ from collections import Counter
 import pytest
 import ray
 import workflows as wf
-from conftest import start_ray
+from helpers import kill_host, start_ray, wait_until
 
 from runtime import OrchestrationStatus, Runtime
 from runtime.orchestration import history as h
 
 
-def wait_until(predicate, timeout=60.0, every=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
-
-
 def completed_seqs(client, iid) -> list[int]:
     state = client.get_status(iid, show_history=True)
     return [e.seq for e in state.history if isinstance(e, h.TaskCompleted)]
-
-
-def kill_host(client, iid) -> int:
-    pid = ray.get(client.host_of(iid).pid.remote())
-    os.kill(pid, signal.SIGKILL)
-    return pid
 
 
 def assert_no_duplicate_completions(client, iid) -> None:

@@ -1,16 +1,16 @@
 """``durable serve`` as a real subprocess, driven by the real ``durable`` CLI and over HTTP.
 
-One server for the one test (starting a hub and Ray Serve costs seconds): the CLI's human
-and ``--json`` output, bad input over both (the right exit code or HTTP status, a clear
-message, nothing stored), the CLI finding the served hub's cluster by itself while another
-Ray cluster runs, then SIGTERM stops the server and the store keeps the instances.
+One server for the module (starting a hub and Ray Serve costs seconds), one test per
+scenario: the CLI's human and ``--json`` output, bad input over both (the right exit code or
+HTTP status, a clear message, nothing stored), the CLI finding the served hub's cluster by
+itself while another Ray cluster runs, then SIGTERM stops the server and the store keeps the
+instances.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -21,12 +21,14 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import ray
-from conftest import start_ray
+from helpers import NO_BODY, durable_exe, http_request, start_ray
+from helpers import one_line_error as cli_error
 
 from runtime import logs
 from runtime.routing import NAMESPACE
@@ -36,7 +38,6 @@ TESTS = Path(__file__).resolve().parent
 TOKEN_ENV = "RAY_DURABLE_SERVE_TEST_TOKEN"
 MAX_BODY = 4096  # small, so an oversize body is cheap to send
 READY_SECONDS = 90.0
-_NO_BODY = object()
 
 
 def free_port() -> int:
@@ -45,48 +46,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def durable_exe() -> str:
-    """The installed console script (beside this Python, else on PATH)."""
-    beside = Path(sys.executable).with_name("durable")
-    exe = str(beside) if beside.exists() else shutil.which("durable")
-    assert exe is not None, "the durable console script is not installed: pip install -e ."
-    return exe
-
-
 def call(
     method: str,
     url: str,
-    body: Any = _NO_BODY,
+    body: Any = NO_BODY,
     *,
     data: bytes | None = None,
     token: str | None = None,
     content_type: str = "application/json",
 ) -> tuple[int, dict[str, str], Any]:
     """(status, lower-cased headers, body) of one request: JSON, else text, else None."""
-    if body is not _NO_BODY:
-        data = json.dumps(body).encode()
-    headers = {"Content-Type": content_type} if data is not None else {}
+    sent = data is not None or body is not NO_BODY
+    headers = {"Content-Type": content_type} if sent else {}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, raw, found = response.status, response.read(), response.headers
-    except urllib.error.HTTPError as error:
-        status, raw, found = error.code, error.read(), error.headers
+    status, found, raw = http_request(method, url, body, data=data, headers=headers, timeout=30)
     try:
         value = json.loads(raw) if raw else None
     except ValueError:  # e.g. Serve's own plain-text 404 before the app is routed
         value = raw.decode(errors="replace")
-    return status, {k.lower(): v for k, v in found.items()}, value
+    return status, found, value
 
 
 def one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("durable: error: ") and text in lines[0], result.stderr
+    cli_error(result.stderr, text)
 
 
 class Served:
@@ -240,7 +224,7 @@ class Served:
 
     # -- HTTP ---------------------------------------------------------------------------
 
-    def http(self, method: str, path: str, body: Any = _NO_BODY, **options: Any) -> tuple:
+    def http(self, method: str, path: str, body: Any = NO_BODY, **options: Any) -> tuple:
         options.setdefault("token", self.token)
         return call(method, self.base + path, body, **options)
 
@@ -309,7 +293,7 @@ class OtherCluster:
             self.proc.wait(timeout=30)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def other_cluster():
     cluster = OtherCluster()  # starts while the server does
     try:
@@ -318,21 +302,53 @@ def other_cluster():
         cluster.stop()
 
 
-@pytest.fixture
-def served(tmp_path):
+@pytest.fixture(scope="module")
+def served(other_cluster, tmp_path_factory):
+    """One ``durable serve`` for the whole module, ready to answer."""
     start_ray()
-    server = Served(tmp_path)
+    server = Served(tmp_path_factory.mktemp("serve"))
     server.start()
     try:
+        server.wait_ready()
         yield server
     finally:
         server.cleanup()
 
 
-def test_serve_subprocess_cli_http_and_sigterm(other_cluster, served):
-    served.wait_ready()
-    s = served
+@dataclass(frozen=True)
+class Started:
+    """What the CLI started on the server at first: the runs and the instance ids."""
+
+    uid: str
+    hello_id: str
+    wait_id: str
+    runs: tuple[subprocess.CompletedProcess, ...]
+
+    @property
+    def http_id(self) -> str:
+        return f"http-{self.uid}"
+
+
+@pytest.fixture(scope="module")
+def started(served) -> Started:
+    """Start, human and --json, and signal an entity, all at once over the CLI."""
     uid = uuid.uuid4().hex[:6]
+    wait_id = f"wait-{uid}"
+    runs = served.durable_all(
+        ("start", "serve_hello", "--input", '["Tokyo", "Lima"]'),
+        ("--json", "start", "serve_wait", "--input", '{"order": 7}', "--id", wait_id),
+        ("signal", "ServeTally@cart", "add", "--input", "5"),
+    )
+    return Started(uid, runs[0].stdout.strip(), wait_id, tuple(runs))
+
+
+# The tests below share one server and run in this order, each on what the ones before it
+# left (the instances started above, approved, then steered over HTTP, and last SIGTERM):
+# a failed assertion fails its own scenario, and no longer hides the ones after it.
+
+
+def test_serve_announces_its_hub_cluster_and_api(served):
+    s = served
     assert (
         f"hub '{s.hub}' on sqlite:///{s.db}; registered activity serve_greet, "
         "orchestrator serve_hello, orchestrator serve_wait, entity ServeTally" in s.output()
@@ -347,21 +363,21 @@ def test_serve_subprocess_cli_http_and_sigterm(other_cluster, served):
     )
     assert (record["pid"], record["http_url"]) == (s.proc.pid, s.base)
 
-    # -- start, human and --json; signal an entity ---------------------------------------
-    wait_id = f"wait-{uid}"
-    started, started_json, signalled = s.durable_all(
-        ("start", "serve_hello", "--input", '["Tokyo", "Lima"]'),
-        ("--json", "start", "serve_wait", "--input", '{"order": 7}', "--id", wait_id),
-        ("signal", "ServeTally@cart", "add", "--input", "5"),
-    )
-    hello_id = s.ok(started).strip()
-    assert len(hello_id) == 32 and "\n" not in hello_id, started.stdout  # a uuid4 hex
+
+def test_cli_starts_human_and_json_and_signals_an_entity(served, started):
+    s, wait_id = served, started.wait_id
+    started_run, started_json, signalled = started.runs
+    hello_id = s.ok(started_run).strip()
+    assert len(hello_id) == 32 and "\n" not in hello_id, started_run.stdout  # a uuid4 hex
     assert json.loads(s.ok(started_json)) == {"instanceId": wait_id, "name": "serve_wait"}
     assert s.ok(signalled).strip() == "signalled 'add' to ServeTally@cart"
     done = s.wait_status(hello_id, lambda b: b["runtimeStatus"] == "Completed")
     assert done["output"] == ["Hello Tokyo!", "Hello Lima!"]
 
-    # -- given no address, the CLI finds the cluster that serves the hub -------------------
+
+def test_cli_given_no_address_finds_the_cluster_that_serves_the_hub(served, started, other_cluster):
+    s, hello_id = served, started.hello_id
+    s.wait_status(hello_id, lambda b: b["runtimeStatus"] == "Completed")
     # Another cluster runs, and the machine's `ray start` record names it: Ray's own choice.
     leftover = s.tmp_path / "rt" / "ray" / "ray_current_cluster"
     leftover.parent.mkdir(parents=True)
@@ -374,7 +390,10 @@ def test_serve_subprocess_cli_http_and_sigterm(other_cluster, served):
         f"no running task hub named '{s.hub}-x' on the Ray cluster at {other_cluster.address}",
     )
 
-    # -- status (human, --json), entity, raise, list -------------------------------------
+
+def test_cli_status_entity_raise_and_list(served, started):
+    s, hello_id, wait_id = served, started.hello_id, started.wait_id
+    s.wait_status(hello_id, lambda b: b["runtimeStatus"] == "Completed")
     status, status_json, entity_json, raised, listed = s.durable_all(
         ("status", hello_id),
         ("status", hello_id, "--json"),
@@ -407,7 +426,9 @@ def test_serve_subprocess_cli_http_and_sigterm(other_cluster, served):
     assert done["output"] == {"request": {"order": 7}, "approval": {"by": "ana"}}
     assert s.http("GET", "entities/ServeTally/cart")[::2] == (200, {"total": 5})
 
-    # -- CLI errors: exit 1, one line on stderr, nothing stored ----------------------------
+
+def test_cli_errors_exit_1_with_one_line_and_store_nothing(served, started):
+    s, uid = served, started.uid
     bad_json, unknown_orch, unknown_id = s.durable_all(
         ("start", "serve_hello", "--input", "[Tokyo", "--id", f"badjson-{uid}"),
         ("start", "no_such_orchestrator", "--input", "1", "--id", f"noorch-{uid}"),
@@ -417,7 +438,11 @@ def test_serve_subprocess_cli_http_and_sigterm(other_cluster, served):
     one_line_error(unknown_orch, "no orchestrator named 'no_such_orchestrator'")
     one_line_error(unknown_id, f"no orchestration instance with id 'nobody-{uid}'")
 
-    # -- HTTP errors: status code, JSON message, nothing stored ----------------------------
+
+def test_http_errors_give_a_status_and_a_json_message_and_store_nothing(served, started):
+    s, uid = served, started.uid
+    # what the CLI listed (test_cli_status_entity_raise_and_list): nothing refused joins it
+    before = {started.hello_id: "serve_hello", started.wait_id: "serve_wait"}
     status, headers, body = s.http("GET", "instances", token=None)
     assert status == 401 and headers.get("www-authenticate") == "Bearer", (status, body)
     assert "bearer token" in body["Message"]
@@ -449,8 +474,9 @@ def test_serve_subprocess_cli_http_and_sigterm(other_cluster, served):
     assert status == 200
     assert {d["instanceId"]: d["name"] for d in body} == before
 
-    # -- an instance started over HTTP, seen and steered by the CLI ------------------------
-    http_id = f"http-{uid}"
+
+def test_an_instance_started_over_http_is_seen_and_steered_by_the_cli(served, started):
+    s, hello_id, wait_id, http_id = served, started.hello_id, started.wait_id, started.http_id
     status, headers, body = s.http("POST", f"orchestrators/serve_wait/{http_id}", {"via": "http"})
     assert status == 202 and body["id"] == http_id, body
     assert headers["location"] == body["statusQueryGetUri"]
@@ -470,10 +496,12 @@ def test_serve_subprocess_cli_http_and_sigterm(other_cluster, served):
     )
     assert s.ok(terminated).strip() == f"terminated {http_id}"
     assert s.ok(purged).strip() == "purged 1 instance"
-    done = s.wait_status(http_id, lambda b: b["runtimeStatus"] == "Terminated")
+    s.wait_status(http_id, lambda b: b["runtimeStatus"] == "Terminated")
     assert s.http("GET", f"instances/{hello_id}")[0] == 404
 
-    # -- SIGTERM: a clean stop, and the store keeps the instances --------------------------
+
+def test_sigterm_stops_cleanly_and_the_store_keeps_the_instances(served, started):
+    s, wait_id, http_id = served, started.wait_id, started.http_id
     code = s.stop(timeout=60)
     assert code == 0, s.output()
     assert f"stopped hub '{s.hub}'" in s.output()

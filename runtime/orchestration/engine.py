@@ -389,11 +389,12 @@ def _policy(value: Any, call: str) -> None:
 def _tasks(tasks: Any, argument: str) -> list[Task]:
     if not isinstance(tasks, Iterable) or isinstance(tasks, (str, bytes, Task)):
         raise ArgumentTypeError.of(argument, "an iterable of tasks from the context", tasks)
-    tasks = list(tasks)
-    for task in tasks:
+    checked: list[Task] = []
+    for task in list(tasks):
         if not isinstance(task, Task):
             raise ArgumentTypeError.of(argument, "tasks from the context", task)
-    return tasks
+        checked.append(task)
+    return checked
 
 
 class OrchestrationExecutor:

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import FencedError, HubConfigError, HubLeaseHeldError, InstanceExistsError
 from .base import (
@@ -167,7 +167,7 @@ class SqliteStore:
             raise FencedError(self.hub, epoch, None if lease is None else lease.epoch)
         return lease
 
-    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._busy(lambda: self._db.execute(sql, params).fetchall())
 
@@ -301,7 +301,7 @@ class SqliteStore:
             )
         self._append(db, iid, cp.first_index, cp.events)
         sets = ["last_updated_time=?", "history_length=?"]
-        params: list = [now, cp.first_index + len(cp.events)]
+        params: list[object] = [now, cp.first_index + len(cp.events)]
         for column in ("status", "output", "failure", "custom_status"):
             value = getattr(cp, column)
             if value is not None:
@@ -634,7 +634,7 @@ class SqliteStore:
             self._db.close()
 
 
-def _record_values(record: InstanceRecord, history_length: int) -> tuple:
+def _record_values(record: InstanceRecord, history_length: int) -> tuple[object, ...]:
     return (
         record.instance_id,
         record.name,

@@ -1,0 +1,126 @@
+"""Helpers shared by the test modules: one copy of each, imported from here.
+
+Ray is imported inside the functions that need it, so pure modules may import this one
+without paying for Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# address="local" starts a Ray of our own even when another cluster (a leftover `ray start`,
+# a notebook) is recorded on this machine.
+RAY_ARGS = {
+    "address": "local",
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "log_to_driver": False,
+}
+
+#: a request without a body (None is a JSON body)
+NO_BODY: Any = object()
+
+
+def start_ray() -> None:
+    """Start the session's local Ray (again, after a test stopped it)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(**RAY_ARGS)
+
+
+def start_runtime(hub_name, store_url, placement, clock=None):
+    """A hub with every test workflow and pattern registered, on the session's Ray."""
+    import patterns
+    import workflows
+
+    from runtime import Runtime
+
+    start_ray()
+    return Runtime.start(
+        hub=hub_name,
+        store=store_url,
+        placement=placement,
+        pool_size=2,
+        register=workflows.ALL + patterns.ALL,
+        clock=clock,
+    )
+
+
+def stop_runtime(rt) -> None:
+    """Shut a hub down, if a test has not stopped Ray itself already."""
+    try:
+        rt.shutdown()
+    except Exception:
+        pass  # a test may have stopped Ray itself
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 60.0, every: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns a true value (returned); AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+def kill_host(client, iid) -> int:
+    """SIGKILL the host process of instance ``iid``; returns its pid."""
+    import ray
+
+    pid = ray.get(client.host_of(iid).pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def durable_exe() -> str:
+    """The installed console script (beside this Python, else on PATH)."""
+    beside = Path(sys.executable).with_name("durable")
+    exe = str(beside) if beside.exists() else shutil.which("durable")
+    assert exe is not None, "the durable console script is not installed: pip install -e ."
+    return exe
+
+
+def one_line_error(stderr: str, text: str) -> None:
+    """The CLI's refusal: one ``durable: error:`` line naming ``text``, no traceback."""
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("durable: error: ") and text in lines[0], stderr
+
+
+def http_request(
+    method: str,
+    url: str,
+    body: Any = NO_BODY,
+    *,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, lower-cased headers, raw body) of one request; ``body`` is sent as JSON."""
+    headers = dict(headers or {})
+    if body is not NO_BODY:
+        data = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw, found = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as error:
+        status, raw, found = error.code, error.read(), error.headers
+    return status, {k.lower(): v for k, v in found.items()}, raw
