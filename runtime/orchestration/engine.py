@@ -397,8 +397,8 @@ def _tasks(tasks: Any, argument: str) -> list[Task]:
     return checked
 
 
-class OrchestrationExecutor:
-    """Runs one execution of an orchestrator function against its history."""
+class _ExecutionState:
+    """What one execution knows, and what its context asks of it while the generator runs."""
 
     def __init__(self, fn: Callable[..., Any], instance_id: str) -> None:
         self.fn = fn
@@ -409,7 +409,6 @@ class OrchestrationExecutor:
         self.custom_status: Any = None
         self.uuid_counter = 0
         self.seq = 0
-        self._ctx = OrchestrationContext(self)
         self._gen: Any = None
         self._awaiting: Task | None = None
         self._open: dict[int, Task] = {}
@@ -427,42 +426,6 @@ class OrchestrationExecutor:
         self._held: list[h.HistoryEvent] = []
         self._continue: h.ContinuedAsNew | None = None
         self._out: list[h.HistoryEvent] = []
-
-    # -- the entry point --------------------------------------------------------------
-
-    def execute(
-        self, old_events: Sequence[h.HistoryEvent], new_events: Sequence[h.HistoryEvent]
-    ) -> Step:
-        """Replay ``old_events``, apply ``new_events``; return what to append and status.
-
-        ``old_events`` are already stored; ``new_events`` are appended unless they are
-        duplicates (a completion for an action that is already complete).
-        """
-        self._out = []
-        try:
-            self.is_replaying = True
-            for event in old_events:
-                self._apply(event, replay=True)
-            self._check_episode_matched()
-            self.is_replaying = False
-            for index, event in enumerate(new_events):
-                if self._done is not None:
-                    self._carry_over(new_events[index:])
-                    break
-                # Recorded before its handler runs, so the events it causes follow it.
-                self._out.append(event)
-                if not self._apply(event, replay=False):
-                    self._out.pop()
-            self._flush_actions()
-        except NonDeterminismError as exc:
-            self.is_replaying = False
-            self._pending.clear()  # what a diverged replay asked for is never sent
-            self._finish_failed(exc)
-        return self._step()
-
-    def open_actions(self) -> list[h.HistoryEvent]:
-        """Actions recorded in history but not answered yet (to re-dispatch on activation)."""
-        return list(self._scheduled.values())
 
     # -- called by the context -------------------------------------------------------
 
@@ -514,6 +477,50 @@ class OrchestrationExecutor:
         cont = h.ContinuedAsNew(cont.input, cont.carried + moved)
         done.continued_as_new = cont
         self._out[-1] = cont
+
+
+class OrchestrationExecutor(_ExecutionState):
+    """Runs one execution of an orchestrator function against its history."""
+
+    def __init__(self, fn: Callable[..., Any], instance_id: str) -> None:
+        super().__init__(fn, instance_id)
+        self._ctx = OrchestrationContext(self)
+
+    # -- the entry point --------------------------------------------------------------
+
+    def execute(
+        self, old_events: Sequence[h.HistoryEvent], new_events: Sequence[h.HistoryEvent]
+    ) -> Step:
+        """Replay ``old_events``, apply ``new_events``; return what to append and status.
+
+        ``old_events`` are already stored; ``new_events`` are appended unless they are
+        duplicates (a completion for an action that is already complete).
+        """
+        self._out = []
+        try:
+            self.is_replaying = True
+            for event in old_events:
+                self._apply(event, replay=True)
+            self._check_episode_matched()
+            self.is_replaying = False
+            for index, event in enumerate(new_events):
+                if self._done is not None:
+                    self._carry_over(new_events[index:])
+                    break
+                # Recorded before its handler runs, so the events it causes follow it.
+                self._out.append(event)
+                if not self._apply(event, replay=False):
+                    self._out.pop()
+            self._flush_actions()
+        except NonDeterminismError as exc:
+            self.is_replaying = False
+            self._pending.clear()  # what a diverged replay asked for is never sent
+            self._finish_failed(exc)
+        return self._step()
+
+    def open_actions(self) -> list[h.HistoryEvent]:
+        """Actions recorded in history but not answered yet (to re-dispatch on activation)."""
+        return list(self._scheduled.values())
 
     # -- applying events --------------------------------------------------------------
 
