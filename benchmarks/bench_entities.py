@@ -49,7 +49,7 @@ from common import (
 
 from entities import EntityContext, EntityId, entity
 from runtime import Runtime
-from runtime.routing import NAMESPACE, entity_host, pool_host, pool_index
+from runtime.actors.routing import NAMESPACE, entity_host, pool_host, pool_index
 
 CASES = ("a", "b", "c")
 PLACEMENTS = ("pooled", "dedicated")

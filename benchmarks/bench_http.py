@@ -46,7 +46,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from runtime import OrchestrationContext, OrchestrationStatus, Runtime, orchestrator
-from runtime.http_api import APP_NAME, serve_http, stop_http
+from runtime.driver.http_api import APP_NAME, serve_http, stop_http
 
 HUB = "bench-http"
 ORCHESTRATOR = "bench_echo"

@@ -19,7 +19,7 @@ from email.message import Message
 from typing import Any
 
 from runtime import OrchestrationContext, Runtime, Task, activity, orchestrator
-from runtime.http_api import serve_http, stop_http
+from runtime.driver.http_api import serve_http, stop_http
 
 
 @activity

@@ -10,14 +10,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
-    from .client import (
+    from .config import HubConfig
+    from .driver.client import (
         DurableClient,
         EntityMetadata,
         EntityOperationFailedError,
         EntityStateResponse,
         OrchestrationState,
     )
-    from .config import HubConfig
+    from .driver.hub import Runtime
     from .entity_id import EntityId, InvalidEntityIdError
     from .errors import (
         ActivityNotFoundError,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         UnavailableError,
         UnknownOperationError,
     )
-    from .hub import Runtime
     from .orchestration import (
         EventTimeoutError,
         OrchestrationContext,
@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
 
 #: The module that defines each exported name.
 _MODULES: dict[str, tuple[str, ...]] = {
-    ".client": (
+    ".driver.client": (
         "DurableClient",
         "EntityMetadata",
         "EntityOperationFailedError",
@@ -88,7 +88,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "UnavailableError",
         "UnknownOperationError",
     ),
-    ".hub": ("Runtime",),
+    ".driver.hub": ("Runtime",),
     ".orchestration": (
         "EventTimeoutError",
         "OrchestrationContext",

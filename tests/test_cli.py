@@ -21,10 +21,10 @@ import workflows
 from helpers import durable_exe, one_line_error, start_ray
 
 from runtime import DurableClient, OrchestratorNotFoundError, Runtime, cluster
-from runtime.cli import _hub_address, main, progress_bar
+from runtime.actors.routing import NAMESPACE
+from runtime.actors.supervisor import supervisor_name
 from runtime.config import HubConfig
-from runtime.routing import NAMESPACE
-from runtime.supervisor import supervisor_name
+from runtime.driver.cli import _hub_address, main, progress_bar
 
 SETTINGS = {"placement": "pooled", "pool_size": 1, "warm_hosts": 0}
 
@@ -72,7 +72,7 @@ def durable(tmp_path, *argv: str, timeout: float = 60) -> subprocess.CompletedPr
 
 def test_console_script_is_declared():
     (script,) = entry_points(group="console_scripts", name="durable")
-    assert script.value == "runtime.cli:main"
+    assert script.value == "runtime.driver.cli:main"
 
 
 def test_console_script_starts_and_reports_with_json(hub, tmp_path):
@@ -316,10 +316,10 @@ def test_serve_registers_the_app_and_starts_the_http_api(capsys, monkeypatch, tm
         raise KeyboardInterrupt  # what Ctrl-C does while the server blocks
 
     stopped = []
-    fake = types.ModuleType("runtime.http_api")
+    fake = types.ModuleType("runtime.driver.http_api")
     fake.serve_http = serve_http
     fake.stop_http = lambda: stopped.append(True)
-    monkeypatch.setitem(sys.modules, "runtime.http_api", fake)
+    monkeypatch.setitem(sys.modules, "runtime.driver.http_api", fake)
     monkeypatch.chdir(os.path.dirname(workflows.__file__))
     code, out, err = run(
         capsys, "--config", str(config), "serve", "--app", "cli_app", "--port", "9123"
@@ -348,14 +348,16 @@ def test_serve_registers_the_app_and_starts_the_http_api(capsys, monkeypatch, tm
 
 def test_serve_fails_clearly(capsys, monkeypatch, tmp_path):
     hub_name = f"serve-{uuid.uuid4().hex[:6]}"
-    monkeypatch.setitem(sys.modules, "runtime.http_api", None)  # import fails as if missing
+    monkeypatch.setitem(sys.modules, "runtime.driver.http_api", None)  # import fails as if missing
     code, _, err = run(capsys, "--hub", hub_name, "serve")
     assert code == 1
-    one_line_error(err, "the HTTP API (runtime.http_api) is not available")
+    one_line_error(err, "the HTTP API (runtime.driver.http_api) is not available")
 
-    monkeypatch.setitem(sys.modules, "runtime.http_api", types.ModuleType("runtime.http_api"))
-    sys.modules["runtime.http_api"].serve_http = lambda *a, **k: None
-    sys.modules["runtime.http_api"].stop_http = lambda: None
+    monkeypatch.setitem(
+        sys.modules, "runtime.driver.http_api", types.ModuleType("runtime.driver.http_api")
+    )
+    sys.modules["runtime.driver.http_api"].serve_http = lambda *a, **k: None
+    sys.modules["runtime.driver.http_api"].stop_http = lambda: None
     code, _, err = run(capsys, "--hub", hub_name, "serve", "--app", "no_such_module_xyz")
     assert code == 1
     one_line_error(err, "cannot import app module 'no_such_module_xyz'")

@@ -10,9 +10,9 @@ import pytest
 import ray
 
 from runtime import HubConfig, HubConfigError, RetryPolicy, Runtime
+from runtime.actors.routing import NAMESPACE
+from runtime.actors.supervisor import supervisor_name
 from runtime.config import HttpConfig, RayConfig, read_yaml
-from runtime.routing import NAMESPACE
-from runtime.supervisor import supervisor_name
 
 FULL = """\
 hub: orders

@@ -24,7 +24,7 @@ from runtime import (
     SerializationError,
     orchestrator,
 )
-from runtime.routing import NAMESPACE, entity_host
+from runtime.actors.routing import NAMESPACE, entity_host
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ for _package in ("runtime", "runtime.orchestration", "entities"):
     _loaded = importlib.import_module(_package)
     for _name in getattr(_loaded, "__all__", ()):
         getattr(_loaded, _name)
-importlib.import_module("runtime.http_api")
+importlib.import_module("runtime.driver.http_api")
 
 #: a value per constructor annotation, unlike every default: args that cannot rebuild the error show
 SAMPLES: dict[str, Any] = {

@@ -24,7 +24,7 @@ import ray
 import workflows as wf
 from helpers import start_ray, stop_runtime
 
-import runtime.client
+import runtime.driver.client
 from entities import (
     EntityId,
     InvalidEntityIdError,
@@ -55,10 +55,10 @@ from runtime import (
     activity,
     orchestrator,
 )
-from runtime.http_api import serve_http
-from runtime.ray_seam import SupervisorHandle
-from runtime.routing import NAMESPACE
-from runtime.supervisor import supervisor_name
+from runtime.actors.ray_seam import SupervisorHandle
+from runtime.actors.routing import NAMESPACE
+from runtime.actors.supervisor import supervisor_name
+from runtime.driver.http_api import serve_http
 from runtime.testing import ManualClock
 
 
@@ -358,7 +358,7 @@ def test_store_the_supervisor_cannot_open_is_a_hub_config_error(tmp_path):
 
 def test_entity_whose_host_keeps_dying_raises_entity_unavailable(hub, monkeypatch):
     rt, _, _ = hub
-    monkeypatch.setattr(runtime.client, "RECONNECT_SECONDS", 3.0)
+    monkeypatch.setattr(runtime.driver.client, "RECONNECT_SECONDS", 3.0)
     started = time.monotonic()
     with pytest.raises(EntityUnavailableError) as caught:
         rt.client.call_entity("Poison@p", "die")
@@ -388,7 +388,7 @@ def test_hub_whose_supervisor_stays_gone_raises_hub_unavailable(monkeypatch):
         for _ in range(100):
             ray.get(handle.get_status.remote("x", False))
             time.sleep(0.1)
-    monkeypatch.setattr(runtime.client, "RECONNECT_SECONDS", 1.0)
+    monkeypatch.setattr(runtime.driver.client, "RECONNECT_SECONDS", 1.0)
     client = DurableClient(f"gone-{uuid.uuid4().hex[:6]}", handle)
     with pytest.raises(HubUnavailableError) as caught:
         client.get_status("x")

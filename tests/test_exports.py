@@ -15,7 +15,7 @@ import pytest
 import entities
 import runtime
 import runtime.orchestration
-from runtime.client import DurableClient
+from runtime.driver.client import DurableClient
 
 RUNTIME = [
     "Activity",

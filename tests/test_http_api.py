@@ -23,8 +23,8 @@ import pytest
 from helpers import NO_BODY, http_request, start_ray
 
 from runtime import DurableError, HubConfigError, Runtime
-from runtime.http_api import serve_http, stop_http
-from runtime.http_json import json_view, management_urls, status_payload
+from runtime.driver.http_api import serve_http, stop_http
+from runtime.driver.http_json import json_view, management_urls, status_payload
 from runtime.serialization import dumps
 from runtime.store import InstanceRecord
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from runtime.client import OrchestrationState
+from runtime.driver.client import OrchestrationState
+from runtime.driver.http_json import state_payload, status_payload
 from runtime.errors import FailureDetails
-from runtime.http_json import state_payload, status_payload
 from runtime.orchestration import history as h
 from runtime.orchestration.status import OrchestrationStatus
 from runtime.serialization import dumps

@@ -19,10 +19,10 @@ SIZE_EXEMPT = {("runtime/store/sqlite.py", "SqliteStore")}
 #: server that start one (and Ray Serve's own controller calls), Ray's metrics and the
 #: session folder that logs go to.
 RAY_IMPORTERS = {
-    "runtime/ray_seam.py",
-    "runtime/cluster.py",
-    "runtime/cli.py",
-    "runtime/http_api.py",
+    "runtime/actors/ray_seam.py",
+    "runtime/driver/cluster.py",
+    "runtime/driver/cli.py",
+    "runtime/driver/http_api.py",
     "runtime/metrics.py",
     "runtime/logs.py",
 }

@@ -19,13 +19,13 @@ import workflows as wf
 from helpers import start_ray
 
 from runtime import Runtime
+from runtime.actors.lease import LEASE_TTL_SECONDS, holder_gone
+from runtime.actors.routing import NAMESPACE
+from runtime.actors.supervisor import supervisor_name
 from runtime.errors import FencedError, HubLeaseHeldError
-from runtime.lease import LEASE_TTL_SECONDS, holder_gone
 from runtime.orchestration import history as h
-from runtime.routing import NAMESPACE
 from runtime.store import Checkpoint, EntityCheckpoint, InstanceRecord, open_store
 from runtime.store.base import Lease, LeaseHolder
-from runtime.supervisor import supervisor_name
 
 SETTINGS = {"placement": "pooled", "pool_size": 1}
 
@@ -34,8 +34,8 @@ import sys, time
 import ray
 import workflows as wf
 from runtime import DurableError, Runtime
-from runtime.routing import NAMESPACE
-from runtime.supervisor import supervisor_name
+from runtime.actors.routing import NAMESPACE
+from runtime.actors.supervisor import supervisor_name
 
 hub, store, mode, log = sys.argv[1:5]
 ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
@@ -157,7 +157,7 @@ def test_store_lease_epochs_and_fencing(tmp_path):
 
 
 def test_holder_gone_only_for_a_dead_pid_on_this_machine(tmp_path):
-    from runtime.lease import _machine
+    from runtime.actors.lease import _machine
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -22,9 +22,9 @@ from runtime import (
     InvalidOperationError,
     OrchestrationStatus,
 )
+from runtime.actors.routing import pool_host, pool_index
 from runtime.orchestration import history as h
 from runtime.orchestration.codec import decode_event
-from runtime.routing import pool_host, pool_index
 from runtime.serialization import dumps
 from runtime.store import InstanceQuery, InstanceRecord, open_store
 

@@ -31,8 +31,8 @@ from helpers import NO_BODY, durable_exe, http_request, start_ray
 from helpers import one_line_error as cli_error
 
 from runtime import logs
-from runtime.routing import NAMESPACE
-from runtime.supervisor import supervisor_name
+from runtime.actors.routing import NAMESPACE
+from runtime.actors.supervisor import supervisor_name
 
 TESTS = Path(__file__).resolve().parent
 TOKEN_ENV = "RAY_DURABLE_SERVE_TEST_TOKEN"
@@ -163,7 +163,7 @@ class Served:
         if self.stopped:
             return  # the server stopped its HTTP API itself
         try:
-            from runtime.http_api import stop_http
+            from runtime.driver.http_api import stop_http
 
             stop_http()
         except Exception:

@@ -10,20 +10,20 @@ from typing import Any
 import pytest
 from ray.exceptions import ActorDiedError
 
-import runtime.lease
+import runtime.actors.lease
+from runtime.actors.routing import pool_host, pool_index
+from runtime.actors.supervision.completions import Completions
+from runtime.actors.supervision.control import InstanceControl
+from runtime.actors.supervision.core import SupervisorCore
+from runtime.actors.supervision.outbox import OutboxDelivery
+from runtime.actors.supervision.pool import HostPool
+from runtime.actors.supervision.timers import TimerService
 from runtime.config import HubConfig
 from runtime.errors import InstanceExistsError, InvalidOperationError, OrchestratorNotFoundError
 from runtime.messages import EntitySignal, OutboxKind, encode_message
 from runtime.orchestration import history as h
 from runtime.orchestration.codec import decode_event, encode_event
-from runtime.routing import pool_host, pool_index
 from runtime.store import Checkpoint, open_store
-from runtime.supervision.completions import Completions
-from runtime.supervision.control import InstanceControl
-from runtime.supervision.core import SupervisorCore
-from runtime.supervision.outbox import OutboxDelivery
-from runtime.supervision.pool import HostPool
-from runtime.supervision.timers import TimerService
 
 PURE = True
 
@@ -320,8 +320,10 @@ def test_a_blocked_signal_lane_holds_back_neither_unlocks_nor_other_targets(part
 def test_recovery_retries_until_it_succeeds_and_a_failing_round_never_ends_a_loop(
     loop, tmp_path, monkeypatch, caplog
 ):
-    monkeypatch.setattr(runtime.lease, "cluster_identity", lambda: ("gcs", "cluster", "actor"))
-    monkeypatch.setattr("runtime.supervision.core.RETRY_ROUND_SECONDS", 0.01)
+    monkeypatch.setattr(
+        runtime.actors.lease, "cluster_identity", lambda: ("gcs", "cluster", "actor")
+    )
+    monkeypatch.setattr("runtime.actors.supervision.core.RETRY_ROUND_SECONDS", 0.01)
     hub = f"u-{uuid.uuid4().hex[:6]}"
     config = HubConfig(hub=hub, store=f"sqlite:///{tmp_path / 'hub.db'}", placement="pooled")
     core = SupervisorCore(config, lambda: 1000.0, FakeActors(), object)

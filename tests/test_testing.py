@@ -40,7 +40,7 @@ from runtime import (
     activity,
     orchestrator,
 )
-from runtime.http_json import event_view
+from runtime.driver.http_json import event_view
 from runtime.orchestration import history as h
 from runtime.orchestration.codec import MAGIC, decode_event
 from runtime.testing import (
@@ -534,7 +534,7 @@ def test_the_replayer_replays_the_golden_histories_in_each_stored_form(golden):
     module, name = doc["function"].split(":")
     replayer = Replayer([getattr(__import__(module), name)])
     legacy = [base64.b64decode(b) for b in doc["legacy_history"]]  # before the codec
-    # What the CLI prints for it (runtime.http_json's view of each event), through JSON text.
+    # What the CLI prints for it (runtime.driver.http_json's view of each event), through JSON text.
     events = load_history(doc).events
     view = {
         "instanceId": doc["instance_id"],
@@ -609,7 +609,7 @@ def test_retry_policies_survive_the_json_view():
 
 
 def test_states_have_the_fields_of_the_clients():
-    from runtime.client import EntityStateResponse, OrchestrationState
+    from runtime.driver.client import EntityStateResponse, OrchestrationState
     from runtime.testing import EntityState, InstanceState
 
     def names(cls):

@@ -1,7 +1,7 @@
 """Entities in the test environment: the hub's pure ``EntityMachine``, in-process.
 
 Every decision (per-sender order, locks, deduplication, refusal, rollback) is the one a
-host makes: this module is only the machine's shell, as ``runtime.entity_host`` is on a
+host makes: this module is only the machine's shell, as ``runtime.actors.entity_host`` is on a
 hub. Arrived operations are batched, stepped through the machine, their records committed
 to the memory store, and only then answered; messages an operation sends are delivered as
 the supervisor delivers outbox rows. Orchestrations number their messages per entity

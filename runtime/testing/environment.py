@@ -172,7 +172,7 @@ class DurableTestEnvironment:
 
     def history_json(self, instance_id: str) -> dict[str, Any]:
         """The JSON that ``durable status ID --history --json`` prints for this instance."""
-        from ..http_json import state_payload
+        from ..driver.http_json import state_payload
 
         state = self.get_status(instance_id, show_history=True)
         if state is None:

@@ -16,8 +16,8 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..actors.ray_seam import find_supervisor, get
 from ..errors import ArgumentTypeError, InvalidArgumentError, InvalidOperationError
-from ..ray_seam import find_supervisor, get
 
 
 class ManualClock:

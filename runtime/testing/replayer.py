@@ -11,7 +11,7 @@ what the code does now. A history comes as:
   the blobs ``Store.load_history`` returns), or a golden file of ``tests/golden``;
 - the events themselves (``InstanceState.history``).
 
-The JSON view keeps JSON values only (see ``runtime.http_json``): tuples come back as lists,
+The JSON view keeps JSON values only (see ``runtime.driver.http_json``): tuples come back as lists,
 dataclasses and objects as dicts of their fields, and values JSON cannot show (bytes, sets of
 objects, classes...) only as a ``{"$type", "$repr"}`` marker, which the replay then sees in
 their place (timedeltas, as in retry policies, are rebuilt from theirs). Each such value is

@@ -1,7 +1,7 @@
 """What the test environment reports: the shapes the Ray client returns, without Ray.
 
-``InstanceState`` has the fields of ``runtime.client.OrchestrationState`` and
-``EntityState`` those of ``runtime.client.EntityStateResponse`` (a test pins both), so a
+``InstanceState`` has the fields of ``runtime.driver.client.OrchestrationState`` and
+``EntityState`` those of ``runtime.driver.client.EntityStateResponse`` (a test pins both), so a
 test reads an in-process result as it reads a hub's. They live here because the client
 module imports Ray.
 """

@@ -9,18 +9,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import metrics
-from ..entity import LOCK
-from ..entity_id import EntityId
-from ..errors import DurableError
-from ..messages import LockOwner, Outcome, SenderId
-from ..orchestration import history as h
-from ..orchestration.codec import encode_event
+from ... import metrics
+from ...entity import LOCK
+from ...entity_id import EntityId
+from ...errors import DurableError
+from ...messages import LockOwner, Outcome, SenderId
+from ...orchestration import history as h
+from ...orchestration.codec import encode_event
+from ...registry import Activity, CodeCache, encode_code
+from ...serialization import dumps, failure_of
+from ...store import Store
 from ..ray_seam import ENTITY_FROM_HOST, ActorSystem, SupervisorHandle, aretry, task
-from ..registry import Activity, CodeCache, encode_code
 from ..routing import EntityRouter
-from ..serialization import dumps, failure_of
-from ..store import Store
 from .steps import Arrival, Live
 
 log = logging.getLogger("ray_durable.host")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..config import HubConfig
-from ..errors import InstanceNotFoundError
-from ..orchestration.status import OrchestrationStatus
-from ..store import InstanceQuery, InstanceRecord, Store
+from ...config import HubConfig
+from ...errors import InstanceNotFoundError
+from ...orchestration.status import OrchestrationStatus
+from ...store import InstanceQuery, InstanceRecord, Store
 from .pool import HostPool
 
 #: The longest a waiter trusts the hosts' reports before it reads the store again (seconds).

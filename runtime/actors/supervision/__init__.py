@@ -1,4 +1,4 @@
-"""The supervisor's parts; ``runtime.supervisor`` is the Ray actor that exposes them.
+"""The supervisor's parts; ``runtime.actors.supervisor`` is the Ray actor that exposes them.
 
 - ``pool``: host actors, placement, watching and revival;
 - ``control``: starting and steering instances (every answer decided in the write);

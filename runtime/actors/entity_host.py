@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import metrics
-from .entity import Delivery, EntityMachine, EntityRow, Record, SenderRow
-from .entity_id import EntityId
-from .messages import encode_message
-from .registry import CodeCache, as_registrable, encode_code
-from .store import EntityCheckpoint
+from .. import metrics
+from ..entity import Delivery, EntityMachine, EntityRow, Record, SenderRow
+from ..entity_id import EntityId
+from ..messages import encode_message
+from ..registry import CodeCache, as_registrable, encode_code
+from ..store import EntityCheckpoint
 
 log = logging.getLogger("ray_durable.entities")
 

@@ -8,9 +8,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import logs, metrics
-from ..config import HubConfig
-from ..orchestration.status import ENDED
+from ... import logs, metrics
+from ...config import HubConfig
+from ...orchestration.status import ENDED
+from ...store import Store
 from ..ray_seam import (
     HOST_ACTIVATION,
     ActorSystem,
@@ -18,7 +19,6 @@ from ..ray_seam import (
     gone_for_good,
 )
 from ..routing import pool_host, pool_index
-from ..store import Store
 
 log = logging.getLogger("ray_durable.supervisor")
 

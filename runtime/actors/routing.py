@@ -6,7 +6,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from .entity_id import EntityId
+from ..entity_id import EntityId
 from .ray_seam import NAMESPACE, HostHandle, find_actor, get
 
 __all__ = ["NAMESPACE", "EntityRouter", "entity_host", "pool_host", "pool_index"]

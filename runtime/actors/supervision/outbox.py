@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..entity import UNLOCK
-from ..entity_id import EntityId
-from ..errors import InstanceExistsError
-from ..messages import (
+from ...entity import UNLOCK
+from ...entity_id import EntityId
+from ...errors import InstanceExistsError
+from ...messages import (
     ENTITY_KINDS,
     EntitySignal,
     OutboxKind,
@@ -19,8 +19,8 @@ from ..messages import (
     Unlock,
     decode_message,
 )
+from ...store import Store
 from ..routing import EntityRouter
-from ..store import Store
 
 log = logging.getLogger("ray_durable.supervisor")
 

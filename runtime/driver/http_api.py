@@ -38,11 +38,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import logs
-from .client import DurableClient
-from .config import HttpConfig
-from .entity_id import EntityId, InvalidEntityIdError
-from .errors import (
+from .. import logs
+from ..actors.ray_seam import ACTOR_LOST
+from ..config import HttpConfig
+from ..entity_id import EntityId, InvalidEntityIdError
+from ..errors import (
     ArgumentTypeError,
     DurableError,
     HubConfigError,
@@ -55,6 +55,9 @@ from .errors import (
     UnavailableError,
     UnknownOperationError,
 )
+from ..orchestration.status import OrchestrationStatus
+from ..store import InstanceQuery
+from .client import DurableClient
 from .http_json import (
     BASE_PATH,
     entity_payload,
@@ -64,9 +67,6 @@ from .http_json import (
     status_payload,
 )
 from .hub import Runtime
-from .orchestration.status import OrchestrationStatus
-from .ray_seam import ACTOR_LOST
-from .store import InstanceQuery
 
 __all__ = ["APP_NAME", "BASE_PATH", "HttpApiError", "HttpApiUrl", "serve_http", "stop_http"]
 

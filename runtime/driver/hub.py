@@ -8,11 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
-from .client import DurableClient
-from .cluster import init_ray
-from .config import HubConfig
-from .errors import HubConfigError, HubLeaseHeldError
-from .ray_seam import (
+from ..actors.ray_seam import (
     SupervisorHandle,
     TaskError,
     create_supervisor,
@@ -24,7 +20,11 @@ from .ray_seam import (
     kill,
     supervisor_name,
 )
-from .supervisor import Supervisor
+from ..actors.supervisor import Supervisor
+from ..config import HubConfig
+from ..errors import HubConfigError, HubLeaseHeldError
+from .client import DurableClient
+from .cluster import init_ray
 
 
 class Runtime:

@@ -26,7 +26,7 @@ from ray.exceptions import (
     RayTaskError,
 )
 
-from .errors import DurableError
+from ..errors import DurableError
 
 T = TypeVar("T")
 
@@ -120,7 +120,7 @@ class Patience:
         return Patience(seconds, self.pause, self.max_pause, self.skip_pause_when_gone)
 
 
-#: A driver waiting for its hub's supervisor to restart (``runtime.client`` sets the time).
+#: A driver waiting for its hub's supervisor to restart (``runtime.driver.client`` sets the time).
 SUPERVISOR_RESTART = Patience(60.0, 0.2, 0.2)
 #: A driver re-sending an entity operation to a restarting host (same sequence number).
 ENTITY_HOST_RESTART = Patience(60.0, 0.1, 0.1, skip_pause_when_gone=True)

@@ -15,7 +15,7 @@ Guarantees (each rebuilt from the store alone, so a restarted supervisor gives t
 - the control loops (timers, outbox sweep) never die: each round is guarded, logged when
   it fails, and timed (``supervisor_round_seconds``);
 - one hub on one store has one live supervisor: it holds the hub's lease in the store
-  (``runtime.lease``), renewed every 2 s and valid for 10 s. A start from another Ray
+  (``runtime.actors.lease``), renewed every 2 s and valid for 10 s. A start from another Ray
   cluster while the lease is live is refused with HubLeaseHeldError naming the holder;
   a supervisor restarted by Ray in its own cluster takes the lease back at once, and
   after the holder's cluster died the next start takes it at once if the holder ran on
@@ -34,14 +34,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import logs, metrics
-from ..config import HubConfig
-from ..errors import FencedError, HubLeaseHeldError
+from ... import logs, metrics
+from ...config import HubConfig
+from ...errors import FencedError, HubLeaseHeldError
+from ...registry import CodeCache
+from ...store import open_store
 from ..lease import LeaseKeeper
 from ..ray_seam import ActorSystem, stop_this_actor, supervisor_name
-from ..registry import CodeCache
 from ..routing import EntityRouter
-from ..store import open_store
 from .completions import Completions
 from .control import InstanceControl
 from .entities import EntityDirectory

@@ -1,7 +1,7 @@
 """The supervisor: one named, detached Ray actor per task hub.
 
 The actor only forwards, each call once recovery is done; its parts and their guarantees
-are in ``runtime.supervision`` (the composition and its guarantees: ``supervision.core``).
+are in ``runtime.actors.supervision`` (the composition and its guarantees: ``supervision.core``).
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from . import logs
-from .config import HubConfig
-from .errors import HubLeaseHeldError
+from .. import logs
+from ..config import HubConfig
+from ..errors import HubLeaseHeldError
+from ..store import InstanceQuery, InstanceRecord
 from .ray_seam import HostHandle, actor_class, supervisor_name
-from .store import InstanceQuery, InstanceRecord
 from .supervision.core import SupervisorCore
 
 __all__ = ["Supervisor", "SupervisorCore", "supervisor_name"]

@@ -1,8 +1,8 @@
 """The JSON view of instances, histories and entities: one view for the HTTP API and the CLI.
 
 Pure functions, no Ray and no web framework: what the Durable Functions compatible HTTP
-API (``runtime.http_api``) answers, built from the store's records, and what ``durable ...
---json`` prints (``runtime.cli``), built from the client's decoded states. Both spell an
+API (``runtime.driver.http_api``) answers, built from the store's records, and what ``durable ...
+--json`` prints (``runtime.driver.cli``), built from the client's decoded states. Both spell an
 instance as Durable Functions does (``instanceId``, ``runtimeStatus``, ``historyEvents``
 of ``{"EventType": ..., "<Field>": ...}``), with ``failureDetails`` and ``version`` beside.
 
@@ -24,11 +24,11 @@ from datetime import date, datetime, time, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .errors import FailureDetails, SerializationError
-from .orchestration.codec import decode_event
-from .orchestration.status import OrchestrationStatus
-from .serialization import loads
-from .store import InstanceRecord
+from ..errors import FailureDetails, SerializationError
+from ..orchestration.codec import decode_event
+from ..orchestration.status import OrchestrationStatus
+from ..serialization import loads
+from ..store import InstanceRecord
 
 if TYPE_CHECKING:  # the client module imports Ray; the views only read its dataclass
     from .client import OrchestrationState

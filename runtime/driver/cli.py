@@ -25,14 +25,14 @@ from typing import Any
 
 import ray
 
-from . import cluster, logs
+from .. import cluster, logs
+from ..config import DEFAULT_CONFIG_FILE, HubConfig
+from ..entity_id import EntityId
+from ..errors import ClusterNotFoundError, DurableError
+from ..orchestration import history as h
+from ..orchestration.status import OrchestrationStatus
 from .client import DurableClient, OrchestrationState
-from .config import DEFAULT_CONFIG_FILE, HubConfig
-from .entity_id import EntityId
-from .errors import ClusterNotFoundError, DurableError
 from .http_json import entity_state_payload, json_view, state_payload
-from .orchestration import history as h
-from .orchestration.status import OrchestrationStatus
 
 PROG = "durable"
 KINDS = ("orchestrator", "activity", "entity")
@@ -578,10 +578,10 @@ def _import_app(name: str) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from runtime.http_api import serve_http, stop_http
+        from runtime.driver.http_api import serve_http, stop_http
     except ImportError as exc:
         raise CliError(
-            f"the HTTP API (runtime.http_api) is not available in this installation: {exc}"
+            f"the HTTP API (runtime.driver.http_api) is not available in this installation: {exc}"
         ) from None
     from .hub import Runtime
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import HubConfig
-from ..entity_id import EntityId
+from ...config import HubConfig
+from ...entity_id import EntityId
+from ...registry import CodeCache
+from ...store import Store
 from ..ray_seam import HostHandle
-from ..registry import CodeCache
 from ..routing import entity_host, pool_host
-from ..store import Store
 from .pool import HostPool
 
 

@@ -11,15 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ..entity_id import EntityId
-from ..errors import DurableError, SerializationError
-from ..messages import LockOwner, OrderedSignal, SenderId, Unlock, encode_message
-from ..orchestration import history as h
-from ..orchestration.codec import encode_event
-from ..orchestration.engine import OrchestrationExecutor, Step
-from ..orchestration.status import OrchestrationStatus
-from ..serialization import dumps, failure_of
-from ..store import Checkpoint
+from ...entity_id import EntityId
+from ...errors import DurableError, SerializationError
+from ...messages import LockOwner, OrderedSignal, SenderId, Unlock, encode_message
+from ...orchestration import history as h
+from ...orchestration.codec import encode_event
+from ...orchestration.engine import OrchestrationExecutor, Step
+from ...orchestration.status import OrchestrationStatus
+from ...serialization import dumps, failure_of
+from ...store import Checkpoint
 
 
 @dataclass

@@ -21,23 +21,23 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from . import logs, metrics
+from .. import logs, metrics
+from ..errors import FencedError
+from ..orchestration import history as h
+from ..orchestration.codec import decode_event
+from ..orchestration.engine import OrchestrationExecutor, Step
+from ..orchestration.status import OrchestrationStatus
+from ..registry import CodeCache
+from ..store import Checkpoint, open_store
 from .entity_host import EntityCore
-from .errors import FencedError
 from .hosting.dispatch import Dispatcher
 from .hosting.steps import Arrival, Live, checkpoint, continue_as_new, now_utc
-from .orchestration import history as h
-from .orchestration.codec import decode_event
-from .orchestration.engine import OrchestrationExecutor, Step
-from .orchestration.status import OrchestrationStatus
 from .ray_seam import (
     ActorSystem,
     actor_class,
     current_actor_name,
     stop_this_actor,
 )
-from .registry import CodeCache
-from .store import Checkpoint, open_store
 
 log = logging.getLogger("ray_durable.host")
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import ray
 
-from .errors import ClusterNotFoundError
+from ..errors import ClusterNotFoundError
 
 #: How long a check waits for the cluster's GCS port to accept a connection (seconds).
 PROBE_SECONDS = 2.0

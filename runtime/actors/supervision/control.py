@@ -13,19 +13,19 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .. import logs, metrics
-from ..config import HubConfig
-from ..errors import (
+from ... import logs, metrics
+from ...config import HubConfig
+from ...errors import (
     DurableError,
     InstanceNotFoundError,
     InvalidOperationError,
     OrchestratorNotFoundError,
 )
-from ..orchestration import history as h
-from ..orchestration.codec import decode_event, encode_event
-from ..orchestration.status import ENDED, LIVE, OrchestrationStatus
-from ..serialization import dumps, failure_of
-from ..store import InstanceQuery, InstanceRecord, Store
+from ...orchestration import history as h
+from ...orchestration.codec import decode_event, encode_event
+from ...orchestration.status import ENDED, LIVE, OrchestrationStatus
+from ...serialization import dumps, failure_of
+from ...store import InstanceQuery, InstanceRecord, Store
 from .completions import Completions
 from .pool import HostPool
 

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from .. import metrics
-from ..orchestration import history as h
-from ..orchestration.codec import encode_event
-from ..orchestration.status import OrchestrationStatus
-from ..store import Store
+from ... import metrics
+from ...orchestration import history as h
+from ...orchestration.codec import encode_event
+from ...orchestration.status import OrchestrationStatus
+from ...store import Store
 
 #: The longest the service sleeps without looking at the store (seconds).
 MAX_TIMER_SLEEP_SECONDS = 60.0

@@ -12,25 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Concatenate, NoReturn, ParamSpec
 
-from .entity_id import EntityId
-from .errors import (
-    ArgumentTypeError,
-    DurableError,
-    EntityUnavailableError,
-    FailureDetails,
-    HubUnavailableError,
-    InstanceExistsError,
-    InternalError,
-    InvalidArgumentError,
-    OperationTimeoutError,
-    OrchestrationFailedError,
-    UnknownOperationError,
-)
-from .messages import Outcome
-from .orchestration import history as h
-from .orchestration.codec import decode_event, encode_event
-from .orchestration.status import OrchestrationStatus
-from .ray_seam import (
+from ..actors.ray_seam import (
     ACTOR_LOST,
     ENTITY_HOST_RESTART,
     SUPERVISOR_RESTART,
@@ -44,10 +26,28 @@ from .ray_seam import (
     root_cause,
     typed,
 )
-from .registry import as_registrable, encode_code
-from .routing import EntityRouter
-from .serialization import dumps, loads
-from .store import InstanceQuery, InstanceRecord
+from ..actors.routing import EntityRouter
+from ..entity_id import EntityId
+from ..errors import (
+    ArgumentTypeError,
+    DurableError,
+    EntityUnavailableError,
+    FailureDetails,
+    HubUnavailableError,
+    InstanceExistsError,
+    InternalError,
+    InvalidArgumentError,
+    OperationTimeoutError,
+    OrchestrationFailedError,
+    UnknownOperationError,
+)
+from ..messages import Outcome
+from ..orchestration import history as h
+from ..orchestration.codec import decode_event, encode_event
+from ..orchestration.status import OrchestrationStatus
+from ..registry import as_registrable, encode_code
+from ..serialization import dumps, loads
+from ..store import InstanceQuery, InstanceRecord
 
 P = ParamSpec("P")
 
@@ -569,7 +569,7 @@ class DurableClient(_EntityOperations):
         args = self._start_args(orchestrator, input, instance_id, version)
         return await self._await(SupervisorHandle.start_new, args, lambda: self._start(args, False))
 
-    # The raw reads below serve views that decode leniently (runtime.http_api): a value this
+    # The raw reads below serve views that decode leniently (runtime.driver.http_api): a value this
     # process cannot unpickle shows as a marker there instead of failing the whole answer.
 
     async def get_record_async(

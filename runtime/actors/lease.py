@@ -17,11 +17,11 @@ import os
 import socket
 from collections.abc import Callable
 
-from . import logs
-from .errors import FencedError
+from .. import logs
+from ..errors import FencedError
+from ..store import Store
+from ..store.base import Lease, LeaseHolder
 from .ray_seam import cluster_identity
-from .store import Store
-from .store.base import Lease, LeaseHolder
 
 log = logging.getLogger("ray_durable.lease")
 
