@@ -11,13 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
     from .config import HubConfig
-    from .driver.client import (
-        DurableClient,
-        EntityMetadata,
-        EntityOperationFailedError,
-        EntityStateResponse,
-        OrchestrationState,
-    )
+    from .driver.client import DurableClient
     from .driver.hub import Runtime
     from .entity_id import EntityId, InvalidEntityIdError
     from .errors import (
@@ -52,11 +46,17 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         Task,
     )
     from .registry import Activity, Orchestrator, activity, orchestrator
+    from .states import (
+        EntityMetadata,
+        EntityOperationFailedError,
+        EntityStateResponse,
+        OrchestrationState,
+    )
 
 #: The module that defines each exported name.
 _MODULES: dict[str, tuple[str, ...]] = {
-    ".driver.client": (
-        "DurableClient",
+    ".driver.client": ("DurableClient",),
+    ".states": (
         "EntityMetadata",
         "EntityOperationFailedError",
         "EntityStateResponse",

@@ -20,10 +20,11 @@ import ray
 import workflows
 from helpers import durable_exe, one_line_error, start_ray
 
-from runtime import DurableClient, OrchestratorNotFoundError, Runtime, cluster
+from runtime import DurableClient, OrchestratorNotFoundError, Runtime
 from runtime.actors.routing import NAMESPACE
 from runtime.actors.supervisor import supervisor_name
 from runtime.config import HubConfig
+from runtime.driver import cluster
 from runtime.driver.cli import _hub_address, main, progress_bar
 
 SETTINGS = {"placement": "pooled", "pool_size": 1, "warm_hosts": 0}

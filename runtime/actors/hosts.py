@@ -313,28 +313,10 @@ class HostCore:
 class Host:
     """The Ray actor around HostCore; every method is a thin forward."""
 
-    def __init__(
-        self,
-        hub: str,
-        store_url: str,
-        durability: str,
-        supervisor_name: str,
-        clock: Callable[[], float] | None = None,
-        passivate_after: float | None = None,
-        activity_options: dict[str, Any] | None = None,
-        epoch: int | None = None,
-    ) -> None:
+    def __init__(self, *args: Any) -> None:
+        """HostCore's arguments (``SupervisorCore._host_args`` builds them)."""
         logs.configure()
-        self.core = HostCore(
-            hub,
-            store_url,
-            durability,
-            supervisor_name,
-            clock,
-            passivate_after,
-            activity_options,
-            epoch,
-        )
+        self.core = HostCore(*args)
 
     async def activate(self, instance_ids: list[str]) -> None:
         """Make sure each instance is live here."""

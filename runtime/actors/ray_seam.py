@@ -130,6 +130,28 @@ ENTITY_FROM_HOST = Patience(600.0, 0.05, 1.0)
 HOST_ACTIVATION = Patience(None, 0.05, 1.0)
 
 
+class _Attempts:
+    """The bookkeeping of ``retry`` and ``aretry``: one failed attempt at a time."""
+
+    def __init__(
+        self,
+        patience: Patience,
+        give_up: Callable[[BaseException], BaseException],
+        on_lost: Callable[[BaseException], None] | None,
+    ) -> None:
+        self.patience, self.give_up, self.on_lost = patience, give_up, on_lost
+        self.started, self.count = time.monotonic(), 0
+
+    def pause_after(self, exc: BaseException) -> float:
+        """How long to wait before the next attempt; raises ``give_up(exc)`` when out of time."""
+        self.count += 1
+        if self.patience.expired(self.started):
+            raise self.give_up(exc) from exc
+        if self.on_lost is not None:
+            self.on_lost(exc)
+        return self.patience.wait(self.count, exc)
+
+
 def retry(
     call: Callable[[], T],
     patience: Patience,
@@ -137,17 +159,12 @@ def retry(
     on_lost: Callable[[BaseException], None] | None = None,
 ) -> T:
     """``call()``, sent again while its actor is lost, until ``patience`` runs out."""
-    started, attempt = time.monotonic(), 0
+    attempts = _Attempts(patience, give_up, on_lost)
     while True:
         try:
             return call()
         except ACTOR_LOST as exc:
-            attempt += 1
-            if patience.expired(started):
-                raise give_up(exc) from exc
-            if on_lost is not None:
-                on_lost(exc)
-            time.sleep(patience.wait(attempt, exc))
+            time.sleep(attempts.pause_after(exc))
 
 
 async def aretry(
@@ -157,17 +174,12 @@ async def aretry(
     on_lost: Callable[[BaseException], None] | None = None,
 ) -> T:
     """``retry`` for code on an event loop."""
-    started, attempt = time.monotonic(), 0
+    attempts = _Attempts(patience, give_up, on_lost)
     while True:
         try:
             return await call()
         except ACTOR_LOST as exc:
-            attempt += 1
-            if patience.expired(started):
-                raise give_up(exc) from exc
-            if on_lost is not None:
-                on_lost(exc)
-            await asyncio.sleep(patience.wait(attempt, exc))
+            await asyncio.sleep(attempts.pause_after(exc))
 
 
 # -- typed handles ----------------------------------------------------------------------------

@@ -25,12 +25,13 @@ from typing import Any
 
 import ray
 
-from .. import cluster, logs
+from .. import logs
 from ..config import DEFAULT_CONFIG_FILE, HubConfig
 from ..entity_id import EntityId
 from ..errors import ClusterNotFoundError, DurableError
 from ..orchestration import history as h
 from ..orchestration.status import OrchestrationStatus
+from . import cluster
 from .client import DurableClient, OrchestrationState
 from .http_json import entity_state_payload, json_view, state_payload
 

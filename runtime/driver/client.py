@@ -32,7 +32,6 @@ from ..errors import (
     ArgumentTypeError,
     DurableError,
     EntityUnavailableError,
-    FailureDetails,
     HubUnavailableError,
     InstanceExistsError,
     InternalError,
@@ -43,10 +42,17 @@ from ..errors import (
 )
 from ..messages import Outcome
 from ..orchestration import history as h
-from ..orchestration.codec import decode_event, encode_event
+from ..orchestration.codec import encode_event
 from ..orchestration.status import OrchestrationStatus
 from ..registry import as_registrable, encode_code
 from ..serialization import dumps, loads
+from ..states import (
+    EntityMetadata,
+    EntityOperationFailedError,
+    EntityStateResponse,
+    OrchestrationState,
+    state_of,
+)
 from ..store import InstanceQuery, InstanceRecord
 
 P = ParamSpec("P")
@@ -172,72 +178,6 @@ def _cause(exc: BaseException) -> str:
     """The first line of a Ray error, for the message of the typed error that replaces it."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
-
-
-@dataclass(frozen=True)
-class EntityStateResponse:
-    """What ``read_entity_state`` returns (Durable Functions' shape)."""
-
-    entity_exists: bool
-    entity_state: Any = None
-
-
-@dataclass(frozen=True)
-class EntityMetadata:
-    """One row of ``get_entities``."""
-
-    entity_id: EntityId
-    exists: bool
-    last_modified_time: datetime
-
-
-class EntityOperationFailedError(DurableError):
-    """An entity operation called with ``call_entity`` raised."""
-
-    def __init__(self, entity: str, operation: str, details: FailureDetails) -> None:
-        super().__init__(entity, operation, details)
-        self.entity, self.operation, self.details = entity, operation, details
-
-    def __str__(self) -> str:
-        return f"operation {self.operation!r} of entity {self.entity} failed: {self.details}"
-
-
-@dataclass
-class OrchestrationState:
-    """The status of one instance, as Durable Functions reports it."""
-
-    instance_id: str
-    name: str
-    runtime_status: OrchestrationStatus
-    input: Any
-    output: Any
-    custom_status: Any
-    created_time: datetime
-    last_updated_time: datetime
-    failure_details: FailureDetails | None = None
-    version: str = ""
-    history: list[h.HistoryEvent] | None = None
-
-    @property
-    def is_terminal(self) -> bool:
-        """True once the instance completed, failed or was terminated."""
-        return self.runtime_status.is_terminal
-
-
-def _state(record: InstanceRecord, history: list[bytes] | None = None) -> OrchestrationState:
-    return OrchestrationState(
-        instance_id=record.instance_id,
-        name=record.name,
-        runtime_status=OrchestrationStatus(record.status),
-        input=loads(record.input, "input"),
-        output=loads(record.output, "output"),
-        custom_status=loads(record.custom_status, "custom status"),
-        created_time=datetime.fromtimestamp(record.created_time, tz=timezone.utc),
-        last_updated_time=datetime.fromtimestamp(record.last_updated_time, tz=timezone.utc),
-        failure_details=loads(record.failure, "failure details"),
-        version=record.version,
-        history=None if history is None else [decode_event(b) for b in history],
-    )
 
 
 def _timestamp(argument: str, value: datetime | None) -> float | None:
@@ -631,7 +571,7 @@ class DurableClient(_EntityOperations):
         record, history = self._call(
             SupervisorHandle.get_status, _instance_id(instance_id), bool(show_history)
         )
-        return None if record is None else _state(record, history)
+        return None if record is None else state_of(record, history)
 
     def get_status_by(
         self,
@@ -651,7 +591,7 @@ class DurableClient(_EntityOperations):
             _count("top", top, 0, optional=True),
             _count("skip", skip, 0) or 0,
         )
-        return [_state(r) for r in self._call(SupervisorHandle.query, query)]
+        return [state_of(r) for r in self._call(SupervisorHandle.query, query)]
 
     def wait_for_completion(
         self, instance_id: str, timeout: float | None = None, raise_on_failure: bool = False
@@ -669,7 +609,7 @@ class DurableClient(_EntityOperations):
                 raise OperationTimeoutError(
                     f"orchestration {instance_id!r} did not finish", timeout or 0.0
                 )
-        state = _state(record)
+        state = state_of(record)
         if raise_on_failure and state.runtime_status == OrchestrationStatus.FAILED:
             raise OrchestrationFailedError(instance_id, state.failure_details)  # type: ignore
         return state
