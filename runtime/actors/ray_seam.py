@@ -468,6 +468,10 @@ class ActorSystem:
         except Exception:
             pass  # already gone
 
+    def task(self, function: Callable[..., Any], options: dict[str, Any]) -> RemoteFunction:
+        """``function`` as a Ray task (an activity)."""
+        return task(function, options)
+
     def supervisor(self) -> SupervisorHandle:
         """The hub's supervisor (raises ValueError while none is registered)."""
         found = find_supervisor(self.hub)

@@ -19,7 +19,7 @@ from ...orchestration.codec import encode_event
 from ...registry import Activity, CodeCache, encode_code
 from ...serialization import dumps, failure_of
 from ...store import Store
-from ..ray_seam import ENTITY_FROM_HOST, ActorSystem, SupervisorHandle, aretry, task
+from ..ray_seam import ENTITY_FROM_HOST, ActorSystem, SupervisorHandle, aretry
 from ..routing import EntityRouter
 from .steps import Arrival, Live
 
@@ -102,7 +102,9 @@ class Dispatcher:
                 target = self.code.get("activity", action.name)
             elif not isinstance(target, Activity):
                 target = Activity(target, action.name)
-            remote = self._remotes[action.name] = _make_remote(target, self.activity_options)
+            remote = self._remotes[action.name] = _make_remote(
+                target, self.activity_options, self.actors
+            )
         return remote
 
     async def _call_entity(self, iid: str, execution_id: str, action: Any) -> None:
@@ -184,7 +186,7 @@ class Dispatcher:
             self._supervisor = None
 
 
-def _make_remote(activity: Activity, defaults: dict[str, Any]) -> Any:
+def _make_remote(activity: Activity, defaults: dict[str, Any], actors: ActorSystem) -> Any:
     def run(input: Any) -> tuple[bool, Any]:
         try:
             return True, activity.run(input)
@@ -193,4 +195,4 @@ def _make_remote(activity: Activity, defaults: dict[str, Any]) -> Any:
 
     run.__name__ = run.__qualname__ = activity.name
     options = {"num_cpus": 1, **defaults, **activity.options}  # the activity's own win
-    return task(run, options)
+    return actors.task(run, options)
