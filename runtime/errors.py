@@ -224,6 +224,22 @@ class HubConfigError(DurableError):
         super().__init__(message)
 
 
+class StoreVersionError(HubConfigError):
+    """The store was written by a newer ray-durable: its schema is one this code can't read."""
+
+    def __init__(self, url: str, found: int, supported: int) -> None:
+        super().__init__(url)
+        self.args = (url, found, supported)
+        self.url, self.found, self.supported = url, found, supported
+
+    def __str__(self) -> str:
+        return (
+            f"store {self.url} has schema version {self.found}, newer than version "
+            f"{self.supported} that this ray-durable reads; upgrade ray-durable on every "
+            "node (or use another store)"
+        )
+
+
 class ClusterNotFoundError(DurableError, ConnectionError):
     """No Ray cluster answers at the address a driver was pointed at."""
 

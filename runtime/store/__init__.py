@@ -9,8 +9,8 @@ from .base import (
     InstanceRecord,
     OutboxMessage,
     Store,
-    open_store,
 )
+from .factory import open_store
 
 __all__ = [
     "Checkpoint",

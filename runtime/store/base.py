@@ -283,22 +283,3 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
-
-
-def open_store(
-    url: str,
-    hub: str,
-    durability: str = "fsync",
-    epoch: int | None = None,
-    on_fenced: Callable[[Exception], None] | None = None,
-) -> Store:
-    """Open the store named by ``url`` (``sqlite:///path``) for ``hub``, fenced by ``epoch``."""
-    from ..errors import HubConfigError
-
-    if url.startswith("sqlite:///"):
-        from .sqlite import SqliteStore
-
-        store = SqliteStore(url, hub, durability)
-        store.epoch, store.on_fenced = epoch, on_fenced
-        return store
-    raise HubConfigError(f"unsupported store URL {url!r}; expected sqlite:///path/to/file.db")

@@ -1,0 +1,30 @@
+"""Which store a URL names: the scheme picks the implementation (and its dialect)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import HubConfigError
+from .base import Store
+
+#: Supported URL schemes, with an example of each.
+SCHEMES = {"sqlite": "sqlite:///path/to/file.db"}
+
+
+def open_store(
+    url: str,
+    hub: str,
+    durability: str = "fsync",
+    epoch: int | None = None,
+    on_fenced: Callable[[Exception], None] | None = None,
+) -> Store:
+    """Open the store named by ``url`` for ``hub``; its writes are fenced by ``epoch``."""
+    if url.startswith("sqlite:///"):
+        from .sqlite import SqliteStore
+
+        store = SqliteStore(url, hub, durability)
+    else:
+        known = ", ".join(SCHEMES.values())
+        raise HubConfigError(f"unsupported store URL {url!r}; supported: {known}")
+    store.epoch, store.on_fenced = epoch, on_fenced
+    return store

@@ -1,0 +1,702 @@
+"""The SQL every store shares; a dialect supplies only what differs between databases.
+
+The model is the DBOS system database: one base class holds every statement, written in
+the SQL that SQLite and PostgreSQL both speak (``INSERT ... ON CONFLICT``, ``RETURNING``);
+a dialect opens the connection, begins a write transaction, retries what its database
+says may succeed on a second try, locks rows where its database needs it, and creates or
+migrates the schema. The schema has a version (one row per store): an older store is
+migrated when opened, a newer one is refused with StoreVersionError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
+
+from ..errors import FencedError, HubLeaseHeldError, InstanceExistsError, StoreVersionError
+from .base import (
+    Checkpoint,
+    DueTimer,
+    EntityCheckpoint,
+    InboxMessage,
+    InstanceQuery,
+    InstanceRecord,
+    Lease,
+    LeaseHolder,
+    OutboxMessage,
+)
+
+T = TypeVar("T")
+
+#: The schema this code writes. 1: the tables before versions were kept; 2: the version row.
+SCHEMA_VERSION = 2
+
+_TERMINAL = ("Completed", "Failed", "Terminated")
+
+_INSTANCE_COLUMNS = (
+    "instance_id, name, version, status, execution_id, created_time, last_updated_time, "
+    "input, output, custom_status, failure, parent_instance_id, parent_seq, host, "
+    "history_length"
+)
+
+
+class Cursor(Protocol):
+    """What a statement returns (DB-API)."""
+
+    rowcount: int
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+
+    def fetchall(self) -> list[Any]:
+        """Every remaining row."""
+
+
+class Connection(Protocol):
+    """The part of a DB-API connection the store uses, with ``?`` placeholders."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        """Run one statement."""
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        """Run one statement for each row."""
+
+    def commit(self) -> None:
+        """End the transaction, keeping its writes."""
+
+    def rollback(self) -> None:
+        """End the transaction, dropping its writes."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+class Dialect:
+    """What differs between databases; SqlStore holds everything else."""
+
+    #: Appended to a SELECT inside a write transaction that must hold the rows it read.
+    for_update = ""
+
+    def connect(self) -> Connection:
+        """A connection to the database (autocommit: the store begins its transactions)."""
+        raise NotImplementedError
+
+    def begin_write(self, db: Connection) -> None:
+        """Begin a transaction that will write."""
+        db.execute("BEGIN")
+
+    def retrying(self, attempt: Callable[[], T]) -> T:
+        """Run ``attempt``, again while the database says a retry may succeed."""
+        return attempt()
+
+    def table_names(self, db: Connection) -> set[str]:
+        """The tables that exist."""
+        raise NotImplementedError
+
+    def create_schema(self) -> list[str]:
+        """The statements that create the current schema in an empty database."""
+        raise NotImplementedError
+
+    def migration(self, to_version: int) -> list[str]:
+        """The statements that take a store from ``to_version - 1`` to ``to_version``."""
+        if to_version == 2:
+            return [SCHEMA_VERSION_TABLE]
+        raise NotImplementedError(f"no migration to schema version {to_version}")
+
+
+#: One row per store (every hub of a store shares its tables).
+SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    "id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+)
+
+
+class _SqlBase:
+    """Connection, transactions, fencing and the schema; the tables' methods build on it."""
+
+    def __init__(self, url: str, hub: str, dialect: Dialect) -> None:
+        self.url = url
+        self.hub = hub
+        self.dialect = dialect
+        self._lock = threading.RLock()
+        self._db = dialect.connect()
+        self.epoch: int | None = None
+        self.on_fenced: Callable[[Exception], None] | None = None
+        with self._write(fenced=False) as db:
+            self._migrate(db)
+
+    def _migrate(self, db: Connection) -> None:
+        """Create the schema, or bring an older one up to date; refuse a newer one."""
+        tables = self.dialect.table_names(db)
+        if "schema_version" in tables:
+            version = int(db.execute("SELECT version FROM schema_version").fetchone()[0])
+        else:
+            version = 1 if "instances" in tables else 0
+        if version > SCHEMA_VERSION:
+            raise StoreVersionError(self.url, version, SCHEMA_VERSION)
+        if version == SCHEMA_VERSION:
+            return
+        if version == 0:
+            statements = self.dialect.create_schema()  # the version table included
+        else:
+            statements = [
+                statement
+                for step in range(version + 1, SCHEMA_VERSION + 1)
+                for statement in self.dialect.migration(step)
+            ]
+        for statement in statements:
+            db.execute(statement)
+        db.execute(
+            "INSERT INTO schema_version (id, version) VALUES (1, ?) "
+            "ON CONFLICT (id) DO UPDATE SET version=excluded.version",
+            (SCHEMA_VERSION,),
+        )
+
+    @contextmanager
+    def _write(self, fenced: bool = True) -> Iterator[Connection]:
+        with self._lock:
+            self.dialect.retrying(lambda: self.dialect.begin_write(self._db))
+            try:
+                if fenced and self.epoch is not None:
+                    self._check_epoch(self._db, self.epoch)
+                yield self._db
+            except BaseException as exc:
+                self._db.rollback()
+                if isinstance(exc, FencedError) and self.on_fenced is not None:
+                    self.on_fenced(exc)
+                raise
+            self.dialect.retrying(self._db.commit)
+
+    def _check_epoch(self, db: Connection, epoch: int) -> Lease:
+        # Inside the write transaction: the lease cannot change before this one commits.
+        lease = self._lease(db)
+        if lease is None or lease.epoch != epoch:
+            raise FencedError(self.hub, epoch, None if lease is None else lease.epoch)
+        return lease
+
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self.dialect.retrying(lambda: self._db.execute(sql, params).fetchall())
+
+    def _lease(self, db: Connection | None = None) -> Lease | None:
+        row = (
+            (db or self._db)
+            .execute(
+                "SELECT epoch, host, machine, pid, ray_address, cluster, actor_id, acquired_at, "
+                f"expires_at FROM lease WHERE hub=?{self.dialect.for_update if db else ''}",
+                (self.hub,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return Lease(self.hub, row[0], LeaseHolder(*row[1:7]), row[7], row[8])
+
+    def _add_outbox(self, db: Connection, sender: str, rows: list[tuple[str, str, bytes]]) -> None:
+        db.executemany(
+            "INSERT INTO outbox (hub, kind, target, payload, sender) VALUES (?,?,?,?,?)",
+            [(self.hub, kind, target, payload, sender) for kind, target, payload in rows],
+        )
+
+    def close(self) -> None:
+        """Release the connection."""
+        with self._lock:
+            self._db.close()
+
+
+class _InstanceTables(_SqlBase):
+    """Instances, their histories and their inboxes."""
+
+    # -- instances ----------------------------------------------------------------------
+
+    def create_instance(
+        self, record: InstanceRecord, events: list[bytes], inbox: Sequence[bytes] = ()
+    ) -> None:
+        """Insert a new instance (replacing a terminal one of the same id) with its history."""
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT status FROM instances WHERE hub=? AND instance_id=?"
+                f"{self.dialect.for_update}",
+                (self.hub, record.instance_id),
+            ).fetchone()
+            if row is not None:
+                if row[0] not in _TERMINAL:
+                    raise InstanceExistsError(record.instance_id, row[0])
+                self._delete(db, record.instance_id)
+            db.execute(
+                f"INSERT INTO instances ({_INSTANCE_COLUMNS}, hub) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*_record_values(record, len(events)), self.hub),
+            )
+            self._append(db, record.instance_id, 0, events)
+            db.executemany(
+                "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
+                [(self.hub, record.instance_id, blob) for blob in inbox],
+            )
+
+    def load_instance(self, instance_id: str) -> InstanceRecord | None:
+        """The instance row, or None."""
+        rows = self._read(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND instance_id=?",
+            (self.hub, instance_id),
+        )
+        return InstanceRecord(*rows[0]) if rows else None
+
+    def load_history(self, instance_id: str) -> list[bytes]:
+        """The pickled events of the instance's current execution, in order."""
+        rows = self._read(
+            "SELECT event FROM history WHERE hub=? AND instance_id=? ORDER BY idx",
+            (self.hub, instance_id),
+        )
+        return [row[0] for row in rows]
+
+    def query(self, query: InstanceQuery) -> list[InstanceRecord]:
+        """Instances matching the filters, oldest first."""
+        where: list[str] = ["hub=?"]
+        params: list[object] = [self.hub]
+        if query.statuses:
+            where.append(f"status IN ({','.join('?' * len(query.statuses))})")
+            params.extend(query.statuses)
+        if query.created_from is not None:
+            where.append("created_time >= ?")
+            params.append(query.created_from)
+        if query.created_to is not None:
+            where.append("created_time <= ?")
+            params.append(query.created_to)
+        if query.prefix:
+            where.append("substr(instance_id, 1, ?) = ?")
+            params.extend([len(query.prefix), query.prefix])
+        sql = (
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE {' AND '.join(where)} "
+            "ORDER BY created_time, instance_id"
+        )
+        if query.limit is not None:
+            sql += f" LIMIT {int(query.limit)} OFFSET {int(query.offset)}"
+        return [InstanceRecord(*row) for row in self._read(sql, tuple(params))]
+
+    def active_instances(self, host: str | None = None) -> list[InstanceRecord]:
+        """Every instance that is not in a terminal status (placed on ``host``, if given)."""
+        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND status NOT IN (?,?,?)"
+        params: tuple[object, ...] = (self.hub, *_TERMINAL)
+        if host is not None:
+            sql, params = sql + " AND host=?", (*params, host)
+        return [InstanceRecord(*row) for row in self._read(sql, params)]
+
+    def children(self, instance_id: str) -> list[InstanceRecord]:
+        """Sub-orchestrations started by the instance."""
+        rows = self._read(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND parent_instance_id=?",
+            (self.hub, instance_id),
+        )
+        return [InstanceRecord(*row) for row in rows]
+
+    def set_host(self, instance_id: str, host: str) -> None:
+        """Record which host an instance is placed on."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE instances SET host=? WHERE hub=? AND instance_id=?",
+                (host, self.hub, instance_id),
+            )
+
+    def set_status(self, instance_id: str, status: str) -> None:
+        """Change only the status (suspend/resume bookkeeping)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE instances SET status=?, last_updated_time=? WHERE hub=? AND instance_id=?",
+                (status, time.time(), self.hub, instance_id),
+            )
+
+    def delete_instance(self, instance_id: str) -> bool:
+        """Remove an instance, its history, inbox and timers; True if it existed."""
+        with self._write() as db:
+            return self._delete(db, instance_id)
+
+    def _delete(self, db: Connection, instance_id: str) -> bool:
+        key = (self.hub, instance_id)
+        for table in ("history", "inbox", "timers"):
+            db.execute(f"DELETE FROM {table} WHERE hub=? AND instance_id=?", key)
+        return db.execute("DELETE FROM instances WHERE hub=? AND instance_id=?", key).rowcount > 0
+
+    # -- the hot path -------------------------------------------------------------------
+
+    def commit(self, checkpoints: list[Checkpoint]) -> None:
+        """Apply checkpoints of one or more instances in one transaction (group commit)."""
+        now = time.time()
+        with self._write() as db:
+            for cp in checkpoints:
+                self._apply(db, cp, now)
+
+    def _apply(self, db: Connection, cp: Checkpoint, now: float) -> None:
+        iid = cp.instance_id
+        if cp.replace_history:
+            db.execute("DELETE FROM history WHERE hub=? AND instance_id=?", (self.hub, iid))
+            db.execute("DELETE FROM timers WHERE hub=? AND instance_id=?", (self.hub, iid))
+            db.execute(
+                "UPDATE instances SET execution_id=?, input=?, output=NULL, failure=NULL "
+                "WHERE hub=? AND instance_id=?",
+                (cp.execution_id, cp.input, self.hub, iid),
+            )
+        self._append(db, iid, cp.first_index, cp.events)
+        sets = ["last_updated_time=?", "history_length=?"]
+        params: list[object] = [now, cp.first_index + len(cp.events)]
+        for column in ("status", "output", "failure", "custom_status"):
+            value = getattr(cp, column)
+            if value is not None:
+                sets.append(f"{column}=?")
+                params.append(value)
+        db.execute(
+            f"UPDATE instances SET {', '.join(sets)} WHERE hub=? AND instance_id=?",
+            (*params, self.hub, iid),
+        )
+        if cp.consumed_inbox:
+            db.executemany(
+                "DELETE FROM inbox WHERE id=?", [(msg_id,) for msg_id in cp.consumed_inbox]
+            )
+        db.executemany(
+            "INSERT INTO timers (hub, instance_id, execution_id, seq, fire_at) "
+            "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+            [(self.hub, iid, cp.execution_id, seq, at) for seq, at in cp.timers],
+        )
+        db.executemany(
+            "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
+            [(self.hub, target, blob) for target, blob in cp.outgoing],
+        )
+        self._add_outbox(db, iid, cp.outbox)
+
+    def _append(self, db: Connection, iid: str, first: int, events: list[bytes]) -> None:
+        db.executemany(
+            "INSERT INTO history (hub, instance_id, idx, event) VALUES (?,?,?,?)",
+            [(self.hub, iid, first + i, blob) for i, blob in enumerate(events)],
+        )
+
+    # -- inbox --------------------------------------------------------------------------
+
+    def load_inbox(self, instance_id: str, after_id: int = 0) -> list[InboxMessage]:
+        """Messages for the instance not recorded yet, with ids above ``after_id``, in order."""
+        rows = self._read(
+            "SELECT id, instance_id, event FROM inbox WHERE hub=? AND instance_id=? AND id>? "
+            "ORDER BY id",
+            (self.hub, instance_id, after_id),
+        )
+        return [InboxMessage(*row) for row in rows]
+
+    def append_inbox(self, instance_id: str, event: bytes) -> int:
+        """Durably accept a message for an instance; returns its id."""
+        with self._write() as db:
+            row = db.execute(
+                "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?) RETURNING id",
+                (self.hub, instance_id, event),
+            ).fetchone()
+            return int(row[0])
+
+    def append_inbox_if(
+        self,
+        instance_id: str,
+        event: bytes,
+        statuses: tuple[str, ...],
+        new_status: str | None = None,
+    ) -> InstanceRecord | None:
+        """Accept a message (and set ``new_status``) only while the status is in ``statuses``."""
+        # One transaction: a completion committed by a host cannot slip between the check
+        # and the write. The caller reads the answer from the record returned (as found).
+        with self._write() as db:
+            record = self._locked_instance(db, instance_id)
+            if record is None or record.status not in statuses:
+                return record
+            if new_status is not None:
+                db.execute(
+                    "UPDATE instances SET status=?, last_updated_time=? "
+                    "WHERE hub=? AND instance_id=?",
+                    (new_status, time.time(), self.hub, instance_id),
+                )
+            db.execute(
+                "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
+                (self.hub, instance_id, event),
+            )
+            return record
+
+    def delete_instance_if(
+        self, instance_id: str, statuses: tuple[str, ...]
+    ) -> InstanceRecord | None:
+        """Remove an instance (as ``delete_instance``) only while its status is in ``statuses``."""
+        with self._write() as db:
+            record = self._locked_instance(db, instance_id)
+            if record is not None and record.status in statuses:
+                self._delete(db, instance_id)
+            return record
+
+    def _locked_instance(self, db: Connection, instance_id: str) -> InstanceRecord | None:
+        row = db.execute(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND instance_id=?"
+            f"{self.dialect.for_update}",
+            (self.hub, instance_id),
+        ).fetchone()
+        return None if row is None else InstanceRecord(*row)
+
+
+class _EntityTables(_SqlBase):
+    """Durable timers, entities, their senders and the outbox."""
+
+    # -- timers -------------------------------------------------------------------------
+
+    def due_timers(self, now: float, limit: int = 1000) -> list[DueTimer]:
+        """Timers due at ``now`` or before."""
+        rows = self._read(
+            "SELECT instance_id, execution_id, seq, fire_at FROM timers "
+            "WHERE hub=? AND fire_at <= ? ORDER BY fire_at LIMIT ?",
+            (self.hub, now, limit),
+        )
+        return [DueTimer(*row) for row in rows]
+
+    def timer_stats(self) -> tuple[int, float | None]:
+        """(pending timers, when the earliest is due)."""
+        rows = self._read("SELECT COUNT(*), MIN(fire_at) FROM timers WHERE hub=?", (self.hub,))
+        return rows[0][0], rows[0][1]
+
+    def fire_timers(self, timers: list[DueTimer], messages: list[bytes | None]) -> list[int]:
+        """Drop fired timers and queue each one's message (None: none) in one transaction."""
+        ids = []
+        with self._write() as db:
+            for timer, blob in zip(timers, messages):
+                db.execute(
+                    "DELETE FROM timers WHERE hub=? AND instance_id=? AND execution_id=? AND seq=?",
+                    (self.hub, timer.instance_id, timer.execution_id, timer.seq),
+                )
+                if blob is not None:
+                    row = db.execute(
+                        "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?) RETURNING id",
+                        (self.hub, timer.instance_id, blob),
+                    ).fetchone()
+                    ids.append(int(row[0]))
+        return ids
+
+    # -- entities -----------------------------------------------------------------------
+
+    def load_entity(self, name: str, key: str) -> tuple[bytes | None, bool, str | None] | None:
+        """(state, exists, lock owner) of an entity, or None if it was never stored."""
+        rows = self._read(
+            "SELECT state, exists_, locked_by FROM entities WHERE hub=? AND name=? AND key=?",
+            (self.hub, name, key),
+        )
+        return (rows[0][0], bool(rows[0][1]), rows[0][2]) if rows else None
+
+    def load_sender(self, name: str, key: str, sender: str) -> tuple[int, bytes | None] | None:
+        """(last sequence, last result) the entity processed from ``sender``."""
+        rows = self._read(
+            "SELECT last_seq, last_result FROM entity_senders "
+            "WHERE hub=? AND name=? AND key=? AND sender=?",
+            (self.hub, name, key, sender),
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def commit_entities(self, checkpoints: list[EntityCheckpoint]) -> None:
+        """Apply entity operations in one transaction (group commit)."""
+        now = time.time()
+        with self._write() as db:
+            for cp in checkpoints:
+                if cp.state_changed:
+                    db.execute(
+                        "INSERT INTO entities (hub, name, key, state, exists_, last_modified, "
+                        "locked_by) VALUES (?,?,?,?,?,?,?) ON CONFLICT (hub, name, key) DO UPDATE "
+                        "SET state=excluded.state, exists_=excluded.exists_, "
+                        "last_modified=excluded.last_modified, locked_by=excluded.locked_by",
+                        (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now, cp.locked_by),
+                    )
+                db.execute(
+                    "INSERT INTO entity_senders (hub, name, key, sender, last_seq, last_result) "
+                    "VALUES (?,?,?,?,?,?) ON CONFLICT (hub, name, key, sender) DO UPDATE "
+                    "SET last_seq=excluded.last_seq, last_result=excluded.last_result",
+                    (self.hub, cp.name, cp.key, cp.sender, cp.seq, cp.result),
+                )
+                self._add_outbox(db, f"{cp.name}@{cp.key}", cp.outbox)
+
+    def list_entities(
+        self, name: str | None, limit: int, offset: int
+    ) -> list[tuple[str, str, bool, float]]:
+        """(name, key, exists, last_modified) of stored entities."""
+        where, params = "hub=?", [self.hub]
+        if name is not None:
+            where += " AND name=?"
+            params.append(name)
+        rows = self._read(
+            f"SELECT name, key, exists_, last_modified FROM entities WHERE {where} "
+            "ORDER BY name, key LIMIT ? OFFSET ?",
+            (*params, int(limit), int(offset)),
+        )
+        return [(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+
+    def clean_entities(self) -> int:
+        """Remove entities without state; returns how many."""
+        with self._write() as db:
+            empty = db.execute(
+                "SELECT name, key FROM entities WHERE hub=? AND exists_=0 AND locked_by IS NULL",
+                (self.hub,),
+            ).fetchall()
+            for name, key in empty:
+                db.execute(
+                    "DELETE FROM entities WHERE hub=? AND name=? AND key=?", (self.hub, name, key)
+                )
+                db.execute(
+                    "DELETE FROM entity_senders WHERE hub=? AND name=? AND key=?",
+                    (self.hub, name, key),
+                )
+            return len(empty)
+
+    def load_outbox(self, limit: int = 1000) -> list[OutboxMessage]:
+        """Undelivered outbox messages, oldest first."""
+        rows = self._read(
+            "SELECT id, kind, target, payload, sender FROM outbox WHERE hub=? ORDER BY id LIMIT ?",
+            (self.hub, limit),
+        )
+        return [OutboxMessage(*row) for row in rows]
+
+    def delete_outbox(self, ids: list[int]) -> None:
+        """Drop delivered outbox messages."""
+        with self._write() as db:
+            db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+
+
+class _HubTables(_SqlBase):
+    """The code registry, hub settings and the hub's lease."""
+
+    # -- code registry and settings ---------------------------------------------------------
+
+    def register_code(self, kind: str, name: str, version: str, blob: bytes) -> None:
+        """Record (or replace) a registered function or class."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO code (hub, kind, name, version, blob, registered) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (hub, kind, name, version) DO UPDATE "
+                "SET blob=excluded.blob, registered=excluded.registered",
+                (self.hub, kind, name, version, blob, time.time()),
+            )
+
+    def load_code(
+        self, kind: str, name: str, version: str | None = None
+    ) -> tuple[str, bytes] | None:
+        """(version, blob) of the named code; the latest registration if no version."""
+        if version is None:
+            rows = self._read(
+                "SELECT version, blob FROM code WHERE hub=? AND kind=? AND name=? "
+                "ORDER BY registered DESC LIMIT 1",
+                (self.hub, kind, name),
+            )
+        else:
+            rows = self._read(
+                "SELECT version, blob FROM code WHERE hub=? AND kind=? AND name=? AND version=?",
+                (self.hub, kind, name, version),
+            )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def code_names(self, kind: str) -> list[str]:
+        """Names registered of ``kind``."""
+        rows = self._read(
+            "SELECT DISTINCT name FROM code WHERE hub=? AND kind=? ORDER BY name", (self.hub, kind)
+        )
+        return [row[0] for row in rows]
+
+    def get_meta(self, key: str) -> str | None:
+        """A hub-level setting."""
+        rows = self._read("SELECT value FROM meta WHERE hub=? AND key=?", (self.hub, key))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a hub-level setting."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO meta (hub, key, value) VALUES (?,?,?) "
+                "ON CONFLICT (hub, key) DO UPDATE SET value=excluded.value",
+                (self.hub, key, value),
+            )
+
+    # -- the hub's lease ---------------------------------------------------------------
+
+    def acquire_lease(
+        self, holder: LeaseHolder, ttl: float, gone: Callable[[Lease], bool]
+    ) -> Lease:
+        """Take the hub's lease for ``ttl`` seconds, or raise HubLeaseHeldError."""
+        with self._write(fenced=False) as db:
+            now = time.time()
+            current = self._lease(db)
+            if current is None:
+                epoch = 1
+            elif current.holder.cluster == holder.cluster:
+                epoch = current.epoch
+            elif current.expires_at <= now or gone(current):
+                epoch = current.epoch + 1
+            else:
+                h = current.holder
+                raise HubLeaseHeldError(
+                    self.hub,
+                    self.url,
+                    h.host,
+                    h.pid,
+                    h.ray_address,
+                    current.acquired_at,
+                    current.expires_at,
+                )
+            lease = Lease(self.hub, epoch, holder, now, now + ttl)
+            db.execute(
+                "INSERT INTO lease (hub, epoch, host, machine, pid, ray_address, cluster, "
+                "actor_id, acquired_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (hub) DO UPDATE SET epoch=excluded.epoch, host=excluded.host, "
+                "machine=excluded.machine, pid=excluded.pid, ray_address=excluded.ray_address, "
+                "cluster=excluded.cluster, actor_id=excluded.actor_id, "
+                "acquired_at=excluded.acquired_at, expires_at=excluded.expires_at",
+                (
+                    self.hub,
+                    epoch,
+                    *dataclasses.astuple(holder),
+                    lease.acquired_at,
+                    lease.expires_at,
+                ),
+            )
+        return lease
+
+    def renew_lease(self, epoch: int, ttl: float) -> Lease:
+        """Extend the lease of ``epoch`` by ``ttl`` seconds; FencedError if it was taken."""
+        with self._write(fenced=False) as db:
+            lease = dataclasses.replace(self._check_epoch(db, epoch), expires_at=time.time() + ttl)
+            db.execute("UPDATE lease SET expires_at=? WHERE hub=?", (lease.expires_at, self.hub))
+        return lease
+
+    def release_lease(self, epoch: int) -> None:
+        """Let the lease of ``epoch`` expire now (a clean stop); the epoch stays."""
+        with self._write(fenced=False) as db:
+            db.execute(
+                "UPDATE lease SET expires_at=? WHERE hub=? AND epoch=?",
+                (time.time(), self.hub, epoch),
+            )
+
+    def load_lease(self) -> Lease | None:
+        """The hub's lease, or None if it never had one."""
+        with self._lock:
+            return self.dialect.retrying(self._lease)
+
+
+class SqlStore(_InstanceTables, _EntityTables, _HubTables):
+    """A hub's store on a SQL database; the dialect adapts it to one database."""
+
+
+def _record_values(record: InstanceRecord, history_length: int) -> tuple[object, ...]:
+    return (
+        record.instance_id,
+        record.name,
+        record.version,
+        record.status,
+        record.execution_id,
+        record.created_time,
+        record.last_updated_time,
+        record.input,
+        record.output,
+        record.custom_status,
+        record.failure,
+        record.parent_instance_id,
+        record.parent_seq,
+        record.host,
+        history_length,
+    )
