@@ -16,11 +16,12 @@ import yaml
 
 from .errors import HubConfigError
 from .registry import ACTIVITY_OPTIONS
+from .store.factory import SCHEMES
 
 PLACEMENTS = ("dedicated", "pooled")
 DURABILITIES = ("fsync", "process")
 #: Store URL schemes ``runtime.store.open_store`` opens, with the form of their URLs.
-STORE_SCHEMES = {"sqlite": "sqlite:///path/to/file.db"}
+STORE_SCHEMES = SCHEMES
 #: The file ``Runtime.start(config=...)`` and the ``durable`` CLI read by convention.
 DEFAULT_CONFIG_FILE = "durable.yaml"
 #: Settings whose value is a mapping; keyword overrides merge into them key by key.

@@ -36,8 +36,20 @@ def ray_for_module(request):
     yield
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the store of the end-to-end hubs (postgresql: the session's throw-away server)",
+    )
+
+
 @pytest.fixture
-def store_url(tmp_path):
+def store_url(tmp_path, request):
+    """A fresh store for one hub: a SQLite file, or a new PostgreSQL database (--store)."""
+    if request.config.getoption("--store") == "postgresql":
+        return request.getfixturevalue("postgres").database()
     return f"sqlite:///{tmp_path / 'hub.db'}"
 
 
@@ -71,3 +83,20 @@ def clocked(hub_name, store_url, placement, clock):
     rt = start_runtime(hub_name, store_url, placement, clock)
     yield rt
     stop_runtime(rt)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The session's throw-away PostgreSQL server (skipped where none can be started)."""
+    from postgres_server import REQUIRED, PostgresServer
+
+    try:
+        import psycopg  # noqa: F401
+
+        server = PostgresServer()
+    except (ImportError, RuntimeError) as exc:
+        if REQUIRED:
+            raise
+        pytest.skip(f"no PostgreSQL here: {exc}")
+    yield server
+    server.close()

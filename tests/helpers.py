@@ -124,3 +124,18 @@ def http_request(
     except urllib.error.HTTPError as error:
         status, raw, found = error.code, error.read(), error.headers
     return status, {k.lower(): v for k, v in found.items()}, raw
+
+
+def query_store(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a raw query on a hub's store (SQLite file or PostgreSQL), ``?`` placeholders."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+        from contextlib import closing
+
+        with closing(sqlite3.connect(url[len("sqlite:///") :])) as db:
+            return db.execute(sql, params).fetchall()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        rows = db.execute(sql.replace("?", "%s"), params).fetchall()
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]

@@ -14,7 +14,7 @@ import time
 import entity_defs as ed
 import pytest
 import ray
-from helpers import start_ray, wait_until
+from helpers import query_store, start_ray, wait_until
 
 from entities import EntityId, InvalidEntityIdError, UnknownOperationError, entity
 from runtime import (
@@ -107,16 +107,14 @@ def test_bad_input_is_refused_with_typed_errors(ent):
 
 def entity_rows(rt, eid: str) -> tuple[list, list]:
     """The stored rows of one entity: its state row and the rows of its senders."""
-    import sqlite3
-    from contextlib import closing
-
     name, key = eid.split("@", 1)
     where = "WHERE hub=? AND name=? AND key=?"
     params = (rt.config.hub, name, key)
-    with closing(sqlite3.connect(rt.config.store[len("sqlite:///") :])) as db:
-        state = db.execute(f"SELECT * FROM entities {where}", params).fetchall()
-        senders = db.execute(f"SELECT * FROM entity_senders {where} ORDER BY sender", params)
-        return state, senders.fetchall()
+    state = query_store(rt.config.store, f"SELECT * FROM entities {where}", params)
+    senders = query_store(
+        rt.config.store, f"SELECT * FROM entity_senders {where} ORDER BY sender", params
+    )
+    return state, senders
 
 
 REFUSED = ("nope", "__init__", "_private", "__lock__", "__unlock__", "__class__")
@@ -236,14 +234,14 @@ def test_killed_entity_host_loses_no_acknowledged_signal_and_applies_none_twice(
 
 def stuck_transfers(rt, ids) -> str:
     """What a hung transfer test needs to be understood: who holds what, who waits."""
-    import sqlite3
-
     c = rt.client
-    with sqlite3.connect(rt.config.store[len("sqlite:///") :]) as db:
-        locks = db.execute("SELECT key, locked_by FROM entities WHERE hub=?", (rt.config.hub,))
-        lines = [f"lock {key}: {owner}" for key, owner in locks.fetchall()]
-        outbox = db.execute("SELECT kind, target, sender FROM outbox WHERE hub=?", (rt.config.hub,))
-        lines += [f"outbox {row}" for row in outbox.fetchall()]
+    hub = (rt.config.hub,)
+    locks = query_store(rt.config.store, "SELECT key, locked_by FROM entities WHERE hub=?", hub)
+    lines = [f"lock {key}: {owner}" for key, owner in locks]
+    outbox = query_store(
+        rt.config.store, "SELECT kind, target, sender FROM outbox WHERE hub=?", hub
+    )
+    lines += [f"outbox {row}" for row in outbox]
     for iid in ids:
         state = c.get_status(iid, show_history=True)
         if not state.is_terminal:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ import threading
 import pytest
 import ray
 import workflows as wf
+from helpers import query_store
 
 from runtime import (
     InstanceExistsError,
@@ -22,12 +22,10 @@ from runtime.orchestration import history as h
 
 
 def store_counts(url: str) -> dict[str, int]:
-    path = url[len("sqlite:///") :]
-    with sqlite3.connect(path) as db:
-        return {
-            t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-            for t in ("instances", "history", "inbox")
-        }
+    return {
+        t: query_store(url, f"SELECT COUNT(*) FROM {t}")[0][0]
+        for t in ("instances", "history", "inbox")
+    }
 
 
 def test_chain_completes_with_activity_called_by_object_and_by_name(runtime):

@@ -1,8 +1,9 @@
 """The store contract: what every Store must do, tested through the abstract API alone.
 
-No Ray: a real store in a temporary folder. Each test takes ``open_hub``, a factory of
-stores of one kind (only SQLite today); a new kind of store joins by adding a parameter to
-the ``store_kind`` fixture, and passes the same tests.
+No Ray: a real store, SQLite in a temporary folder or a fresh database on the session's
+throw-away PostgreSQL server. Each test takes ``open_hub``, a factory of stores of one
+kind; a new kind of store joins by adding a parameter to the ``store_kind`` fixture, and
+passes the same tests.
 """
 
 from __future__ import annotations
@@ -29,15 +30,22 @@ PURE = True
 OpenHub = Callable[..., Store]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store_kind(request) -> str:
     return request.param
 
 
 @pytest.fixture
-def open_hub(store_kind, tmp_path):
+def store_url(store_kind, tmp_path, request) -> str:
+    if store_kind == "postgresql":
+        return request.getfixturevalue("postgres").database()
+    return f"sqlite:///{tmp_path / 'hub.db'}"
+
+
+@pytest.fixture
+def open_hub(store_url):
     """``open_hub(hub="shop", **options)``: a store of the hub on one shared database."""
-    url = {"sqlite": f"sqlite:///{tmp_path / 'hub.db'}"}[store_kind]
+    url = store_url
     opened: list[Store] = []
 
     def open_(hub: str = "shop", **options) -> Store:

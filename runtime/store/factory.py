@@ -8,7 +8,11 @@ from ..errors import HubConfigError
 from .base import Store
 
 #: Supported URL schemes, with an example of each.
-SCHEMES = {"sqlite": "sqlite:///path/to/file.db"}
+SCHEMES = {
+    "sqlite": "sqlite:///path/to/file.db",
+    "postgresql": "postgresql://user@host:5432/database",
+    "postgres": "postgres://user@host:5432/database",
+}
 
 
 def open_store(
@@ -22,7 +26,11 @@ def open_store(
     if url.startswith("sqlite:///"):
         from .sqlite import SqliteStore
 
-        store = SqliteStore(url, hub, durability)
+        store: Store = SqliteStore(url, hub, durability)
+    elif url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        store = PostgresStore(url, hub)
     else:
         known = ", ".join(SCHEMES.values())
         raise HubConfigError(f"unsupported store URL {url!r}; supported: {known}")

@@ -93,6 +93,10 @@ class Dialect:
         """Run ``attempt``, again while the database says a retry may succeed."""
         return attempt()
 
+    def commit(self, db: Connection) -> None:
+        """Commit the write transaction (never re-sent where its fate could be unknown)."""
+        db.commit()
+
     def table_names(self, db: Connection) -> set[str]:
         """The tables that exist."""
         raise NotImplementedError
@@ -100,6 +104,9 @@ class Dialect:
     def create_schema(self) -> list[str]:
         """The statements that create the current schema in an empty database."""
         raise NotImplementedError
+
+    def lock_schema(self, db: Connection) -> None:
+        """Make the schema check and its changes one at a time across hubs (in the write)."""
 
     def migration(self, to_version: int) -> list[str]:
         """The statements that take a store from ``to_version - 1`` to ``to_version``."""
@@ -131,6 +138,7 @@ class _SqlBase:
 
     def _migrate(self, db: Connection) -> None:
         """Create the schema, or bring an older one up to date; refuse a newer one."""
+        self.dialect.lock_schema(db)
         tables = self.dialect.table_names(db)
         if "schema_version" in tables:
             version = int(db.execute("SELECT version FROM schema_version").fetchone()[0])
@@ -169,7 +177,7 @@ class _SqlBase:
                 if isinstance(exc, FencedError) and self.on_fenced is not None:
                     self.on_fenced(exc)
                 raise
-            self.dialect.retrying(self._db.commit)
+            self.dialect.commit(self._db)
 
     def _check_epoch(self, db: Connection, epoch: int) -> Lease:
         # Inside the write transaction: the lease cannot change before this one commits.

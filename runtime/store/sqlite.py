@@ -113,6 +113,10 @@ class SqliteDialect(Dialect):
             time.sleep(pause)
             pause = min(pause * 2, 0.01)
 
+    def commit(self, db: Connection) -> None:
+        """COMMIT, retried while a reader holds the WAL (busy: nothing was committed yet)."""
+        self.retrying(db.commit)
+
     def table_names(self, db: Connection) -> set[str]:
         """The file's tables."""
         rows = db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()

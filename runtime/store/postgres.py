@@ -1,0 +1,234 @@
+"""The PostgreSQL store (``postgresql://user@host:port/db``): shared by the hosts of every node.
+
+Writers of one hub take turns: each write transaction first takes a transaction-scoped
+advisory lock named by the hub, as SQLite's one writer per file does. That keeps the store
+contract the SQL relies on: an inbox or outbox id is drawn inside the lock, so ids grow in
+commit order and a reader's "after the last id seen" never skips a message committed late
+(with concurrent writers, sequence values do not follow commit order). Hubs on one
+database do not wait for each other.
+
+The password comes from the URL, from ``?password_env=NAME`` (the environment variable
+NAME), or from libpq's own ``PGPASSWORD`` / ``~/.pgpass``; messages never show it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..errors import HubConfigError
+from .sql import SCHEMA_VERSION_TABLE, Connection, Cursor, Dialect, SqlStore
+
+T = TypeVar("T")
+
+#: How long a write waits for the database to come back (a restart) before it fails.
+RECONNECT_SECONDS = 60.0
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS instances (
+    hub TEXT NOT NULL, instance_id TEXT NOT NULL,
+    name TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    created_time DOUBLE PRECISION NOT NULL, last_updated_time DOUBLE PRECISION NOT NULL,
+    input BYTEA, output BYTEA, custom_status BYTEA, failure BYTEA,
+    parent_instance_id TEXT, parent_seq BIGINT, host TEXT,
+    history_length BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (hub, instance_id))""",
+    "CREATE INDEX IF NOT EXISTS instances_by_status ON instances (hub, status)",
+    "CREATE INDEX IF NOT EXISTS instances_by_host ON instances (hub, host)",
+    """CREATE TABLE IF NOT EXISTS history (
+    hub TEXT NOT NULL, instance_id TEXT NOT NULL, idx BIGINT NOT NULL, event BYTEA NOT NULL,
+    PRIMARY KEY (hub, instance_id, idx))""",
+    """CREATE TABLE IF NOT EXISTS inbox (
+    id BIGSERIAL PRIMARY KEY,
+    hub TEXT NOT NULL, instance_id TEXT NOT NULL, event BYTEA NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS inbox_by_instance ON inbox (hub, instance_id)",
+    """CREATE TABLE IF NOT EXISTS timers (
+    hub TEXT NOT NULL, instance_id TEXT NOT NULL, execution_id TEXT NOT NULL,
+    seq BIGINT NOT NULL, fire_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (hub, instance_id, execution_id, seq))""",
+    "CREATE INDEX IF NOT EXISTS timers_by_time ON timers (hub, fire_at)",
+    """CREATE TABLE IF NOT EXISTS code (
+    hub TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
+    blob BYTEA NOT NULL, registered DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (hub, kind, name, version))""",
+    """CREATE TABLE IF NOT EXISTS entities (
+    hub TEXT NOT NULL, name TEXT NOT NULL, key TEXT NOT NULL, state BYTEA,
+    exists_ INTEGER NOT NULL, last_modified DOUBLE PRECISION NOT NULL, locked_by TEXT,
+    PRIMARY KEY (hub, name, key))""",
+    """CREATE TABLE IF NOT EXISTS entity_senders (
+    hub TEXT NOT NULL, name TEXT NOT NULL, key TEXT NOT NULL, sender TEXT NOT NULL,
+    last_seq BIGINT NOT NULL, last_result BYTEA,
+    PRIMARY KEY (hub, name, key, sender))""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+    id BIGSERIAL PRIMARY KEY,
+    hub TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, payload BYTEA NOT NULL,
+    sender TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS meta (
+    hub TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (hub, key))""",
+    """CREATE TABLE IF NOT EXISTS lease (
+    hub TEXT NOT NULL PRIMARY KEY, epoch BIGINT NOT NULL,
+    host TEXT NOT NULL, machine TEXT NOT NULL, pid BIGINT NOT NULL,
+    ray_address TEXT NOT NULL, cluster TEXT NOT NULL, actor_id TEXT NOT NULL,
+    acquired_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL)""",
+]
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def libpq_url(url: str) -> str:
+    """The URL libpq takes: ``password_env`` resolved from the environment, ``postgres://`` kept."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    names = [value for key, value in query if key == "password_env"]
+    query = [(key, value) for key, value in query if key != "password_env"]
+    if names:
+        password = os.environ.get(names[0])
+        if password is None:
+            raise HubConfigError(
+                f"store {redacted(url)}: password_env names {names[0]!r}, which is not set"
+            )
+        query.append(("password", password))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class _Translated:
+    """A psycopg connection that takes the store's ``?`` placeholders, and comes back."""
+
+    def __init__(self, open_raw: Callable[[], Any]) -> None:
+        self._open = open_raw
+        self.raw = open_raw()
+
+    def reconnect(self) -> None:
+        """A new connection for one the database dropped (a restart, a network cut)."""
+        if self.raw.closed or self.raw.broken:
+            self.raw = self._open()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        """Run one statement (``?`` becomes ``%s``)."""
+        return self.raw.execute(_PLACEHOLDER.sub("%s", sql), tuple(params))  # type: ignore[no-any-return]
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        """Run one statement for each row."""
+        if rows:
+            with self.raw.cursor() as cursor:
+                cursor.executemany(_PLACEHOLDER.sub("%s", sql), [tuple(r) for r in rows])
+
+    def commit(self) -> None:
+        """End the transaction, keeping its writes."""
+        self.raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """End the transaction, dropping its writes (a dropped connection dropped them)."""
+        if not (self.raw.closed or self.raw.broken):
+            self.raw.execute("ROLLBACK")
+
+    def close(self) -> None:
+        """Release the connection."""
+        self.raw.close()
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL through psycopg 3: one writer per hub at a time, rows locked as read."""
+
+    for_update = " FOR UPDATE"
+
+    def __init__(self, url: str, hub: str) -> None:
+        self.url = url
+        self.hub = hub
+        # A signed 64-bit key per hub for pg_advisory_xact_lock.
+        self.lock_key = zlib.crc32(f"ray-durable/{hub}".encode()) - 2**31
+        self.db: _Translated | None = None
+
+    def connect(self) -> Connection:
+        """An autocommit connection (the store begins its own transactions)."""
+        self.db = _Translated(self._open)
+        return self.db
+
+    def _open(self) -> Any:
+        try:
+            import psycopg
+        except ImportError:
+            raise HubConfigError(
+                f"store {redacted(self.url)} needs psycopg: pip install 'ray-durable[postgres]'"
+            ) from None
+        try:
+            raw = psycopg.connect(libpq_url(self.url), autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            parts = urlsplit(self.url)
+            where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+            raise HubConfigError(
+                f"store {redacted(self.url)}: cannot connect to PostgreSQL at {where}: {first}"
+            ) from None
+        return raw
+
+    def begin_write(self, db: Connection) -> None:
+        """BEGIN, then the hub's advisory lock: writers of one hub take turns."""
+        db.execute("BEGIN")
+        db.execute("SELECT pg_advisory_xact_lock(?)", (self.lock_key,))
+
+    def retrying(self, attempt: Callable[[], T]) -> T:
+        """Run ``attempt``; again after a deadlock the database broke, or once it is back.
+
+        Only a statement that begins a transaction or reads comes here: one that fails
+        inside a write transaction fails the whole operation, which its caller re-runs
+        (availability traded for correctness: nothing is half-applied).
+        """
+        import psycopg
+
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        pause = 0.05
+        while True:
+            try:
+                return attempt()
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+                try:
+                    if self.db is not None:
+                        self.db.reconnect()
+                except HubConfigError:
+                    pass  # still down: the next round tries again
+
+    def table_names(self, db: Connection) -> set[str]:
+        """The tables of the connection's schema."""
+        rows = db.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def create_schema(self) -> list[str]:
+        """Every table of the current schema."""
+        return [*_SCHEMA, SCHEMA_VERSION_TABLE]
+
+    def lock_schema(self, db: Connection) -> None:
+        """Creating tables takes a database-wide lock: two hubs opening at once take turns."""
+        db.execute("SELECT pg_advisory_xact_lock(?)", (0x5D0C,))
+
+
+class PostgresStore(SqlStore):
+    """Store on a PostgreSQL database; many hubs may share one database."""
+
+    def __init__(self, url: str, hub: str) -> None:
+        super().__init__(redacted(url), hub, PostgresDialect(url, hub))

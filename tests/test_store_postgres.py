@@ -1,0 +1,92 @@
+"""What only the PostgreSQL store has: its URL, its errors, and writers that take turns."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from runtime.errors import HubConfigError
+from runtime.store import InstanceRecord, open_store
+from runtime.store.postgres import libpq_url, redacted
+
+PURE = True
+
+
+def test_the_password_never_shows_and_password_env_reads_the_environment(monkeypatch):
+    assert redacted("postgresql://u:s3cret@db:5432/x") == "postgresql://u:***@db:5432/x"
+    monkeypatch.setenv("DB_PASSWORD", "from-env")
+    resolved = libpq_url("postgresql://u@db/x?password_env=DB_PASSWORD&sslmode=require")
+    assert "password=from-env" in resolved and "sslmode=require" in resolved
+    assert "password_env" not in resolved
+    monkeypatch.delenv("DB_PASSWORD")
+    with pytest.raises(HubConfigError, match="password_env names 'DB_PASSWORD', which is not set"):
+        libpq_url("postgresql://u@db/x?password_env=DB_PASSWORD")
+
+
+def test_an_unreachable_server_is_a_config_error_naming_host_and_port():
+    with pytest.raises(HubConfigError) as refused:
+        open_store("postgresql://u:s3cret@127.0.0.1:1/x", "h")
+    text = str(refused.value)
+    assert "127.0.0.1:1" in text and "s3cret" not in text and "***" in text
+
+
+def test_a_missing_database_and_tls_options_reach_the_server(postgres):
+    base = postgres.database()
+    with pytest.raises(HubConfigError, match="does not exist"):
+        open_store(base.rsplit("/", 1)[0] + "/no_such_db", "h")
+    # The test server has no TLS: libpq refuses sslmode=require, so the option reached it.
+    with pytest.raises(HubConfigError, match="SSL"):
+        open_store(base + "?sslmode=require", "h")
+
+
+def test_concurrent_writers_of_one_hub_keep_inbox_ids_in_commit_order(postgres):
+    url = postgres.database()
+    stores = [open_store(url, "shop", durability="process") for _ in range(4)]
+    stores[0].create_instance(InstanceRecord("i", "flow", "1", "Running", "x", 0.0, 0.0), [])
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def write(store, n: int) -> None:
+        try:
+            for k in range(25):
+                store.append_inbox("i", f"{n}-{k}".encode())
+        except BaseException as exc:  # reported below: a thread's error is otherwise lost
+            errors.append(exc)
+
+    def read() -> None:
+        # A reader that trusts "after the last id seen" must never miss a message.
+        last = 0
+        while len(seen) < 100 and not errors:
+            for message in stores[0].load_inbox("i", last):
+                seen.append(message.id)
+                last = message.id
+
+    threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(stores)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reader.join(timeout=30)
+    assert not errors, errors
+    assert len(seen) == 100 == len(set(seen)) and seen == sorted(seen)
+    for store in stores:
+        store.close()
+
+
+def test_a_restarted_server_is_waited_for_and_nothing_is_lost(postgres):
+    url = postgres.database()
+    store = open_store(url, "shop", durability="process")
+    store.create_instance(InstanceRecord("i", "flow", "1", "Running", "x", 0.0, 0.0), [])
+    store.append_inbox("i", b"before")
+    postgres.stop("immediate")  # as if it crashed: the store's connection is dead now
+    restarting = threading.Timer(1.0, postgres.start)
+    restarting.start()
+    try:
+        store.append_inbox("i", b"after")  # blocks, reconnects, then writes once
+        assert [m.event for m in store.load_inbox("i")] == [b"before", b"after"]
+    finally:
+        restarting.join()
+        store.close()
