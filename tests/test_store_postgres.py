@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -56,14 +57,14 @@ def test_concurrent_writers_of_one_hub_keep_inbox_ids_in_commit_order(postgres):
 
     def read() -> None:
         # A reader that trusts "after the last id seen" must never miss a message.
-        last = 0
-        while len(seen) < 100 and not errors:
+        last, deadline = 0, time.monotonic() + 30
+        while len(seen) < 100 and not errors and time.monotonic() < deadline:
             for message in stores[0].load_inbox("i", last):
                 seen.append(message.id)
                 last = message.id
 
     threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(stores)]
-    reader = threading.Thread(target=read)
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     for t in threads:
         t.start()
