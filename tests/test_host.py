@@ -89,7 +89,7 @@ def host(tmp_path):
     for obj in (chain, caught, double, refuse):
         store.register_code(*encode_code(obj))
     actors = FakeActors()
-    core = HostCore(hub, url, "process", "unused", None, None, {"num_cpus": 0}, None, actors)
+    core = HostCore(hub, url, "process", None, None, {"num_cpus": 0}, None, actors)
     yield core, store, actors, loop
     for task in asyncio.all_tasks(loop):
         task.cancel()
@@ -160,7 +160,7 @@ def test_a_new_incarnation_dispatches_only_what_history_leaves_open(host, tmp_pa
     loop.run_until_complete(asyncio.wait_for(second_scheduled(), 5))
     core.live.clear()  # the host dies with the second activity's result
     fresh = FakeActors()
-    again = HostCore(core.hub, f"sqlite:///{tmp_path / 'hub.db'}", "process", "", actors=fresh)
+    again = HostCore(core.hub, f"sqlite:///{tmp_path / 'hub.db'}", "process", actors=fresh)
     record = run_until_ended(again, store, loop, iid)
     assert loads(record.output) == 4
     assert [(name, value) for name, value, _ in fresh.ran] == [("double", 2)]  # only the open one

@@ -63,7 +63,6 @@ class HostCore:
         hub: str,
         store_url: str,
         durability: str,
-        supervisor_name: str,
         clock: Callable[[], float] | None = None,
         passivate_after: float | None = None,
         activity_options: dict[str, Any] | None = None,
@@ -78,7 +77,6 @@ class HostCore:
         # Every write is fenced by the epoch of the supervisor that created this host.
         self.store = open_store(store_url, hub, durability, epoch, self._fenced)
         self.code = CodeCache(self.store)
-        self.supervisor_name = supervisor_name
         self.clock = clock
         self.live: dict[str, Live] = {}
         self._queue: list[Arrival] = []

@@ -13,6 +13,7 @@ NAME), or from libpq's own ``PGPASSWORD`` / ``~/.pgpass``; messages never show i
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -81,6 +82,12 @@ _SCHEMA = [
 _PLACEHOLDER = re.compile(r"\?")
 
 
+@functools.lru_cache(maxsize=1024)
+def _translated(sql: str) -> str:
+    """The statement with psycopg's ``%s`` placeholders (the store's SQL is a fixed set)."""
+    return _PLACEHOLDER.sub("%s", sql)
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
@@ -120,13 +127,13 @@ class _Translated:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one statement (``?`` becomes ``%s``)."""
-        return self.raw.execute(_PLACEHOLDER.sub("%s", sql), tuple(params))  # type: ignore[no-any-return]
+        return self.raw.execute(_translated(sql), tuple(params))  # type: ignore[no-any-return]
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
         """Run one statement for each row."""
         if rows:
             with self.raw.cursor() as cursor:
-                cursor.executemany(_PLACEHOLDER.sub("%s", sql), [tuple(r) for r in rows])
+                cursor.executemany(_translated(sql), [tuple(r) for r in rows])
 
     def commit(self) -> None:
         """End the transaction, keeping its writes."""

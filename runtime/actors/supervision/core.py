@@ -40,7 +40,7 @@ from ...errors import FencedError, HubLeaseHeldError
 from ...registry import CodeCache
 from ...store import open_store
 from ..lease import LeaseKeeper
-from ..ray_seam import ActorSystem, stop_this_actor, supervisor_name
+from ..ray_seam import ActorSystem, stop_this_actor
 from ..routing import EntityRouter
 from .completions import Completions
 from .control import InstanceControl
@@ -108,7 +108,6 @@ class SupervisorCore:
             self.config.hub,
             self.config.store,
             self.config.durability,
-            supervisor_name(self.config.hub),
             clock,
             self.config.passivate_after,
             self.config.activity_options(),
