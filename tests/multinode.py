@@ -11,8 +11,10 @@ import socket
 import time
 from typing import Any
 
+import psutil
 import ray
 from helpers import start_ray, wait_until
+from ray._private import ray_constants
 from ray.cluster_utils import Cluster
 
 #: Ray's node health checks, tuned so that a killed node is declared dead in about 1.5 s
@@ -38,7 +40,9 @@ class LocalCluster:
             head_node_args={
                 "num_cpus": head_cpus,
                 "dashboard_port": free_port(),
-                "_system_config": HEALTH_CHECKS,
+                # Ray's fixed default port may be another Ray's on this machine: no job agent.
+                "dashboard_agent_listen_port": free_port(),
+                "_system_config": dict(HEALTH_CHECKS),  # Ray adds its own keys to it
             },
         )
         #: The state API's address: this cluster's, not another one on this machine.
@@ -46,6 +50,7 @@ class LocalCluster:
         self.workers = [self.cluster.add_node(**options) for options in workers]
         self.cluster.wait_for_nodes()
         ray.init(address=self.cluster.address)
+        self.address = self.cluster.address
         self.head_id = ray.get_runtime_context().get_node_id()
 
     @staticmethod
@@ -54,8 +59,20 @@ class LocalCluster:
         return str(node.node_id)
 
     def kill(self, node: Any) -> float:
-        """Kill a worker node (its raylet and every process on it); when it was killed."""
+        """Kill a worker node (its raylet and every process on it); when it was killed.
+
+        ``remove_node`` kills the raylet and its services; its workers would notice and
+        exit a moment later, and meanwhile still answer calls made to them directly.
+        A lost machine takes them at once: they are killed too.
+        """
+        raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+        workers = psutil.Process(raylet).children(recursive=True)
         killed_at = time.monotonic()
+        for worker in workers:
+            try:
+                worker.kill()
+            except psutil.NoSuchProcess:
+                pass
         self.cluster.remove_node(node, allow_graceful=False)
         return killed_at
 

@@ -8,10 +8,13 @@ server (skipped where there is none; required by .ci/run).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import cluster_defs as cd
 import pytest
@@ -239,5 +242,67 @@ def test_a_whole_cluster_restarted_on_the_same_database_resumes_every_instance(c
             rt.client.raise_event(iid, "go", n)
             assert rt.client.wait_for_completion(iid, timeout=60).output == n
         assert rt.client.call_entity("Tally@kept", "get") == sum(range(10))
+    finally:
+        rt.shutdown()
+
+
+# -- the deployment examples ---------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "cluster"
+
+
+def test_a_batch_submitted_as_a_ray_job_and_a_second_driver_signalling_its_hub(cluster, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    hub, store = hub_name(), f"sqlite:///{tmp_path / 'hub.db'}"
+    jobs = JobSubmissionClient(cluster.dashboard)
+
+    def submit() -> str | None:
+        try:
+            return jobs.submit_job(
+                entrypoint=f"python batch_job.py --n 2000 --hub {hub} --store {store}",
+                runtime_env={"working_dir": str(EXAMPLES)},
+            )
+        except RuntimeError as exc:  # the head's job agent registers a little after start
+            if "No available agent" not in str(exc):
+                raise
+            return None
+
+    job = wait_until(submit, timeout=120, every=1.0)
+    done = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+    wait_until(lambda: jobs.get_job_status(job) in done, timeout=300, every=0.5)
+    logs = jobs.get_job_logs(job)
+    assert jobs.get_job_status(job) == JobStatus.SUCCEEDED, logs
+    assert "check:      total matches" in logs and f"hub:        {hub}" in logs
+
+    # Another process on the cluster signals the hub the job left running.
+    second = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "signal_entities.py"),
+            "--address",
+            cluster.address,
+            "--hub",
+            hub,
+            "--store",
+            store,
+            "--keys",
+            "3",
+            "--signals",
+            "300",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert second.returncode == 0, second.stderr
+    assert [line for line in second.stdout.splitlines() if line.startswith("Tally@")] == [
+        "Tally@k0: +100",
+        "Tally@k1: +100",
+        "Tally@k2: +100",
+    ]
+    rt = Runtime.start(hub=hub, store=store)  # attaches to the running hub
+    try:
+        assert rt.client.call_entity("Tally@k1", "get") == 100
     finally:
         rt.shutdown()

@@ -21,6 +21,7 @@ import ray
 from ray.exceptions import (
     ActorDiedError,
     ActorUnavailableError,
+    ActorUnschedulableError,
     GetTimeoutError,
     RayActorError,
     RayTaskError,
@@ -34,8 +35,13 @@ T = TypeVar("T")
 #: The Ray namespace of every hub's actors, so drivers in any namespace find them.
 NAMESPACE = "ray-durable"
 
-#: A call to an actor that is restarting or gone: the same call may be sent again.
-ACTOR_LOST: tuple[type[Exception], ...] = (RayActorError, ActorUnavailableError)
+#: A call to an actor that is restarting or gone (or pinned to a lost node): the same call
+#: may be sent again, to the actor that takes its name.
+ACTOR_LOST: tuple[type[Exception], ...] = (
+    RayActorError,
+    ActorUnavailableError,
+    ActorUnschedulableError,
+)
 
 #: A user's code (or ours) raised inside an actor; ``root_cause`` says what.
 TaskError = RayTaskError
@@ -73,6 +79,12 @@ def actor_lost(exc: BaseException) -> bool:
 def gone_for_good(exc: BaseException) -> bool:
     """The actor will not restart (killed, or out of restarts): a new one must take its name."""
     return isinstance(exc, ActorDiedError)
+
+
+def must_replace(exc: BaseException) -> bool:
+    """The actor will not come back by itself: killed, out of restarts, or pinned to a node
+    that is gone (Ray restarts a pinned actor on its node only)."""
+    return gone_for_good(exc) or isinstance(exc, ActorUnschedulableError)
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -512,21 +524,21 @@ class ActorSystem:
         return HostHandle(actor)
 
     def _where(self, name: str, resources: dict[str, Any]) -> dict[str, Any]:
-        """Pinned to the store's node, or the next live node in turn.
+        """Pinned to the store's node, or to the next live node in turn.
 
-        Ray's "SPREAD" strategy left every zero-CPU host on one node of a three-node test
-        cluster; taking turns over the live nodes spreads them for certain. The affinity is
-        soft: a host whose node is lost restarts on another one.
+        Ray's "SPREAD" strategy, and soft node affinity, left zero-CPU hosts on one node of
+        a three-node test cluster whose CPUs were busy. Hard affinity spreads them for
+        certain; a host whose node is lost cannot restart (``must_replace``), and the
+        supervisor creates it again on a live node.
         """
         if self.pin_node is not None:
             check_fits(self.pin_node, resources, f"host {name!r}")
             return pinned(self.pin_node)
         if _needs(resources):
-            return {}  # the nodes that have what it asks for: Ray's choice
+            return {}  # the nodes that have what it asks for: Ray's choice, restarts included
         nodes = alive_nodes()
         self._turn += 1
-        node = nodes[self._turn % len(nodes)]
-        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=True)}
+        return pinned(nodes[self._turn % len(nodes)])
 
     def kill(self, name: str, handle: HostHandle | None = None) -> None:
         """Stop a host for good (a no-op if it is gone)."""

@@ -16,7 +16,7 @@ from ..ray_seam import (
     HOST_ACTIVATION,
     ActorSystem,
     HostHandle,
-    gone_for_good,
+    must_replace,
 )
 from ..routing import pool_host, pool_index
 
@@ -133,6 +133,8 @@ class HostPool:
                 metrics.inc("recoveries", {**self._tags, "kind": "host"})
                 await self.on_failed(name)
                 await self.activate_on(name, None)
+                if self.hosts.get(name) is not handle:
+                    return  # replaced by a new actor, which has a watcher of its own
 
     async def activate_on(self, name: str, ids: list[str] | None) -> None:
         """Activate instances on a host until one of its incarnations has taken them.
@@ -151,8 +153,8 @@ class HostPool:
                 await self.host(name).activate(todo)
                 return
             except Exception as exc:
-                if gone_for_good(exc):
-                    self.hosts.pop(name, None)  # a new actor takes the same name
+                if must_replace(exc):
+                    self._replace(name)
                 # else restarting: the next try reaches its new incarnation
             attempt += 1
             if attempt % 60 == 0:
@@ -160,6 +162,16 @@ class HostPool:
                     log, logging.WARNING, "host still unreachable", hub=self.config.hub, host=name
                 )
             await asyncio.sleep(HOST_ACTIVATION.wait(attempt, Exception()))
+
+    def _replace(self, name: str) -> None:
+        """Forget a host that will not come back: the next ``host(name)`` creates it anew.
+
+        An actor pinned to a lost node is still registered under its name: it is killed
+        (only through the handle we hold, never by name: that may be its successor).
+        """
+        handle = self.hosts.pop(name, None)
+        if handle is not None:
+            self.actors.kill(name, handle)
 
     def kill(self, name: str) -> None:
         """Stop a host for good; it is not revived."""
