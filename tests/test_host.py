@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from helpers import event_loop
 
 from runtime import activity, orchestrator
 from runtime.actors.hosts import HostCore
@@ -81,21 +82,15 @@ class FakeActors:
 
 @pytest.fixture
 def host(tmp_path):
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    hub = f"h-{uuid.uuid4().hex[:6]}"
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
-    store = open_store(url, hub)
-    for obj in (chain, caught, double, refuse):
-        store.register_code(*encode_code(obj))
-    actors = FakeActors()
-    core = HostCore(hub, url, "process", None, None, {"num_cpus": 0}, None, actors)
-    yield core, store, actors, loop
-    for task in asyncio.all_tasks(loop):
-        task.cancel()
-    loop.run_until_complete(asyncio.sleep(0))
-    loop.close()
-    asyncio.set_event_loop(None)
+    with event_loop() as loop:
+        hub = f"h-{uuid.uuid4().hex[:6]}"
+        url = f"sqlite:///{tmp_path / 'hub.db'}"
+        store = open_store(url, hub)
+        for obj in (chain, caught, double, refuse):
+            store.register_code(*encode_code(obj))
+        actors = FakeActors()
+        core = HostCore(hub, url, "process", None, None, {"num_cpus": 0}, None, actors)
+        yield core, store, actors, loop
     store.close()
 
 

@@ -29,6 +29,7 @@ from ..orchestration.engine import OrchestrationExecutor, Step
 from ..orchestration.status import OrchestrationStatus
 from ..registry import CodeCache
 from ..store import Checkpoint, open_store
+from ..store.payloads import DEFAULT_INLINE_LIMIT
 from .entity_host import EntityCore
 from .hosting.dispatch import Dispatcher
 from .hosting.steps import Arrival, Live, checkpoint, continue_as_new, now_utc
@@ -68,6 +69,7 @@ class HostCore:
         activity_options: dict[str, Any] | None = None,
         epoch: int | None = None,
         actors: ActorSystem | None = None,
+        payload_inline_limit: int = DEFAULT_INLINE_LIMIT,
     ) -> None:
         self.hub = hub
         self.passivate_after = passivate_after
@@ -75,7 +77,9 @@ class HostCore:
         self.actors = actors or ActorSystem(hub)
         self._commit_tags = {"hub": hub, "kind": "orchestration"}
         # Every write is fenced by the epoch of the supervisor that created this host.
-        self.store = open_store(store_url, hub, durability, epoch, self._fenced)
+        self.store = open_store(
+            store_url, hub, durability, epoch, self._fenced, payload_inline_limit
+        )
         self.code = CodeCache(self.store)
         self.clock = clock
         self.live: dict[str, Live] = {}
