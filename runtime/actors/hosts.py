@@ -222,9 +222,10 @@ class HostCore:
                     checkpoints = [cp for cp, _ in work]
                     with metrics.timed("checkpoint_write_seconds", self._commit_tags):
                         await loop.run_in_executor(None, self.store.commit, checkpoints)
-                    self._after_commit(
-                        [item for _, item in work], any(cp.outbox for cp in checkpoints)
-                    )
+                    items, outbox = [item for _, item in work], any(c.outbox for c in checkpoints)
+                    # The encoded events are stored: free them before a wide step dispatches.
+                    del work, checkpoints
+                    self._after_commit(items, outbox)
             except FencedError:
                 return  # _fenced stops this host; re-activating would re-dispatch work
             except Exception:
@@ -283,7 +284,9 @@ class HostCore:
 
     def _reactivate(self, instance_ids: set[str]) -> None:
         for iid in instance_ids:
-            self.live.pop(iid, None)
+            old = self.live.pop(iid, None)
+            if old is not None:
+                old.waiting.clear()  # the new incarnation dispatches what history leaves open
             try:
                 self._activate(iid)
             except Exception:
