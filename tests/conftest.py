@@ -30,8 +30,11 @@ def ray_session():
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_for_module(request):
-    """Real Ray for end-to-end modules; a module with ``PURE = True`` runs without it."""
-    if not getattr(request.module, "PURE", False):
+    """Real Ray for end-to-end modules; a module with ``PURE = True`` runs without it, one
+    with ``OWN_CLUSTER = True`` starts a multi-node cluster of its own (tests/multinode.py)."""
+    if not getattr(request.module, "PURE", False) and not getattr(
+        request.module, "OWN_CLUSTER", False
+    ):
         start_ray()
     yield
 

@@ -157,3 +157,17 @@ def query_store(url: str, sql: str, params: tuple = ()) -> list[tuple]:
     with psycopg.connect(url, autocommit=True) as db:
         rows = db.execute(sql.replace("?", "%s"), params).fetchall()
         return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
+
+
+def completed_seqs(client, iid) -> list[int]:
+    """The sequence numbers of an instance's recorded activity completions."""
+    from runtime.orchestration import history as h
+
+    state = client.get_status(iid, show_history=True)
+    return [e.seq for e in state.history if isinstance(e, h.TaskCompleted)]
+
+
+def assert_no_duplicate_completions(client, iid) -> None:
+    """No activity completion recorded twice in the instance's history."""
+    seqs = completed_seqs(client, iid)
+    assert len(seqs) == len(set(seqs)), f"{iid}: a completion was recorded twice"

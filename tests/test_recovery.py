@@ -10,20 +10,15 @@ from collections import Counter
 import pytest
 import ray
 import workflows as wf
-from helpers import kill_host, start_ray, wait_until
+from helpers import (
+    assert_no_duplicate_completions,
+    completed_seqs,
+    kill_host,
+    start_ray,
+    wait_until,
+)
 
 from runtime import OrchestrationStatus, Runtime
-from runtime.orchestration import history as h
-
-
-def completed_seqs(client, iid) -> list[int]:
-    state = client.get_status(iid, show_history=True)
-    return [e.seq for e in state.history if isinstance(e, h.TaskCompleted)]
-
-
-def assert_no_duplicate_completions(client, iid) -> None:
-    seqs = completed_seqs(client, iid)
-    assert len(seqs) == len(set(seqs)), "a completion was recorded twice"
 
 
 def test_host_killed_mid_chain_resumes_without_rerunning_completed_steps(runtime, tmp_path):

@@ -25,8 +25,9 @@ from ray.exceptions import (
     RayActorError,
     RayTaskError,
 )
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ..errors import DurableError
+from ..errors import DurableError, HubConfigError
 
 T = TypeVar("T")
 
@@ -377,9 +378,16 @@ def find_supervisor(hub: str) -> SupervisorHandle | None:
     return None if actor is None else SupervisorHandle(actor)
 
 
-def create_supervisor(actor_class: Any, hub: str, *args: Any) -> SupervisorHandle:
-    """The hub's detached supervisor: created, or the one already running under its name."""
-    actor = actor_class.options(name=supervisor_name(hub), **DETACHED_OPTIONS).remote(*args)
+def create_supervisor(
+    actor_class: Any, hub: str, *args: Any, pin_here: bool = False
+) -> SupervisorHandle:
+    """The hub's detached supervisor: created, or the one already running under its name.
+
+    ``pin_here``: it lives on this process's node and nowhere else, restarts included (a
+    SQLite store is a file on this node's disk).
+    """
+    options = {**DETACHED_OPTIONS, **(pinned(this_node()) if pin_here else {})}
+    actor = actor_class.options(name=supervisor_name(hub), **options).remote(*args)
     return SupervisorHandle(actor)
 
 
@@ -456,6 +464,47 @@ def cluster_identity() -> tuple[str, str, str]:
     return address, cluster, context.get_actor_id() or ""
 
 
+def this_node() -> str:
+    """The Ray node id (hex) of the node this process runs on."""
+    return str(ray.get_runtime_context().get_node_id())
+
+
+def pinned(node: str) -> dict[str, Any]:
+    """Actor options that keep it on ``node``: Ray restarts it there only, never elsewhere."""
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=False)}
+
+
+def alive_nodes() -> list[str]:
+    """The ids of the cluster's live nodes, in a stable order."""
+    return sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+
+
+def _needs(options: dict[str, Any]) -> dict[str, float]:
+    """The Ray resources that actor options ask for, by Ray's resource names."""
+    needs = {str(k): float(v) for k, v in (options.get("resources") or {}).items()}
+    for option, resource in (("num_cpus", "CPU"), ("num_gpus", "GPU"), ("memory", "memory")):
+        if options.get(option):
+            needs[resource] = float(options[option])
+    return needs
+
+
+def check_fits(pin_node: str, options: dict[str, Any], what: str) -> None:
+    """Raise HubConfigError if the pinned node lacks what ``options`` ask for."""
+    needs = _needs(options)
+    if not needs:
+        return
+    has: dict[str, float] = next(
+        (n["Resources"] for n in ray.nodes() if n["NodeID"] == pin_node), {}
+    )
+    lacking = {k: v for k, v in needs.items() if has.get(k, 0.0) < v}
+    if lacking:
+        raise HubConfigError(
+            f"{what} asks for {lacking}, which node {pin_node[:12]} (the node of the hub's "
+            f"SQLite file, where every host is pinned) does not have; a PostgreSQL store lets "
+            f"hosts live on any node"
+        )
+
+
 def task(function: Callable[..., Any], options: dict[str, Any]) -> RemoteFunction:
     """``function`` as a Ray task with the given options (``num_cpus``, ``resources``...)."""
     return RemoteFunction(function, options)
@@ -469,15 +518,36 @@ def actor_class(cls: type[T]) -> Any:
 class ActorSystem:
     """What the supervisor's parts and the hosts ask of Ray; tests pass a fake."""
 
-    def __init__(self, hub: str) -> None:
+    def __init__(self, hub: str, pin_node: str | None = None) -> None:
         self.hub = hub
+        #: The node every host must live on (a SQLite store's), or None: spread.
+        self.pin_node = pin_node
+        self._turn = -1
 
     def host(
         self, host_class: Any, name: str, resources: dict[str, Any] | None, *args: Any
     ) -> HostHandle:
         """The detached host actor of that name: created (with ``resources``) or found."""
-        actor = host_class.options(**(resources or {}), name=name, **DETACHED_OPTIONS).remote(*args)
+        options = {**(resources or {}), **DETACHED_OPTIONS, **self._where(name, resources or {})}
+        actor = host_class.options(name=name, **options).remote(*args)
         return HostHandle(actor)
+
+    def _where(self, name: str, resources: dict[str, Any]) -> dict[str, Any]:
+        """Pinned to the store's node, or the next live node in turn.
+
+        Ray's "SPREAD" strategy left every zero-CPU host on one node of a three-node test
+        cluster; taking turns over the live nodes spreads them for certain. The affinity is
+        soft: a host whose node is lost restarts on another one.
+        """
+        if self.pin_node is not None:
+            check_fits(self.pin_node, resources, f"host {name!r}")
+            return pinned(self.pin_node)
+        if _needs(resources):
+            return {}  # the nodes that have what it asks for: Ray's choice
+        nodes = alive_nodes()
+        self._turn += 1
+        node = nodes[self._turn % len(nodes)]
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=True)}
 
     def kill(self, name: str, handle: HostHandle | None = None) -> None:
         """Stop a host for good (a no-op if it is gone)."""

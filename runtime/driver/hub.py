@@ -23,6 +23,7 @@ from ..actors.ray_seam import (
 from ..actors.supervisor import Supervisor
 from ..config import HubConfig
 from ..errors import HubConfigError, HubLeaseHeldError
+from ..store import node_local
 from .client import DurableClient
 from .cluster import init_ray
 
@@ -62,8 +63,9 @@ class Runtime:
         hub = config.hub
         # A clear ClusterNotFoundError, not minutes of ray.init retrying a dead address.
         init_ray(config.ray.address, namespace=config.ray.namespace)
+        assert config.store is not None  # HubConfig fills in the default store
         supervisor = find_supervisor(hub) or create_supervisor(
-            Supervisor, hub, config.to_dict(), clock
+            Supervisor, hub, config.to_dict(), clock, pin_here=node_local(config.store)
         )
         try:
             running = cast(dict[str, Any], get(supervisor.hub_config()))

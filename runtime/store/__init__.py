@@ -10,7 +10,7 @@ from .base import (
     OutboxMessage,
     Store,
 )
-from .factory import open_store
+from .factory import node_local, open_store
 
 __all__ = [
     "Checkpoint",
@@ -21,5 +21,6 @@ __all__ = [
     "InstanceRecord",
     "OutboxMessage",
     "Store",
+    "node_local",
     "open_store",
 ]

@@ -16,6 +16,11 @@ SCHEMES = {
 }
 
 
+def node_local(url: str) -> bool:
+    """True for a store that is a file on one node's disk: its readers must live there."""
+    return url.startswith("sqlite:")
+
+
 def open_store(
     url: str,
     hub: str,

@@ -38,9 +38,9 @@ from ... import logs, metrics
 from ...config import HubConfig
 from ...errors import FencedError, HubLeaseHeldError
 from ...registry import CodeCache
-from ...store import open_store
+from ...store import node_local, open_store
 from ..lease import LeaseKeeper
-from ..ray_seam import ActorSystem, stop_this_actor
+from ..ray_seam import ActorSystem, stop_this_actor, this_node
 from ..routing import EntityRouter
 from .completions import Completions
 from .control import InstanceControl
@@ -86,7 +86,7 @@ class SupervisorCore:
         self.pool = HostPool(
             config,
             self.store,
-            actors or ActorSystem(config.hub),
+            actors or self._actor_system(),
             host_class,
             self._host_args,
             self._host_failed,
@@ -105,6 +105,12 @@ class SupervisorCore:
             loop.create_task(self._forever("outbox", self._sweep_round)),
             loop.create_task(self.lease.keep()),
         ]
+
+    def _actor_system(self) -> ActorSystem:
+        """Ray, for the pool: hosts pinned to this node with a SQLite store (its file is
+        on this node's disk; Runtime.start pinned us here), spread over nodes otherwise."""
+        assert self.config.store is not None
+        return ActorSystem(self.config.hub, this_node() if node_local(self.config.store) else None)
 
     def _host_args(self) -> tuple[Any, ...]:
         """HostCore's arguments: hosts open the store themselves, fenced by our epoch."""
