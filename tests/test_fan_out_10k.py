@@ -1,6 +1,7 @@
 """A 10,000-activity fan-out end to end (real Ray, the session's store), with a few results
 above the inline limit: the sum is exact, every activity is recorded once, and history rows
-stay small because the large results sit once in the payloads table.
+stay small because the large results sit once in the payloads table. And the hub's
+``payload_inline_limit`` reaches the supervisor and the hosts that write.
 """
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from helpers import query_store
+from helpers import query_store, start_ray, stop_runtime
 
-from runtime import OrchestrationStatus, activity, orchestrator
+from runtime import OrchestrationStatus, Runtime, activity, orchestrator
 from runtime.orchestration import history as h
 from runtime.store.payloads import DEFAULT_INLINE_LIMIT
 
@@ -62,3 +63,45 @@ def test_a_10k_fan_out_sums_exactly_and_its_large_results_stay_out_of_its_rows(r
     for i in LARGE:
         assert sum(blob_of(i) in bytes(data) for (data,) in stored) == 1
     assert all(len(data) > DEFAULT_INLINE_LIMIT for (data,) in stored)
+
+
+@activity
+def echo_twice(text: str) -> str:
+    """Its input, twice."""
+    return text * 2
+
+
+@orchestrator
+def twice(ctx, text):
+    """One activity."""
+    return (yield ctx.call_activity(echo_twice, text))
+
+
+@pytest.mark.parametrize("placement", ["pooled", "dedicated"])
+def test_the_hubs_inline_limit_reaches_the_supervisor_and_the_hosts(hub_name, store_url, placement):
+    start_ray()
+    rt = Runtime.start(
+        hub=hub_name, store=store_url, placement=placement, pool_size=1, payload_inline_limit=2048
+    )
+    try:
+        text = "z" * 3000  # inline under the default limit, out of line under 2 KiB
+        iid = rt.client.start_new(twice, input=text)
+        state = rt.client.wait_for_completion(iid, timeout=120)
+        assert state.output == text * 2 and state.input == text
+    finally:
+        stop_runtime(rt)
+    key = (hub_name, iid)
+    (row,) = query_store(
+        store_url,
+        "SELECT length(input), length(output) FROM instances WHERE hub=? AND instance_id=?",
+        key,
+    )
+    assert row == (36, 36)  # the supervisor wrote the input, the host the output: references
+    sizes = query_store(
+        store_url, "SELECT length(event) FROM history WHERE hub=? AND instance_id=?", key
+    )
+    assert max(size for (size,) in sizes) < 2048
+    (count,) = query_store(
+        store_url, "SELECT count(*) FROM payloads WHERE hub=? AND instance_id=?", key
+    )[0]
+    assert count >= 4  # input, start event, scheduled input, result, completion, output
