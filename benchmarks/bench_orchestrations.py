@@ -1,13 +1,15 @@
 """Benchmarks of ray-durable orchestrations against plain Ray, in one Ray session.
 
-Run: ``python benchmarks/bench_orchestrations.py [--quick] [--repeats 3] [--only a,b,c]``.
+Run: ``python benchmarks/bench_orchestrations.py [--quick] [--repeats 3] [--only a,b,c]``;
+``--only b --placements pooled --n 100000 --repeats 1`` measures one large fan-out.
 
 Cases (see benchmarks/README.md):
 
 - a: a 4-step chain (median latency) and one orchestration of sequential activities
   (activities/s), against the same plain Ray tasks called one after the other;
 - b: fan-out/fan-in of trivial activities (activities/s) against ``ray.get`` of as many
-  plain Ray tasks, with the peak RSS of the orchestration's host process;
+  plain Ray tasks, with the peak RSS of the orchestration's host process and the bytes of
+  its history (rows and out-of-line payloads) in the store;
 - c: "HelloCities5": many orchestrations of 5 sequential activities started at once
   (orchestrations/s) against as many concurrent chains of 5 plain Ray tasks.
 
@@ -19,6 +21,8 @@ repeat, right before the durable run, so both see the same machine load.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sqlite3
 import statistics
 import sys
 import threading
@@ -230,10 +234,31 @@ def sequential(rt: Runtime, n: int) -> tuple[float, float]:
 # -- case b: fan-out/fan-in ------------------------------------------------------------
 
 
+def history_bytes(rt: Runtime, iid: str) -> tuple[int, int]:
+    """(history rows, their bytes with the out-of-line payloads) of an instance."""
+    assert rt.config.store is not None
+    db = sqlite3.connect(rt.config.store[len("sqlite:///") :])
+    try:
+        key = (rt.config.hub, iid)
+        rows, size = db.execute(
+            "SELECT count(*), coalesce(sum(length(event)), 0) FROM history "
+            "WHERE hub=? AND instance_id=?",
+            key,
+        ).fetchone()
+        (outlined,) = db.execute(
+            "SELECT coalesce(sum(length(data)), 0) FROM payloads WHERE hub=? AND instance_id=?",
+            key,
+        ).fetchone()
+    finally:
+        db.close()
+    return rows, size + outlined
+
+
 def fan_out_in(
     rt: Runtime, n: int, track_rss: bool, dedicated: bool
-) -> tuple[float, float, int | None]:
-    """(plain, durable) activities/s of n parallel trivial activities; host peak RSS KiB."""
+) -> tuple[float, float, int | None, tuple[int, int]]:
+    """(plain, durable) activities/s of n parallel trivial activities; host peak RSS KiB;
+    (history rows, history bytes)."""
 
     def plain_run() -> None:
         assert sum(ray.get([plain_inc.remote(i) for i in range(n)])) == sum(range(1, n + 1))
@@ -254,7 +279,7 @@ def fan_out_in(
     durable = n / (time.perf_counter() - start)
     peak = sampler.stop() if sampler else None
     check(state, sum(range(1, n + 1)))
-    return plain, durable, peak
+    return plain, durable, peak, history_bytes(rt, iid)
 
 
 # -- case c: HelloCities5 --------------------------------------------------------------
@@ -364,14 +389,18 @@ def case_b(rt: Runtime, label: str, repeats: int, sizes: Sizes) -> list[Row]:
             row.goal_text = ">= 0.60x of plain"
         samples, peaks = [], []
         for rep in range(repeats):
-            plain, durable, peak = fan_out_in(rt, n, largest, label == "dedicated")
+            plain, durable, peak, (events, size) = fan_out_in(rt, n, largest, label == "dedicated")
             samples.append((plain, durable))
             if peak is not None:
                 peaks.append(peak)
             rss = f", host VmHWM {peak / 1024:,.0f} MiB" if peak is not None else ""
-            say(f"b[{rep}] fan-out {n:,}: plain {plain:,.0f}/s, durable {durable:,.0f}/s{rss}")
+            say(
+                f"b[{rep}] fan-out {n:,}: plain {plain:,.0f}/s, durable {durable:,.0f}/s{rss}, "
+                f"history {events:,} rows, {size / 1e6:,.1f} MB ({size / n:,.0f} B/activity)"
+            )
         row.plain = median_of([p for p, _ in samples])
         row.durable = median_of([d for _, d in samples])
+        row.notes.append(f"history {size / 1e6:,.1f} MB ({size / n:,.0f} bytes/activity)")
         if largest:
             if peaks:
                 scope = "lifetime peak of the pool host" if label != "dedicated" else "sampled"
@@ -420,11 +449,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=16, help="driver threads calling start_new/wait in c"
     )
+    parser.add_argument(
+        "--n", type=int, default=None, help="one fan-out size for b (instead of the defaults)"
+    )
     args = parser.parse_args(argv)
     args.only = set(parse_choices(parser, "--only", args.only, CASES))
     args.placements = parse_choices(parser, "--placements", args.placements, PLACEMENTS)
-    if args.repeats < 1 or args.pool_size < 1 or args.threads < 1:
-        parser.error("--repeats, --pool-size and --threads must be at least 1")
+    if args.repeats < 1 or args.pool_size < 1 or args.threads < 1 or (args.n or 1) < 1:
+        parser.error("--repeats, --pool-size, --threads and --n must be at least 1")
     return args
 
 
@@ -432,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the selected cases on each placement and print the table."""
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if args.n is not None:
+        sizes = dataclasses.replace(sizes, fan_out=(args.n,))
     say(f"sizes: {sizes}")
     rows: list[Row] = []
     with local_ray():

@@ -17,9 +17,13 @@ import yaml
 from .errors import HubConfigError
 from .registry import ACTIVITY_OPTIONS
 from .store.factory import SCHEMES
+from .store.payloads import DEFAULT_INLINE_LIMIT
 
 PLACEMENTS = ("dedicated", "pooled")
 DURABILITIES = ("fsync", "process")
+#: Bounds of ``payload_inline_limit``: below 1 KiB most events would go out of line; above
+#: 1 GiB no row can hold the payload (SQLite's limit).
+PAYLOAD_INLINE_LIMITS = (1024, 2**30)
 #: Store URL schemes ``runtime.store.open_store`` opens, with the form of their URLs.
 STORE_SCHEMES = SCHEMES
 #: The file ``Runtime.start(config=...)`` and the ``durable`` CLI read by convention.
@@ -241,6 +245,9 @@ class HubConfig:
     passivate_after: float | None = None
     durability: str = "fsync"
     warm_hosts: int = 1
+    #: bytes: a larger payload (input, result, event data, output) is stored once, out of
+    #: line, and history rows keep a 36-byte reference
+    payload_inline_limit: int = DEFAULT_INLINE_LIMIT
     http: HttpConfig = field(default_factory=HttpConfig)
     activity_defaults: dict[str, Any] = field(default_factory=dict)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -252,6 +259,7 @@ class HubConfig:
         _choice("durability", self.durability, DURABILITIES)
         _int("pool_size", self.pool_size, 1)
         _int("warm_hosts", self.warm_hosts, 0)
+        _int("payload_inline_limit", self.payload_inline_limit, *PAYLOAD_INLINE_LIMITS)
         # Frozen: normalised values go in through object.__setattr__.
         normalised = {
             "store": _store_url(self.store, self.hub),

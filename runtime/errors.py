@@ -240,6 +240,22 @@ class StoreVersionError(HubConfigError):
         )
 
 
+class PayloadMissingError(DurableError):
+    """A row refers to an out-of-line payload that is gone (its instance was purged meanwhile)."""
+
+    def __init__(self, url: str, instance_id: str, digest: str) -> None:
+        super().__init__(url)
+        self.args = (url, instance_id, digest)
+        self.url, self.instance_id, self.digest = url, instance_id, digest
+
+    def __str__(self) -> str:
+        return (
+            f"store {self.url}: instance {self.instance_id!r} refers to payload {self.digest}, "
+            "which is not stored; the instance was purged or restarted while it was read: "
+            "read it again"
+        )
+
+
 class ClusterNotFoundError(DurableError, ConnectionError):
     """No Ray cluster answers at the address a driver was pointed at."""
 

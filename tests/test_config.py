@@ -244,3 +244,26 @@ def test_bad_settings_fail_before_anything_starts(hub_name, store_url):
         Runtime.start(hub_name, store=store_url, colour="blue")
     with pytest.raises(ValueError):
         ray.get_actor(supervisor_name(hub_name), namespace=NAMESPACE)
+
+
+def test_payload_inline_limit_defaults_to_64_kib_and_comes_from_the_file(tmp_path):
+    assert HubConfig().payload_inline_limit == 65536
+    path = tmp_path / "durable.yaml"
+    path.write_text("payload_inline_limit: 1048576\n")
+    assert HubConfig.from_yaml(path).payload_inline_limit == 1048576
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (1023, "an integer between 1024 and 1073741824, got 1023"),
+        (2**30 + 1, "an integer between 1024 and 1073741824, got 1073741825"),
+        ("64k", "an integer, got '64k'"),
+        (True, "an integer, got True"),
+        (None, "an integer, got None"),
+    ],
+)
+def test_a_bad_payload_inline_limit_is_a_config_error_naming_it(value, message):
+    with pytest.raises(HubConfigError) as caught:
+        HubConfig(payload_inline_limit=value)
+    assert str(caught.value) == f"payload_inline_limit: expected {message}"

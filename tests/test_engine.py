@@ -584,3 +584,19 @@ def test_bad_input_to_the_context_fails_the_instance_with_a_typed_error(
         assert type(again) is expected and str(again) == str(error)
     else:  # raised by the engine about what the code yielded
         assert label == "yield a number" and caught.step.failure == failure
+
+
+def work(x):
+    """An activity passed by object (the executor keeps it as a dispatch target)."""
+    return x
+
+
+def test_an_answered_activity_leaves_no_dispatch_target_behind():
+    def spread(ctx, n):
+        return sum((yield ctx.task_all([ctx.call_activity(work, i) for i in range(n)])))
+
+    run = Run(spread, input=3)
+    assert sorted(run.ex.targets) == [0, 1, 2]  # the dispatcher reads them to ship the code
+    run.feed(h.TaskCompleted(0, 0), h.TaskCompleted(1, 1))
+    assert sorted(run.ex.targets) == [2]  # a wide fan-out would keep one per answered task
+    assert run.feed(h.TaskCompleted(2, 2)).output == 3 and run.ex.targets == {}

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from helpers import event_loop
 
 from runtime import activity, orchestrator
 from runtime.actors.hosts import HostCore
@@ -47,6 +48,12 @@ def caught(ctx, x):
         return f"caught {type(exc).__name__}"
 
 
+@orchestrator
+def spread(ctx, n):
+    """n activities at once, then their sum."""
+    return sum((yield ctx.task_all([ctx.call_activity(double, i) for i in range(n)])))
+
+
 class FakeSupervisor:
     """Records what a host tells the supervisor."""
 
@@ -64,16 +71,24 @@ class FakeActors:
         self.sup = FakeSupervisor()
         self.ran: list[tuple[str, Any, dict[str, Any]]] = []
         self.answer_first: int | None = None  # later tasks never answer (their host "dies")
+        self.in_flight = self.most_in_flight = 0
 
     def task(self, function: Any, options: dict[str, Any]) -> Any:
-        def submit(*args: Any) -> Any:
-            self.ran.append((function.__name__, args[0], options))
-            future = asyncio.get_event_loop().create_future()
-            if self.answer_first is None or len(self.ran) <= self.answer_first:
-                future.set_result(function(*args))
-            return future
+        fake = self
 
-        return submit
+        def answer(on_done: Any, result: Any) -> None:
+            fake.in_flight -= 1
+            on_done(result)
+
+        class Remote:
+            def submit(self, on_done: Any, *args: Any) -> None:
+                fake.ran.append((function.__name__, args[0], options))
+                fake.in_flight += 1
+                fake.most_in_flight = max(fake.most_in_flight, fake.in_flight)
+                if fake.answer_first is None or len(fake.ran) <= fake.answer_first:
+                    asyncio.get_event_loop().call_soon(answer, on_done, function(*args))
+
+        return Remote()
 
     def supervisor(self) -> FakeSupervisor:
         return self.sup
@@ -81,21 +96,15 @@ class FakeActors:
 
 @pytest.fixture
 def host(tmp_path):
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    hub = f"h-{uuid.uuid4().hex[:6]}"
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
-    store = open_store(url, hub)
-    for obj in (chain, caught, double, refuse):
-        store.register_code(*encode_code(obj))
-    actors = FakeActors()
-    core = HostCore(hub, url, "process", None, None, {"num_cpus": 0}, None, actors)
-    yield core, store, actors, loop
-    for task in asyncio.all_tasks(loop):
-        task.cancel()
-    loop.run_until_complete(asyncio.sleep(0))
-    loop.close()
-    asyncio.set_event_loop(None)
+    with event_loop() as loop:
+        hub = f"h-{uuid.uuid4().hex[:6]}"
+        url = f"sqlite:///{tmp_path / 'hub.db'}"
+        store = open_store(url, hub)
+        for obj in (chain, caught, double, refuse, spread):
+            store.register_code(*encode_code(obj))
+        actors = FakeActors()
+        core = HostCore(hub, url, "process", None, None, {"num_cpus": 0}, None, actors)
+        yield core, store, actors, loop
     store.close()
 
 
@@ -164,3 +173,13 @@ def test_a_new_incarnation_dispatches_only_what_history_leaves_open(host, tmp_pa
     record = run_until_ended(again, store, loop, iid)
     assert loads(record.output) == 4
     assert [(name, value) for name, value, _ in fresh.ran] == [("double", 2)]  # only the open one
+
+
+def test_a_wide_fan_out_keeps_at_most_a_window_of_activities_in_flight(host, monkeypatch):
+    core, store, actors, loop = host
+    monkeypatch.setattr("runtime.actors.hosting.dispatch.MAX_IN_FLIGHT", 3)
+    iid = start(store, "spread", 20)
+    record = run_until_ended(core, store, loop, iid)
+    assert record.status == "Completed" and loads(record.output) == 2 * sum(range(20))
+    assert sorted(value for _, value, _ in actors.ran) == list(range(20))  # each one once
+    assert actors.most_in_flight == 3

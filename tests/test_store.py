@@ -13,7 +13,13 @@ from collections.abc import Callable
 
 import pytest
 
-from runtime.errors import FencedError, HubConfigError, HubLeaseHeldError, InstanceExistsError
+from runtime.errors import (
+    FencedError,
+    HubConfigError,
+    HubLeaseHeldError,
+    InstanceExistsError,
+    PayloadMissingError,
+)
 from runtime.store import (
     Checkpoint,
     DueTimer,
@@ -24,6 +30,7 @@ from runtime.store import (
     open_store,
 )
 from runtime.store.base import Lease, LeaseHolder
+from runtime.store.sql import SCHEMA_VERSION
 
 PURE = True
 
@@ -538,3 +545,157 @@ def test_a_sqlite_url_without_a_file_or_a_bad_durability_is_a_config_error(tmp_p
         open_store("sqlite:///", "shop")
     with pytest.raises(HubConfigError):
         open_store(f"sqlite:///{tmp_path / 'hub.db'}", "shop", durability="sometimes")
+
+
+# -- out-of-line payloads ------------------------------------------------------------------
+
+LIMIT = 1024
+
+
+def big(tag: str, size: int = 5 * LIMIT) -> bytes:
+    """A blob above LIMIT, distinct per tag."""
+    return (tag.encode() * size)[:size]
+
+
+def raw(store: Store, sql: str, *params) -> list[tuple]:
+    """Rows as stored, references unresolved (the store's own connection, ``?`` placeholders)."""
+    return [tuple(row) for row in store._db.execute(sql, params).fetchall()]
+
+
+def payloads(store: Store, iid: str) -> list[bytes]:
+    rows = raw(store, "SELECT data FROM payloads WHERE hub=? AND instance_id=?", store.hub, iid)
+    return sorted(bytes(row[0]) for row in rows)
+
+
+def stored_sizes(store: Store, table: str, column: str, iid: str) -> list[int]:
+    sql = f"SELECT length({column}) FROM {table} WHERE hub=? AND instance_id=?"
+    return sorted(row[0] for row in raw(store, sql, store.hub, iid))
+
+
+def test_blobs_above_the_limit_are_stored_once_out_of_line_and_read_back_as_written(open_hub):
+    store = open_hub(payload_inline_limit=LIMIT)
+    fields = {"input": big("in"), "custom_status": big("cs")}
+    store.create_instance(record("a", **fields), [b"e0", big("e1")], [big("m0"), b"m1"])
+    loaded = store.load_instance("a")
+    assert (loaded.input, loaded.custom_status, loaded.output) == (big("in"), big("cs"), None)
+    assert store.load_history("a") == [b"e0", big("e1")]
+    assert inbox_events(store, "a") == [big("m0"), b"m1"]
+    assert stored_sizes(store, "history", "event", "a") == [2, 36]
+    assert stored_sizes(store, "inbox", "event", "a") == [2, 36]
+    assert stored_sizes(store, "instances", "input", "a") == [36]
+    assert payloads(store, "a") == sorted([big("in"), big("cs"), big("e1"), big("m0")])
+    # Every read path resolves: queries, the active list, a parent's children.
+    assert store.query(InstanceQuery())[0].input == big("in")
+    assert store.active_instances()[0].custom_status == big("cs")
+
+
+def test_the_limit_is_inclusive_and_a_blob_like_a_reference_still_round_trips(open_hub):
+    store = open_hub(payload_inline_limit=LIMIT)
+    looks_like_a_reference = b"RDP\x01" + bytes(32)
+    events = [b"x" * LIMIT, b"y" * (LIMIT + 1), looks_like_a_reference, b"RDP\x01tiny"]
+    store.create_instance(record("a"), events)
+    assert store.load_history("a") == events
+    assert payloads(store, "a") == sorted(events[1:])
+    assert stored_sizes(store, "history", "event", "a") == [36, 36, 36, LIMIT]
+
+
+def test_a_checkpoint_writes_its_payloads_and_their_references_together(open_hub):
+    store = open_hub(payload_inline_limit=LIMIT)
+    store.create_instance(record("parent"), [])
+    store.create_instance(record("a", parent_instance_id="parent"), [b"e0"])
+    same = big("result")  # the same blob twice: stored once
+    cp = Checkpoint(
+        "a",
+        "x-a",
+        [same, b"e2", same],
+        1,
+        status="Completed",
+        output=big("out"),
+        failure=big("f"),
+        custom_status=big("cs"),
+        outgoing=[("parent", big("answer"))],
+    )
+    store.commit([cp])
+    loaded = store.load_instance("a")
+    assert (loaded.output, loaded.failure) == (big("out"), big("f"))
+    assert loaded.custom_status == big("cs")
+    assert store.load_history("a") == [b"e0", same, b"e2", same]
+    assert payloads(store, "a") == sorted([same, big("out"), big("f"), big("cs")])
+    assert inbox_events(store, "parent") == [big("answer")]
+    assert payloads(store, "parent") == [big("answer")]
+    assert store.children("parent")[0].output == big("out")
+
+
+def test_a_refused_checkpoint_leaves_no_payload_behind(open_hub):
+    store = open_hub(payload_inline_limit=LIMIT)
+    store.create_instance(record("a"), [b"e0"])
+    with pytest.raises(Exception):  # noqa: B017 - each store raises its database's error
+        store.commit([Checkpoint("a", "x-a", [big("fork")], 0, output=big("out"))])
+    assert payloads(store, "a") == [] and store.load_history("a") == [b"e0"]
+    assert store.load_instance("a").output is None
+
+
+def test_purge_deletes_the_payloads_of_the_instance_only(open_hub):
+    store = open_hub(payload_inline_limit=LIMIT)
+    for iid in ("a", "b", "c"):
+        store.create_instance(record(iid, input=big(iid)), [big(f"{iid}-e")], [big(f"{iid}-m")])
+    assert store.delete_instance("a") is True
+    assert payloads(store, "a") == []
+    store.commit([Checkpoint("b", "x-b", [], 1, status="Completed")])
+    assert store.delete_instance_if("b", ("Completed",)) is not None
+    assert payloads(store, "b") == []
+    assert store.load_history("c") == [big("c-e")] and inbox_events(store, "c") == [big("c-m")]
+    assert len(payloads(store, "c")) == 3
+    store.commit([Checkpoint("c", "x-c", [], 1, status="Failed")])
+    store.create_instance(record("c", input=b"small"), [b"new"])  # replaces the ended one
+    assert payloads(store, "c") == [] and store.load_instance("c").input == b"small"
+
+
+def test_continue_as_new_drops_the_old_executions_payloads_but_not_the_inboxs(open_hub):
+    store = open_hub(payload_inline_limit=LIMIT)
+    store.create_instance(record("a", input=big("in-1")), [big("e-1")], [big("waiting")])
+    store.commit([Checkpoint("a", "x-a", [big("e-2")], 1, custom_status=big("cs"))])
+    cp = Checkpoint("a", "x2", [big("e-new")], 0, input=big("in-2"), replace_history=True)
+    store.commit([cp])
+    assert store.load_history("a") == [big("e-new")]
+    loaded = store.load_instance("a")
+    assert (loaded.input, loaded.custom_status) == (big("in-2"), big("cs"))
+    assert inbox_events(store, "a") == [big("waiting")]
+    assert payloads(store, "a") == sorted([big("e-new"), big("in-2"), big("cs"), big("waiting")])
+
+
+def test_timer_messages_and_inbox_writes_keep_large_events_out_of_line(open_hub):
+    store = open_hub(payload_inline_limit=LIMIT)
+    store.create_instance(record("a"), [])
+    store.commit([Checkpoint("a", "x-a", [], 0, timers=[(1, 5.0)])])
+    store.fire_timers(store.due_timers(now=10.0), [big("fired")])
+    store.append_inbox("a", big("event"))
+    assert store.append_inbox_if("a", big("raised"), ("Running",)).status == "Running"
+    assert inbox_events(store, "a") == [big("fired"), big("event"), big("raised")]
+    assert stored_sizes(store, "inbox", "event", "a") == [36, 36, 36]
+
+
+def test_a_reference_whose_payload_is_gone_is_a_typed_error(open_hub):
+    store = open_hub(payload_inline_limit=LIMIT)
+    store.create_instance(record("a"), [big("e")])
+    store._db.execute("DELETE FROM payloads WHERE hub=?", (store.hub,))
+    with pytest.raises(PayloadMissingError, match=r"instance 'a' refers to payload [0-9a-f]{64}"):
+        store.load_history("a")
+
+
+def test_a_store_without_a_limit_keeps_64_kib_inline(open_hub):
+    store = open_hub()
+    store.create_instance(record("a"), [b"x" * 65536, b"y" * 65537])
+    assert stored_sizes(store, "history", "event", "a") == [36, 65536]
+    assert store.load_history("a") == [b"x" * 65536, b"y" * 65537]
+
+
+def test_a_version_2_schema_gains_the_payloads_table_when_opened(open_hub):
+    store = open_hub()
+    store.create_instance(record("a"), [b"e0"])
+    store._db.execute("DROP TABLE payloads")
+    store._db.execute("UPDATE schema_version SET version=2")
+    again = open_hub(payload_inline_limit=LIMIT)
+    assert raw(again, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    again.commit([Checkpoint("a", "x-a", [big("e1")], 1)])
+    assert again.load_history("a") == [b"e0", big("e1")] and payloads(again, "a") == [big("e1")]

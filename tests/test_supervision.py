@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from helpers import event_loop
 from ray.exceptions import ActorDiedError
 
 import runtime.actors.lease
@@ -89,14 +90,8 @@ def run(coro: Any) -> Any:
 
 @pytest.fixture
 def loop():
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield loop
-    for task in asyncio.all_tasks(loop):
-        task.cancel()
-    loop.run_until_complete(asyncio.sleep(0))
-    loop.close()
-    asyncio.set_event_loop(None)
+    with event_loop() as loop:
+        yield loop
 
 
 @pytest.fixture

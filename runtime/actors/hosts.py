@@ -29,6 +29,7 @@ from ..orchestration.engine import OrchestrationExecutor, Step
 from ..orchestration.status import OrchestrationStatus
 from ..registry import CodeCache
 from ..store import Checkpoint, open_store
+from ..store.payloads import DEFAULT_INLINE_LIMIT
 from .entity_host import EntityCore
 from .hosting.dispatch import Dispatcher
 from .hosting.steps import Arrival, Live, checkpoint, continue_as_new, now_utc
@@ -68,6 +69,7 @@ class HostCore:
         activity_options: dict[str, Any] | None = None,
         epoch: int | None = None,
         actors: ActorSystem | None = None,
+        payload_inline_limit: int = DEFAULT_INLINE_LIMIT,
     ) -> None:
         self.hub = hub
         self.passivate_after = passivate_after
@@ -75,7 +77,9 @@ class HostCore:
         self.actors = actors or ActorSystem(hub)
         self._commit_tags = {"hub": hub, "kind": "orchestration"}
         # Every write is fenced by the epoch of the supervisor that created this host.
-        self.store = open_store(store_url, hub, durability, epoch, self._fenced)
+        self.store = open_store(
+            store_url, hub, durability, epoch, self._fenced, payload_inline_limit
+        )
         self.code = CodeCache(self.store)
         self.clock = clock
         self.live: dict[str, Live] = {}
@@ -218,9 +222,10 @@ class HostCore:
                     checkpoints = [cp for cp, _ in work]
                     with metrics.timed("checkpoint_write_seconds", self._commit_tags):
                         await loop.run_in_executor(None, self.store.commit, checkpoints)
-                    self._after_commit(
-                        [item for _, item in work], any(cp.outbox for cp in checkpoints)
-                    )
+                    items, outbox = [item for _, item in work], any(c.outbox for c in checkpoints)
+                    # The encoded events are stored: free them before a wide step dispatches.
+                    del work, checkpoints
+                    self._after_commit(items, outbox)
             except FencedError:
                 return  # _fenced stops this host; re-activating would re-dispatch work
             except Exception:
@@ -279,7 +284,9 @@ class HostCore:
 
     def _reactivate(self, instance_ids: set[str]) -> None:
         for iid in instance_ids:
-            self.live.pop(iid, None)
+            old = self.live.pop(iid, None)
+            if old is not None:
+                old.waiting.clear()  # the new incarnation dispatches what history leaves open
             try:
                 self._activate(iid)
             except Exception:

@@ -433,6 +433,27 @@ class RemoteFunction:
         """Submit one task."""
         return self._remote.remote(*args)
 
+    def submit(self, on_done: Callable[[Any], None], *args: Any) -> None:
+        """Submit one task; ``on_done`` gets its result, or the exception it ended with, on
+        the calling thread's event loop.
+
+        Cheaper than awaiting the ObjectRef, which costs a concurrent and an asyncio future,
+        their chaining and an asyncio task per call (about 3.5 KB in a host with many
+        activities in flight): here only the ref and one callback live until the result.
+        """
+        loop = asyncio.get_event_loop()
+        ref = self._remote.remote(*args)
+
+        def done(result: Any, ref: Any = ref) -> None:  # holds the ref until its result
+            if isinstance(result, RayTaskError):
+                result = result.as_instanceof_cause()  # what awaiting the ref would raise
+            try:
+                loop.call_soon_threadsafe(on_done, result)
+            except RuntimeError:
+                pass  # the loop is closed: the host is stopping, its activities re-dispatch
+
+        ref._on_completed(done)
+
 
 def stop_this_actor(loop: asyncio.AbstractEventLoop) -> None:
     """Kill the calling actor for good, from any thread: Ray must not restart a fenced one."""

@@ -53,7 +53,7 @@ class Runtime:
         ``config`` is a ``durable.yaml`` path, a mapping or a HubConfig; ``hub``,
         ``address`` (``ray.address``) and ``settings`` (any HubConfig field: ``store``,
         ``placement``, ``pool_size``, ``passivate_after``, ``durability``, ``warm_hosts``,
-        ``http``, ``activity_defaults``, ``ray``) override its values.
+        ``payload_inline_limit``, ``http``, ``activity_defaults``, ``ray``) override its values.
         """
         if hub is not None:
             settings["hub"] = hub

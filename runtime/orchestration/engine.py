@@ -559,6 +559,7 @@ class OrchestrationExecutor(_ExecutionState):
 
     def _on_completion(self, event: Any, replay: bool) -> bool:
         task = self._open.pop(event.seq, None)
+        self.targets.pop(event.seq, None)  # dispatched: a wide fan-out would keep one per task
         if self._scheduled.pop(event.seq, None) is None:
             if replay:
                 raise NonDeterminismError(

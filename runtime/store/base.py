@@ -4,6 +4,10 @@ A store keeps, per task hub: instances (one row each), their histories (append-o
 pickled events), an inbox of messages not yet recorded in a history, durable timers,
 and the code registry. Payloads are opaque bytes here; pickling is the caller's job, so
 a value that does not pickle fails before any transaction starts.
+
+A blob of an instance (history event, inbox message, input, output, custom status,
+failure) longer than ``payload_inline_limit`` is stored once, out of line, in the
+transaction that writes it, and deleted with the instance; reads return it as written.
 """
 
 from __future__ import annotations
@@ -153,6 +157,8 @@ class Store(Protocol):
     epoch: int | None
     #: called with the FencedError of a refused write, before it is raised
     on_fenced: Callable[[Exception], None] | None
+    #: an instance's blob longer than this (bytes) is stored out of line
+    payload_inline_limit: int
 
     def create_instance(
         self, record: InstanceRecord, events: list[bytes], inbox: Sequence[bytes] = ()

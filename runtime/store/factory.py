@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from ..errors import HubConfigError
 from .base import Store
+from .payloads import DEFAULT_INLINE_LIMIT
 
 #: Supported URL schemes, with an example of each.
 SCHEMES = {
@@ -26,8 +27,12 @@ def open_store(
     durability: str = "fsync",
     epoch: int | None = None,
     on_fenced: Callable[[Exception], None] | None = None,
+    payload_inline_limit: int = DEFAULT_INLINE_LIMIT,
 ) -> Store:
-    """Open the store named by ``url`` for ``hub``; its writes are fenced by ``epoch``."""
+    """Open the store named by ``url`` for ``hub``; its writes are fenced by ``epoch``.
+
+    A blob longer than ``payload_inline_limit`` bytes is stored once, out of line.
+    """
     if url.startswith("sqlite:///"):
         from .sqlite import SqliteStore
 
@@ -40,4 +45,5 @@ def open_store(
         known = ", ".join(SCHEMES.values())
         raise HubConfigError(f"unsupported store URL {url!r}; supported: {known}")
     store.epoch, store.on_fenced = epoch, on_fenced
+    store.payload_inline_limit = payload_inline_limit
     return store

@@ -153,6 +153,7 @@ class PostgresDialect(Dialect):
     """PostgreSQL through psycopg 3: one writer per hub at a time, rows locked as read."""
 
     for_update = " FOR UPDATE"
+    blob = "BYTEA"
 
     def __init__(self, url: str, hub: str) -> None:
         self.url = url
@@ -226,7 +227,7 @@ class PostgresDialect(Dialect):
         return {row[0] for row in rows}
 
     def create_schema(self) -> list[str]:
-        """Every table of the current schema."""
+        """Every table of schema version 2 (later versions are migrations)."""
         return [*_SCHEMA, SCHEMA_VERSION_TABLE]
 
     def lock_schema(self, db: Connection) -> None:

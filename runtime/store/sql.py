@@ -6,6 +6,9 @@ a dialect opens the connection, begins a write transaction, retries what its dat
 says may succeed on a second try, locks rows where its database needs it, and creates or
 migrates the schema. The schema has a version (one row per store): an older store is
 migrated when opened, a newer one is refused with StoreVersionError.
+
+Blobs above the store's inline limit are kept out of line (``payloads``): the rows that
+carry them hold a reference, and every read resolves it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
-from ..errors import FencedError, HubLeaseHeldError, InstanceExistsError, StoreVersionError
+from ..errors import (
+    FencedError,
+    HubLeaseHeldError,
+    InstanceExistsError,
+    PayloadMissingError,
+    StoreVersionError,
+)
+from . import payloads as p
 from .base import (
     Checkpoint,
     DueTimer,
@@ -32,8 +42,9 @@ from .base import (
 
 T = TypeVar("T")
 
-#: The schema this code writes. 1: the tables before versions were kept; 2: the version row.
-SCHEMA_VERSION = 2
+#: The schema this code writes. 1: the tables before versions were kept; 2: the version row;
+#: 3: out-of-line payloads.
+SCHEMA_VERSION = 3
 
 _TERMINAL = ("Completed", "Failed", "Terminated")
 
@@ -80,6 +91,8 @@ class Dialect:
 
     #: Appended to a SELECT inside a write transaction that must hold the rows it read.
     for_update = ""
+    #: The column type of bytes.
+    blob = "BLOB"
 
     def connect(self) -> Connection:
         """A connection to the database (autocommit: the store begins its transactions)."""
@@ -102,7 +115,8 @@ class Dialect:
         raise NotImplementedError
 
     def create_schema(self) -> list[str]:
-        """The statements that create the current schema in an empty database."""
+        """The statements that create schema version 2 in an empty database (later versions
+        are the migrations that follow it, for a new store as for an old one)."""
         raise NotImplementedError
 
     def lock_schema(self, db: Connection) -> None:
@@ -112,6 +126,13 @@ class Dialect:
         """The statements that take a store from ``to_version - 1`` to ``to_version``."""
         if to_version == 2:
             return [SCHEMA_VERSION_TABLE]
+        if to_version == 3:
+            return [
+                "CREATE TABLE IF NOT EXISTS payloads ("
+                "hub TEXT NOT NULL, instance_id TEXT NOT NULL, "
+                f"digest {self.blob} NOT NULL, data {self.blob} NOT NULL, "
+                "PRIMARY KEY (hub, instance_id, digest))"
+            ]
         raise NotImplementedError(f"no migration to schema version {to_version}")
 
 
@@ -148,14 +169,14 @@ class _SqlBase:
             raise StoreVersionError(self.url, version, SCHEMA_VERSION)
         if version == SCHEMA_VERSION:
             return
+        statements: list[str] = []
         if version == 0:
-            statements = self.dialect.create_schema()  # the version table included
-        else:
-            statements = [
-                statement
-                for step in range(version + 1, SCHEMA_VERSION + 1)
-                for statement in self.dialect.migration(step)
-            ]
+            statements, version = self.dialect.create_schema(), 2  # version 2's tables
+        statements += [
+            statement
+            for step in range(version + 1, SCHEMA_VERSION + 1)
+            for statement in self.dialect.migration(step)
+        ]
         for statement in statements:
             db.execute(statement)
         db.execute(
@@ -216,7 +237,87 @@ class _SqlBase:
             self._db.close()
 
 
-class _InstanceTables(_SqlBase):
+class _Payloads(_SqlBase):
+    """Blobs above the inline limit, kept once per instance in ``payloads`` (see payloads.py)."""
+
+    #: A blob longer than this many bytes is stored out of line (open_store sets it).
+    payload_inline_limit = p.DEFAULT_INLINE_LIMIT
+
+    def _put(self, db: Connection, iid: str, blob: bytes) -> bytes:
+        """What the row of ``iid`` holds for ``blob``: itself, or a reference to it."""
+        if not p.needs_outline(blob, self.payload_inline_limit):
+            return blob
+        digest = p.digest_of(blob)
+        db.execute(
+            "INSERT INTO payloads (hub, instance_id, digest, data) VALUES (?,?,?,?) "
+            "ON CONFLICT DO NOTHING",
+            (self.hub, iid, digest, blob),
+        )
+        return p.reference(digest)
+
+    def _put_opt(self, db: Connection, iid: str, blob: bytes | None) -> bytes | None:
+        return None if blob is None else self._put(db, iid, blob)
+
+    def _resolve(self, iid: str, blobs: list[Any], db: Connection | None = None) -> list[Any]:
+        """``blobs`` as they were written: each reference replaced by its payload."""
+        digests = {d for d in map(p.referenced, blobs) if d is not None}
+        if not digests:
+            return blobs
+        found: dict[bytes, bytes] = {}
+        wanted = sorted(digests)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            sql = (
+                "SELECT digest, data FROM payloads WHERE hub=? AND instance_id=? "
+                f"AND digest IN ({','.join('?' * len(chunk))})"
+            )
+            params = (self.hub, iid, *chunk)
+            rows = db.execute(sql, params).fetchall() if db else self._read(sql, params)
+            found.update((bytes(digest), bytes(data)) for digest, data in rows)
+        missing = digests - found.keys()
+        if missing:
+            # Deleted by a purge (or continue-as-new) that committed between two reads.
+            raise PayloadMissingError(self.url, iid, min(missing).hex())
+        return [blob if (d := p.referenced(blob)) is None else found[d] for blob in blobs]
+
+    def _record(self, row: Sequence[Any], db: Connection | None = None) -> InstanceRecord:
+        """An instance row, its payloads resolved."""
+        r = InstanceRecord(*row)
+        values = [r.input, r.output, r.custom_status, r.failure]
+        r.input, r.output, r.custom_status, r.failure = self._resolve(r.instance_id, values, db)
+        return r
+
+    def _stored_record(self, db: Connection, r: InstanceRecord) -> InstanceRecord:
+        """The row to write for ``r``: its large payloads out of line."""
+        iid = r.instance_id
+        return dataclasses.replace(
+            r,
+            input=self._put_opt(db, iid, r.input),
+            output=self._put_opt(db, iid, r.output),
+            custom_status=self._put_opt(db, iid, r.custom_status),
+            failure=self._put_opt(db, iid, r.failure),
+        )
+
+    def _forget_execution(self, db: Connection, iid: str) -> None:
+        """Drop the payloads of a replaced history, keeping those the inbox and the custom
+        status (which outlives continue-as-new) still refer to."""
+        key = (self.hub, iid)
+        refs = db.execute(
+            "SELECT event FROM inbox WHERE hub=? AND instance_id=? AND length(event)=?",
+            (*key, p.REF_LENGTH),
+        ).fetchall()
+        refs += db.execute(
+            "SELECT custom_status FROM instances WHERE hub=? AND instance_id=?", key
+        ).fetchall()
+        keep = {p.referenced(row[0]) for row in refs}
+        stored = db.execute("SELECT digest FROM payloads WHERE hub=? AND instance_id=?", key)
+        db.executemany(
+            "DELETE FROM payloads WHERE hub=? AND instance_id=? AND digest=?",
+            [(*key, d) for (d,) in stored.fetchall() if bytes(d) not in keep],
+        )
+
+
+class _InstanceTables(_Payloads):
     """Instances, their histories and their inboxes."""
 
     # -- instances ----------------------------------------------------------------------
@@ -238,13 +339,10 @@ class _InstanceTables(_SqlBase):
             db.execute(
                 f"INSERT INTO instances ({_INSTANCE_COLUMNS}, hub) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (*_record_values(record, len(events)), self.hub),
+                (*_record_values(self._stored_record(db, record), len(events)), self.hub),
             )
             self._append(db, record.instance_id, 0, events)
-            db.executemany(
-                "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
-                [(self.hub, record.instance_id, blob) for blob in inbox],
-            )
+            self._queue(db, [(record.instance_id, blob) for blob in inbox])
 
     def load_instance(self, instance_id: str) -> InstanceRecord | None:
         """The instance row, or None."""
@@ -252,7 +350,7 @@ class _InstanceTables(_SqlBase):
             f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND instance_id=?",
             (self.hub, instance_id),
         )
-        return InstanceRecord(*rows[0]) if rows else None
+        return self._record(rows[0]) if rows else None
 
     def load_history(self, instance_id: str) -> list[bytes]:
         """The pickled events of the instance's current execution, in order."""
@@ -260,7 +358,7 @@ class _InstanceTables(_SqlBase):
             "SELECT event FROM history WHERE hub=? AND instance_id=? ORDER BY idx",
             (self.hub, instance_id),
         )
-        return [row[0] for row in rows]
+        return self._resolve(instance_id, [row[0] for row in rows])
 
     def query(self, query: InstanceQuery) -> list[InstanceRecord]:
         """Instances matching the filters, oldest first."""
@@ -284,7 +382,7 @@ class _InstanceTables(_SqlBase):
         )
         if query.limit is not None:
             sql += f" LIMIT {int(query.limit)} OFFSET {int(query.offset)}"
-        return [InstanceRecord(*row) for row in self._read(sql, tuple(params))]
+        return [self._record(row) for row in self._read(sql, tuple(params))]
 
     def active_instances(self, host: str | None = None) -> list[InstanceRecord]:
         """Every instance that is not in a terminal status (placed on ``host``, if given)."""
@@ -292,7 +390,7 @@ class _InstanceTables(_SqlBase):
         params: tuple[object, ...] = (self.hub, *_TERMINAL)
         if host is not None:
             sql, params = sql + " AND host=?", (*params, host)
-        return [InstanceRecord(*row) for row in self._read(sql, params)]
+        return [self._record(row) for row in self._read(sql, params)]
 
     def children(self, instance_id: str) -> list[InstanceRecord]:
         """Sub-orchestrations started by the instance."""
@@ -300,7 +398,7 @@ class _InstanceTables(_SqlBase):
             f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub=? AND parent_instance_id=?",
             (self.hub, instance_id),
         )
-        return [InstanceRecord(*row) for row in rows]
+        return [self._record(row) for row in rows]
 
     def set_host(self, instance_id: str, host: str) -> None:
         """Record which host an instance is placed on."""
@@ -325,7 +423,7 @@ class _InstanceTables(_SqlBase):
 
     def _delete(self, db: Connection, instance_id: str) -> bool:
         key = (self.hub, instance_id)
-        for table in ("history", "inbox", "timers"):
+        for table in ("history", "inbox", "timers", "payloads"):
             db.execute(f"DELETE FROM {table} WHERE hub=? AND instance_id=?", key)
         return db.execute("DELETE FROM instances WHERE hub=? AND instance_id=?", key).rowcount > 0
 
@@ -343,10 +441,11 @@ class _InstanceTables(_SqlBase):
         if cp.replace_history:
             db.execute("DELETE FROM history WHERE hub=? AND instance_id=?", (self.hub, iid))
             db.execute("DELETE FROM timers WHERE hub=? AND instance_id=?", (self.hub, iid))
+            self._forget_execution(db, iid)
             db.execute(
                 "UPDATE instances SET execution_id=?, input=?, output=NULL, failure=NULL "
                 "WHERE hub=? AND instance_id=?",
-                (cp.execution_id, cp.input, self.hub, iid),
+                (cp.execution_id, self._put_opt(db, iid, cp.input), self.hub, iid),
             )
         self._append(db, iid, cp.first_index, cp.events)
         sets = ["last_updated_time=?", "history_length=?"]
@@ -355,7 +454,7 @@ class _InstanceTables(_SqlBase):
             value = getattr(cp, column)
             if value is not None:
                 sets.append(f"{column}=?")
-                params.append(value)
+                params.append(value if column == "status" else self._put(db, iid, value))
         db.execute(
             f"UPDATE instances SET {', '.join(sets)} WHERE hub=? AND instance_id=?",
             (*params, self.hub, iid),
@@ -369,16 +468,20 @@ class _InstanceTables(_SqlBase):
             "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
             [(self.hub, iid, cp.execution_id, seq, at) for seq, at in cp.timers],
         )
-        db.executemany(
-            "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
-            [(self.hub, target, blob) for target, blob in cp.outgoing],
-        )
+        self._queue(db, cp.outgoing)
         self._add_outbox(db, iid, cp.outbox)
 
     def _append(self, db: Connection, iid: str, first: int, events: list[bytes]) -> None:
         db.executemany(
             "INSERT INTO history (hub, instance_id, idx, event) VALUES (?,?,?,?)",
-            [(self.hub, iid, first + i, blob) for i, blob in enumerate(events)],
+            [(self.hub, iid, first + i, self._put(db, iid, blob)) for i, blob in enumerate(events)],
+        )
+
+    def _queue(self, db: Connection, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Inbox rows: (instance, event)."""
+        db.executemany(
+            "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
+            [(self.hub, target, self._put(db, target, blob)) for target, blob in messages],
         )
 
     # -- inbox --------------------------------------------------------------------------
@@ -390,14 +493,15 @@ class _InstanceTables(_SqlBase):
             "ORDER BY id",
             (self.hub, instance_id, after_id),
         )
-        return [InboxMessage(*row) for row in rows]
+        events = self._resolve(instance_id, [row[2] for row in rows])
+        return [InboxMessage(row[0], row[1], event) for row, event in zip(rows, events)]
 
     def append_inbox(self, instance_id: str, event: bytes) -> int:
         """Durably accept a message for an instance; returns its id."""
         with self._write() as db:
             row = db.execute(
                 "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?) RETURNING id",
-                (self.hub, instance_id, event),
+                (self.hub, instance_id, self._put(db, instance_id, event)),
             ).fetchone()
             return int(row[0])
 
@@ -421,10 +525,7 @@ class _InstanceTables(_SqlBase):
                     "WHERE hub=? AND instance_id=?",
                     (new_status, time.time(), self.hub, instance_id),
                 )
-            db.execute(
-                "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?)",
-                (self.hub, instance_id, event),
-            )
+            self._queue(db, [(instance_id, event)])
             return record
 
     def delete_instance_if(
@@ -443,10 +544,10 @@ class _InstanceTables(_SqlBase):
             f"{self.dialect.for_update}",
             (self.hub, instance_id),
         ).fetchone()
-        return None if row is None else InstanceRecord(*row)
+        return None if row is None else self._record(row, db)
 
 
-class _EntityTables(_SqlBase):
+class _EntityTables(_Payloads):
     """Durable timers, entities, their senders and the outbox."""
 
     # -- timers -------------------------------------------------------------------------
@@ -477,7 +578,7 @@ class _EntityTables(_SqlBase):
                 if blob is not None:
                     row = db.execute(
                         "INSERT INTO inbox (hub, instance_id, event) VALUES (?,?,?) RETURNING id",
-                        (self.hub, timer.instance_id, blob),
+                        (self.hub, timer.instance_id, self._put(db, timer.instance_id, blob)),
                     ).fetchone()
                     ids.append(int(row[0]))
         return ids

@@ -123,7 +123,7 @@ class SqliteDialect(Dialect):
         return {row[0] for row in rows}
 
     def create_schema(self) -> list[str]:
-        """Every table of the current schema."""
+        """Every table of schema version 2 (later versions are migrations)."""
         return [s for s in _SCHEMA.split(";") if s.strip()] + [SCHEMA_VERSION_TABLE]
 
 

@@ -4,6 +4,7 @@ entities; what comes back is handed to the host as an Arrival."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,12 @@ from ..routing import EntityRouter
 from .steps import Arrival, Live
 
 log = logging.getLogger("ray_durable.host")
+
+#: Activities of one instance submitted to Ray and not answered yet; the rest of a wider
+#: fan-out waits in the host. Ray's owner keeps about 7 KB per task in flight (its spec and
+#: return ref: measured with plain Ray too) and runs only as many at once as it has CPUs,
+#: so a 1,000,000-wide fan-out needs a window's worth of that memory, not a million.
+MAX_IN_FLIGHT = 10_000
 
 
 class Dispatcher:
@@ -80,6 +87,12 @@ class Dispatcher:
         self._shipped.add(action.name)
 
     def _dispatch_activity(self, live: Live, action: h.TaskScheduled) -> None:
+        if live.in_flight >= MAX_IN_FLIGHT:
+            live.waiting.append(action)
+        else:
+            self._submit(live, action)
+
+    def _submit(self, live: Live, action: h.TaskScheduled) -> None:
         try:
             remote = self._remote_for(live, action)
         except DurableError as exc:
@@ -89,10 +102,11 @@ class Dispatcher:
                 )
             )
             return
-        ref = remote(action.input)
-        asyncio.ensure_future(
-            self._collect(live.instance_id, live.execution_id, action.seq, ref, action.name)
+        arrived = functools.partial(
+            self._collected, live, live.execution_id, action.seq, action.name, time.perf_counter()
         )
+        live.in_flight += 1
+        remote.submit(arrived, action.input)
 
     def _remote_for(self, live: Live, action: h.TaskScheduled) -> Any:
         remote = self._remotes.get(action.name)
@@ -157,19 +171,23 @@ class Dispatcher:
             lambda exc: self.router.forget(eid),
         )
 
-    async def _collect(self, iid: str, execution_id: str, seq: int, ref: Any, name: str) -> None:
-        started = time.perf_counter()
-        try:
-            ok, value = await ref
-        except Exception as exc:  # the worker died past Ray's retries, or the result failed
-            ok, value = False, failure_of(exc)
+    def _collected(
+        self, live: Live, execution_id: str, seq: int, name: str, started: float, result: Any
+    ) -> None:
+        live.in_flight -= 1
+        while live.waiting and live.in_flight < MAX_IN_FLIGHT and not live.done:
+            self._submit(live, live.waiting.popleft())
+        if isinstance(result, BaseException):  # the worker died past Ray's retries, or the
+            ok, value = False, failure_of(result)  # result could not be read
+        else:
+            ok, value = result
         metrics.observe(
             "activity_duration_seconds",
             {"hub": self.hub, "name": name},
             time.perf_counter() - started,
         )
         event = h.TaskCompleted(seq, value) if ok else h.TaskFailed(seq, value)
-        self._enqueue(Arrival(iid, execution_id, event))
+        self._enqueue(Arrival(live.instance_id, execution_id, event))
 
     def _supervisor_handle(self) -> SupervisorHandle:
         if self._supervisor is None:

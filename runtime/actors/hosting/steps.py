@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,6 +38,9 @@ class Live:
     last_message_id: int = 0
     done: bool = False
     unlocks: list[tuple[str, str, bytes]] = field(default_factory=list)
+    #: activities submitted to Ray and not answered yet, and those waiting for a slot
+    in_flight: int = 0
+    waiting: deque[h.TaskScheduled] = field(default_factory=deque)
 
 
 @dataclass
@@ -62,6 +66,7 @@ def continue_as_new(live: Live, step: Step, clock: Callable[[], float] | None) -
         live.unlocks.extend(outbox_rows(live, step.new_events, final=True))
         live.execution_id = uuid.uuid4().hex
         live.history_length = 0
+        live.waiting.clear()  # the ended execution's activities are never needed now
         previous = live.executor
         live.executor = OrchestrationExecutor(previous.fn, live.instance_id)
         # Clients keep seeing the last custom status until the new execution sets one.

@@ -68,7 +68,12 @@ class SupervisorCore:
         self.config = config
         self.clock = clock or time.time
         assert config.store is not None  # HubConfig fills in the default store
-        self.store = open_store(config.store, config.hub, config.durability)
+        self.store = open_store(
+            config.store,
+            config.hub,
+            config.durability,
+            payload_inline_limit=config.payload_inline_limit,
+        )
         try:
             self.lease = LeaseKeeper(self.store, self._lost_lease)
         except HubLeaseHeldError:
@@ -118,6 +123,8 @@ class SupervisorCore:
             self.config.passivate_after,
             self.config.activity_options(),
             self.lease.epoch,
+            None,  # the host's own ActorSystem
+            self.config.payload_inline_limit,
         )
 
     async def _host_failed(self, name: str) -> None:
