@@ -62,11 +62,21 @@ def one_loss(cluster: LocalCluster, store: str, pool_size: int) -> tuple[float, 
         lost = [i for i in iids if f"{hub}/pool-{pool_index(i, pool_size)}" in lost_hosts]
         killed_at = cluster.kill(workers[victim_id])
         before = progress(store, lost)
+        cluster.wait_dead(workers[victim_id])
+        dead = time.monotonic() - killed_at
+
+        def back() -> bool:
+            now = actor_nodes(cluster.dashboard, f"{hub}/pool-")
+            return all(now.get(name) not in (None, victim_id) for name in lost_hosts)
+
+        wait_until(back, timeout=120, every=0.1)
+        hosts_back = time.monotonic() - killed_at
         moved = lambda: {i for i, n in progress(store, lost).items() if n > before[i]}  # noqa: E731
         wait_until(lambda: moved(), timeout=120, every=0.02)
         first = time.monotonic() - killed_at
         wait_until(lambda: moved() == set(lost), timeout=120, every=0.02)
         last = time.monotonic() - killed_at
+        print(f"  node dead after {dead:.2f} s, its hosts alive elsewhere after {hosts_back:.2f} s")
         return first, last, len(lost)
     finally:
         rt.shutdown()
