@@ -91,3 +91,30 @@ def test_a_restarted_server_is_waited_for_and_nothing_is_lost(postgres):
     finally:
         restarting.join()
         store.close()
+
+
+def test_reads_go_on_while_a_write_of_the_same_store_waits_for_the_hub_lock(postgres):
+    import psycopg
+
+    url = postgres.database()
+    store = open_store(url, "shop", durability="process")
+    store.create_instance(InstanceRecord("i", "flow", "1", "Running", "x", 0.0, 0.0), [b"e0"])
+    other = psycopg.connect(url, autocommit=True)  # another host holding the hub's lock
+    other.execute("BEGIN")
+    other.execute("SELECT pg_advisory_xact_lock(%s)", (store.dialect.lock_key,))
+    writer = threading.Thread(target=store.append_inbox, args=("i", b"m"))
+    writer.start()
+    waiting = "SELECT count(*) FROM pg_locks WHERE locktype='advisory' AND NOT granted"
+    while other.execute(waiting).fetchone()[0] == 0:
+        time.sleep(0.01)  # until the writer waits for the lock
+    read: list[list[bytes]] = []
+    reader = threading.Thread(target=lambda: read.append(store.load_history("i")), daemon=True)
+    reader.start()
+    reader.join(timeout=20)  # a hang guard: with one connection the read waits for the lock
+    finished_while_locked = not reader.is_alive()
+    other.execute("COMMIT")
+    writer.join()
+    assert finished_while_locked and read == [[b"e0"]]
+    assert [m.event for m in store.load_inbox("i")] == [b"m"]
+    other.close()
+    store.close()

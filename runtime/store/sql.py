@@ -75,6 +75,42 @@ class Connection(Protocol):
         """Release the connection."""
 
 
+class Connections(Protocol):
+    """Where a store's statements find a connection: one thread at a time on each."""
+
+    def acquire(self) -> Connection:
+        """A connection for one read or one transaction, this thread's until released."""
+
+    def release(self, db: Connection) -> None:
+        """Give back a connection ``acquire`` returned (a broken one is dropped)."""
+
+    def close(self) -> None:
+        """Release every connection."""
+
+
+class SharedConnection:
+    """One connection that every thread of the store takes in turn (SQLite: one writer)."""
+
+    def __init__(self, db: Connection) -> None:
+        self._db = db
+        # Reentrant: a thread inside a transaction may read through the same connection.
+        self._lock = threading.RLock()
+
+    def acquire(self) -> Connection:
+        """The connection, once no other thread holds it."""
+        self._lock.acquire()
+        return self._db
+
+    def release(self, db: Connection) -> None:
+        """Let the next thread have it."""
+        self._lock.release()
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+
 class Dialect:
     """What differs between databases; SqlStore holds everything else."""
 
@@ -84,6 +120,10 @@ class Dialect:
     def connect(self) -> Connection:
         """A connection to the database (autocommit: the store begins its transactions)."""
         raise NotImplementedError
+
+    def connections(self) -> Connections:
+        """The store's connections (opening the first one: its errors are the store's)."""
+        return SharedConnection(self.connect())
 
     def begin_write(self, db: Connection) -> None:
         """Begin a transaction that will write."""
@@ -96,6 +136,10 @@ class Dialect:
     def commit(self, db: Connection) -> None:
         """Commit the write transaction (never re-sent where its fate could be unknown)."""
         db.commit()
+
+    def lost(self, exc: BaseException, url: str) -> Exception | None:
+        """The typed error for a write the database dropped (None: ``exc`` is not that)."""
+        return None
 
     def table_names(self, db: Connection) -> set[str]:
         """The tables that exist."""
@@ -129,8 +173,7 @@ class _SqlBase:
         self.url = url
         self.hub = hub
         self.dialect = dialect
-        self._lock = threading.RLock()
-        self._db = dialect.connect()
+        self._connections = dialect.connections()
         self.epoch: int | None = None
         self.on_fenced: Callable[[Exception], None] | None = None
         with self._write(fenced=False) as db:
@@ -166,18 +209,41 @@ class _SqlBase:
 
     @contextmanager
     def _write(self, fenced: bool = True) -> Iterator[Connection]:
-        with self._lock:
-            self.dialect.retrying(lambda: self.dialect.begin_write(self._db))
+        db = self.dialect.retrying(self._begin)
+        try:
             try:
                 if fenced and self.epoch is not None:
-                    self._check_epoch(self._db, self.epoch)
-                yield self._db
+                    self._check_epoch(db, self.epoch)
+                yield db
             except BaseException as exc:
-                self._db.rollback()
+                db.rollback()
                 if isinstance(exc, FencedError) and self.on_fenced is not None:
                     self.on_fenced(exc)
+                lost = self.dialect.lost(exc, self.url)
+                if lost is not None:
+                    raise lost from exc
                 raise
-            self.dialect.commit(self._db)
+            self.dialect.commit(db)
+        finally:
+            self._connections.release(db)
+
+    def _begin(self) -> Connection:
+        """A connection in a new write transaction (one attempt: ``retrying`` re-runs it)."""
+        db = self._connections.acquire()
+        try:
+            self.dialect.begin_write(db)
+        except BaseException:
+            self._connections.release(db)
+            raise
+        return db
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        db = self._connections.acquire()
+        try:
+            yield db
+        finally:
+            self._connections.release(db)
 
     def _check_epoch(self, db: Connection, epoch: int) -> Lease:
         # Inside the write transaction: the lease cannot change before this one commits.
@@ -187,19 +253,18 @@ class _SqlBase:
         return lease
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self.dialect.retrying(lambda: self._db.execute(sql, params).fetchall())
+        def attempt() -> list[tuple[Any, ...]]:
+            with self._connection() as db:
+                return db.execute(sql, params).fetchall()
 
-    def _lease(self, db: Connection | None = None) -> Lease | None:
-        row = (
-            (db or self._db)
-            .execute(
-                "SELECT epoch, host, machine, pid, ray_address, cluster, actor_id, acquired_at, "
-                f"expires_at FROM lease WHERE hub=?{self.dialect.for_update if db else ''}",
-                (self.hub,),
-            )
-            .fetchone()
-        )
+        return self.dialect.retrying(attempt)
+
+    def _lease(self, db: Connection, locked: bool = True) -> Lease | None:
+        row = db.execute(
+            "SELECT epoch, host, machine, pid, ray_address, cluster, actor_id, acquired_at, "
+            f"expires_at FROM lease WHERE hub=?{self.dialect.for_update if locked else ''}",
+            (self.hub,),
+        ).fetchone()
         if row is None:
             return None
         return Lease(self.hub, row[0], LeaseHolder(*row[1:7]), row[7], row[8])
@@ -211,9 +276,8 @@ class _SqlBase:
         )
 
     def close(self) -> None:
-        """Release the connection."""
-        with self._lock:
-            self._db.close()
+        """Release the connections."""
+        self._connections.close()
 
 
 class _InstanceTables(_SqlBase):
@@ -682,8 +746,12 @@ class _HubTables(_SqlBase):
 
     def load_lease(self) -> Lease | None:
         """The hub's lease, or None if it never had one."""
-        with self._lock:
-            return self.dialect.retrying(self._lease)
+
+        def attempt() -> Lease | None:
+            with self._connection() as db:
+                return self._lease(db, locked=False)
+
+        return self.dialect.retrying(attempt)
 
 
 class SqlStore(_InstanceTables, _EntityTables, _HubTables):
