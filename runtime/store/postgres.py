@@ -20,6 +20,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -264,9 +265,17 @@ class PostgresDialect(Dialect):
             ) from None
 
     def begin_write(self, db: Connection) -> None:
-        """BEGIN, then the hub's advisory lock: writers of one hub take turns."""
-        db.execute("BEGIN")
-        db.execute("SELECT pg_advisory_xact_lock(?)", (self.lock_key,))
+        """BEGIN, then the hub's advisory lock: writers of one hub take turns.
+
+        Both in one round trip (a simple query of two statements: the key is our integer).
+        """
+        assert isinstance(db, _Translated)
+        db.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self.lock_key)})")
+
+    def batched(self, db: Connection, blind: bool) -> AbstractContextManager[object]:
+        """Pipeline mode for a blind transaction: its statements and COMMIT in one trip."""
+        assert isinstance(db, _Translated)
+        return db.raw.pipeline() if blind else nullcontext()
 
     def commit(self, db: Connection) -> None:
         """COMMIT once: if the connection drops meanwhile, its fate is unknown (typed)."""

@@ -14,7 +14,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol, TypeVar
 
 from ..errors import FencedError, HubLeaseHeldError, InstanceExistsError, StoreVersionError
@@ -141,6 +141,11 @@ class Dialect:
         """The typed error for a write the database dropped (None: ``exc`` is not that)."""
         return None
 
+    def batched(self, db: Connection, blind: bool) -> AbstractContextManager[object]:
+        """Around a transaction's statements and its COMMIT: where ``blind``, a dialect may
+        send them together instead of one round trip each."""
+        return nullcontext()
+
     def table_names(self, db: Connection) -> set[str]:
         """The tables that exist."""
         raise NotImplementedError
@@ -208,22 +213,24 @@ class _SqlBase:
         )
 
     @contextmanager
-    def _write(self, fenced: bool = True) -> Iterator[Connection]:
+    def _write(self, fenced: bool = True, blind: bool = False) -> Iterator[Connection]:
+        """A write transaction; ``blind``: its statements read no result (no fetch, no
+        rowcount), so the dialect may send them and the COMMIT in one round trip."""
         db = self.dialect.retrying(self._begin)
         try:
-            try:
-                if fenced and self.epoch is not None:
-                    self._check_epoch(db, self.epoch)
+            if fenced and self.epoch is not None:
+                self._check_epoch(db, self.epoch)
+            with self.dialect.batched(db, blind):
                 yield db
-            except BaseException as exc:
-                db.rollback()
-                if isinstance(exc, FencedError) and self.on_fenced is not None:
-                    self.on_fenced(exc)
-                lost = self.dialect.lost(exc, self.url)
-                if lost is not None:
-                    raise lost from exc
-                raise
-            self.dialect.commit(db)
+                self.dialect.commit(db)
+        except BaseException as exc:
+            db.rollback()
+            if isinstance(exc, FencedError) and self.on_fenced is not None:
+                self.on_fenced(exc)
+            lost = self.dialect.lost(exc, self.url)
+            if lost is not None:
+                raise lost from exc
+            raise
         finally:
             self._connections.release(db)
 
@@ -398,7 +405,7 @@ class _InstanceTables(_SqlBase):
     def commit(self, checkpoints: list[Checkpoint]) -> None:
         """Apply checkpoints of one or more instances in one transaction (group commit)."""
         now = time.time()
-        with self._write() as db:
+        with self._write(blind=True) as db:
             for cp in checkpoints:
                 self._apply(db, cp, now)
 
@@ -568,7 +575,7 @@ class _EntityTables(_SqlBase):
     def commit_entities(self, checkpoints: list[EntityCheckpoint]) -> None:
         """Apply entity operations in one transaction (group commit)."""
         now = time.time()
-        with self._write() as db:
+        with self._write(blind=True) as db:
             for cp in checkpoints:
                 if cp.state_changed:
                     db.execute(
