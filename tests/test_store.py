@@ -365,6 +365,21 @@ def test_entity_state_lock_and_sender_round_trip(store):
     assert store.load_sender("Counter", "a", "driver") == (2, b"r")
 
 
+def test_a_batch_of_one_entitys_operations_keeps_the_last_state_and_numbers(store):
+    store.commit_entities(
+        [
+            entity("a", seq=1, state=b"1", outbox=[("signal", "Counter@b", b"p1")]),
+            entity("a", sender="other", seq=7, state=b"2"),
+            entity("a", seq=2, state=b"3", outbox=[("signal", "Counter@b", b"p2")]),
+            entity("a", sender="other", seq=8, state=b"ignored", state_changed=False),
+        ]
+    )
+    assert store.load_entity("Counter", "a") == (b"3", True, None)
+    assert store.load_sender("Counter", "a", "driver") == (2, b"r")
+    assert store.load_sender("Counter", "a", "other") == (8, b"r")
+    assert [m.payload for m in store.load_outbox()] == [b"p1", b"p2"]
+
+
 def test_a_refused_entity_operation_writes_only_its_sender(store):
     store.commit_entities([entity("a")])
     refused = entity("a", sender="other", seq=7, state=b"ignored", state_changed=False)

@@ -575,22 +575,31 @@ class _EntityTables(_SqlBase):
     def commit_entities(self, checkpoints: list[EntityCheckpoint]) -> None:
         """Apply entity operations in one transaction (group commit)."""
         now = time.time()
+        # Of a batch's operations on one entity, only the last state and each sender's
+        # last number outlive the transaction: one row each, however many operations.
+        states = {(cp.name, cp.key): cp for cp in checkpoints if cp.state_changed}
+        senders = {(cp.name, cp.key, cp.sender): cp for cp in checkpoints}
         with self._write(blind=True) as db:
+            db.executemany(
+                "INSERT INTO entities (hub, name, key, state, exists_, last_modified, "
+                "locked_by) VALUES (?,?,?,?,?,?,?) ON CONFLICT (hub, name, key) DO UPDATE "
+                "SET state=excluded.state, exists_=excluded.exists_, "
+                "last_modified=excluded.last_modified, locked_by=excluded.locked_by",
+                [
+                    (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now, cp.locked_by)
+                    for cp in states.values()
+                ],
+            )
+            db.executemany(
+                "INSERT INTO entity_senders (hub, name, key, sender, last_seq, last_result) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (hub, name, key, sender) DO UPDATE "
+                "SET last_seq=excluded.last_seq, last_result=excluded.last_result",
+                [
+                    (self.hub, cp.name, cp.key, cp.sender, cp.seq, cp.result)
+                    for cp in senders.values()
+                ],
+            )
             for cp in checkpoints:
-                if cp.state_changed:
-                    db.execute(
-                        "INSERT INTO entities (hub, name, key, state, exists_, last_modified, "
-                        "locked_by) VALUES (?,?,?,?,?,?,?) ON CONFLICT (hub, name, key) DO UPDATE "
-                        "SET state=excluded.state, exists_=excluded.exists_, "
-                        "last_modified=excluded.last_modified, locked_by=excluded.locked_by",
-                        (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now, cp.locked_by),
-                    )
-                db.execute(
-                    "INSERT INTO entity_senders (hub, name, key, sender, last_seq, last_result) "
-                    "VALUES (?,?,?,?,?,?) ON CONFLICT (hub, name, key, sender) DO UPDATE "
-                    "SET last_seq=excluded.last_seq, last_result=excluded.last_result",
-                    (self.hub, cp.name, cp.key, cp.sender, cp.seq, cp.result),
-                )
                 self._add_outbox(db, f"{cp.name}@{cp.key}", cp.outbox)
 
     def list_entities(
