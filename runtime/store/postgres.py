@@ -273,7 +273,8 @@ class PostgresDialect(Dialect):
         db.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self.lock_key)})")
 
     def batched(self, db: Connection, blind: bool) -> AbstractContextManager[object]:
-        """Pipeline mode for a blind transaction: its statements and COMMIT in one trip."""
+        """Pipeline mode for a blind transaction: its statements and COMMIT in one trip
+        (a fetch inside flushes what is queued: one more trip, the same results)."""
         assert isinstance(db, _Translated)
         return db.raw.pipeline() if blind else nullcontext()
 

@@ -214,8 +214,9 @@ class _SqlBase:
 
     @contextmanager
     def _write(self, fenced: bool = True, blind: bool = False) -> Iterator[Connection]:
-        """A write transaction; ``blind``: its statements read no result (no fetch, no
-        rowcount), so the dialect may send them and the COMMIT in one round trip."""
+        """A write transaction; ``blind``: its statements mostly read no result, so the
+        dialect may send them and the COMMIT together (a fetch still works: it waits for
+        the statements before it; ``rowcount`` is not to be trusted there)."""
         db = self.dialect.retrying(self._begin)
         try:
             if fenced and self.epoch is not None:
