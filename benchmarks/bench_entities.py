@@ -520,6 +520,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description="ray-durable entities vs plain Ray actors")
     add_common_options(parser, repeats_help="repeats per case (median)")
+    common.add_store_option(parser)
     parser.add_argument("--only", default="a,b,c", help="comma-separated cases: a,b,c")
     parser.add_argument(
         "--window", type=int, default=256, help="calls in flight when pipelining (a, b)"
@@ -560,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with local_ray():
         try:
-            with store_dir("bench-entities-") as tmp:
+            with store_dir("bench-entities-", args.store, args.durability) as tmp:
                 run_cases(args, sizes, tmp, rows)
         finally:
             common.print_table(

@@ -442,6 +442,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description="ray-durable vs plain Ray benchmarks")
     add_common_options(parser, repeats_help="repeats per case (median)")
+    common.add_store_option(parser)
     parser.add_argument("--only", default="a,b,c", help="comma-separated cases: a,b,c")
     parser.add_argument(
         "--placements", default="pooled,dedicated", help="comma-separated: pooled,dedicated"
@@ -470,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with local_ray():
         try:
-            with store_dir("bench-orch-") as tmp:
+            with store_dir("bench-orch-", args.store, args.durability) as tmp:
                 for placement in args.placements:
                     rows += run_placement(placement, args, sizes, tmp)
         finally:

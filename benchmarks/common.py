@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -38,10 +40,35 @@ def local_ray() -> Iterator[None]:
 
 
 @contextmanager
-def store_dir(prefix: str) -> Iterator[str]:
-    """A temporary folder for the hubs' SQLite files, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        yield tmp
+def store_dir(prefix: str, store: str = "sqlite", durability: str = "fsync") -> Iterator[str]:
+    """Where the hubs' stores go, removed afterwards: a temporary folder for SQLite files,
+    or (``postgresql``) the URL of a throw-away PostgreSQL server started for the run."""
+    if store == "sqlite":
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            yield tmp
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from postgres_server import PostgresServer
+
+    # fsync as the SQLite store's durability asks: the same promise on both stores.
+    server = PostgresServer(fsync=durability == "fsync")
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+def store_url(where: str, hub: str) -> str:
+    """The store of one hub: a SQLite file in the folder, or a new database on the server."""
+    if not where.startswith("postgresql://"):
+        return f"sqlite:///{os.path.join(where, hub)}.db"
+    import psycopg
+
+    name = hub.replace("-", "_").replace("/", "_")
+    with psycopg.connect(where, autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {name}")
+        db.execute(f"CREATE DATABASE {name}")
+    return where.rsplit("/", 1)[0] + f"/{name}"
 
 
 def start_hub(
@@ -51,10 +78,10 @@ def start_hub(
     placement: str = "pooled",
     register: Sequence[Any] = (),
 ) -> Runtime:
-    """A hub on its own SQLite file in ``tmp``, sized by the common options."""
+    """A hub on its own store in ``tmp`` (see ``store_dir``), sized by the common options."""
     return Runtime.start(
         hub=hub,
-        store=f"sqlite:///{os.path.join(tmp, hub)}.db",
+        store=store_url(tmp, hub),
         placement=placement,
         pool_size=args.pool_size,
         durability=args.durability,
@@ -68,6 +95,16 @@ def add_common_options(parser: argparse.ArgumentParser, repeats_help: str) -> No
     parser.add_argument("--repeats", type=int, default=3, help=repeats_help)
     parser.add_argument("--pool-size", type=int, default=2, help="hosts of the pooled hub")
     parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    """--store: the hubs' store (postgresql: a throw-away server started for the run)."""
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="store of the hubs (postgresql: Debian's binaries, a server of the run's own)",
+    )
 
 
 def parse_choices(
@@ -196,6 +233,7 @@ def print_table(
             )
         )
     title = f"summary: medians of {args.repeats} repeat(s), durability={args.durability}"
+    title += f", store={getattr(args, 'store', 'sqlite')}"
     quick_text = f", QUICK sizes ({quick})" if args.quick and quick else ""
     say(f"\n== {title}{extra}{quick_text} ==")
     say(legend)

@@ -205,6 +205,31 @@ class HubUnavailableError(UnavailableError):
         self.args = (hub, seconds, cause)
 
 
+class StoreUnavailableError(UnavailableError):
+    """The hub's database was lost during a write, or stayed unreachable while retried.
+
+    Nothing is half-applied: the transaction either committed whole or not at all, and
+    every write of the store may be run again (histories and entity senders recognise a
+    repeat), so hosts re-run the operation from the store and clients re-send it.
+    """
+
+    def __init__(self, store: str, seconds: float, cause: str) -> None:
+        super().__init__(f"the store {store}", seconds, cause)
+        self.store = store
+        self.args = (store, seconds, cause)
+
+    def __str__(self) -> str:
+        lost = (
+            "was lost during a write"
+            if not self.seconds
+            else (f"did not answer for {self.seconds:g} s")
+        )
+        return (
+            f"{self.what} {lost} ({self.cause_text}); nothing was half-applied: the operation "
+            "may be sent again"
+        )
+
+
 class OperationTimeoutError(DurableError, TimeoutError):
     """A wait the caller bounded with ``timeout`` ended first; nothing was cancelled."""
 

@@ -36,7 +36,10 @@ def _free_port() -> int:
 class PostgresServer:
     """One server in a temp dir; ``database()`` makes a fresh database and returns its URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
+        # Tests run without fsync (fast; the server never loses power here); benchmarks ask
+        # for it, as a deployment runs, to compare with SQLite's fsync'd commits fairly.
+        self.fsync = fsync
         bindir = _bindir()
         if bindir is None:
             raise RuntimeError(
@@ -62,7 +65,8 @@ class PostgresServer:
 
     def start(self) -> None:
         """Start (or start again) the server on its port."""
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        options += f" -c fsync={'on' if self.fsync else 'off'}"
         log = str(self.dir / "server.log")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
 

@@ -8,6 +8,7 @@ passes the same tests.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -371,6 +372,21 @@ def test_entity_state_lock_and_sender_round_trip(store):
     assert store.load_sender("Counter", "a", "driver") == (2, b"r")
 
 
+def test_a_batch_of_one_entitys_operations_keeps_the_last_state_and_numbers(store):
+    store.commit_entities(
+        [
+            entity("a", seq=1, state=b"1", outbox=[("signal", "Counter@b", b"p1")]),
+            entity("a", sender="other", seq=7, state=b"2"),
+            entity("a", seq=2, state=b"3", outbox=[("signal", "Counter@b", b"p2")]),
+            entity("a", sender="other", seq=8, state=b"ignored", state_changed=False),
+        ]
+    )
+    assert store.load_entity("Counter", "a") == (b"3", True, None)
+    assert store.load_sender("Counter", "a", "driver") == (2, b"r")
+    assert store.load_sender("Counter", "a", "other") == (8, b"r")
+    assert [m.payload for m in store.load_outbox()] == [b"p1", b"p2"]
+
+
 def test_a_refused_entity_operation_writes_only_its_sender(store):
     store.commit_entities([entity("a")])
     refused = entity("a", sender="other", seq=7, state=b"ignored", state_changed=False)
@@ -479,6 +495,57 @@ def test_what_one_store_committed_another_opened_later_reads(open_hub):
     again = open_hub()
     assert again.load_history("a") == [b"e0"]
     assert again.load_entity("Counter", "k") == (b"state-k", True, None)
+
+
+def test_threads_sharing_one_store_read_write_and_roll_back_at_once(store):
+    # A host's event loop reads while its executor threads commit, all on one store object.
+    writers, rounds = 4, 15
+    for n in range(writers):
+        store.create_instance(record(f"i{n}"), [])
+    errors: list[BaseException] = []
+
+    def guarded(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # reported below: a thread's error is otherwise lost
+                errors.append(exc)
+
+        return run
+
+    def write(n: int) -> None:
+        for k in range(rounds):
+            store.append_inbox(f"i{n}", f"m{k}".encode())
+            store.commit([Checkpoint(f"i{n}", f"x-i{n}", [f"e{k}".encode()], k)])
+
+    def read(n: int) -> None:
+        for _ in range(2 * rounds):
+            history = store.load_history(f"i{n}")
+            assert history == [f"e{k}".encode() for k in range(len(history))]
+            events = inbox_events(store, f"i{n}")
+            assert events == [f"m{k}".encode() for k in range(len(events))]
+            assert len(events) >= len(history)  # each message is appended before its event
+
+    def refuse(n: int) -> None:
+        # Refused writes roll back: only their own transaction, never another thread's.
+        for _ in range(rounds):
+            with pytest.raises(InstanceExistsError):
+                store.create_instance(record(f"i{n}"), [b"other"])
+
+    threads = [
+        threading.Thread(target=guarded(lambda n=n, work=work: work(n)))
+        for n in range(writers)
+        for work in (write, read, refuse)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for n in range(writers):
+        assert store.load_history(f"i{n}") == [f"e{k}".encode() for k in range(rounds)]
+        assert inbox_events(store, f"i{n}") == [f"m{k}".encode() for k in range(rounds)]
+        assert store.load_instance(f"i{n}").history_length == rounds
 
 
 # -- the lease and fencing -----------------------------------------------------------------

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from runtime.errors import HubConfigError
+from runtime.errors import HubConfigError, StoreUnavailableError
 from runtime.store import InstanceRecord, open_store
 from runtime.store.postgres import libpq_url, redacted
 
@@ -91,3 +91,71 @@ def test_a_restarted_server_is_waited_for_and_nothing_is_lost(postgres):
     finally:
         restarting.join()
         store.close()
+
+
+def test_reads_go_on_while_a_write_of_the_same_store_waits_for_the_hub_lock(postgres):
+    import psycopg
+
+    url = postgres.database()
+    store = open_store(url, "shop", durability="process")
+    store.create_instance(InstanceRecord("i", "flow", "1", "Running", "x", 0.0, 0.0), [b"e0"])
+    other = psycopg.connect(url, autocommit=True)  # another host holding the hub's lock
+    other.execute("BEGIN")
+    other.execute("SELECT pg_advisory_xact_lock(%s)", (store.dialect.lock_key,))
+    writer = threading.Thread(target=store.append_inbox, args=("i", b"m"))
+    writer.start()
+    waiting = "SELECT count(*) FROM pg_locks WHERE locktype='advisory' AND NOT granted"
+    while other.execute(waiting).fetchone()[0] == 0:
+        time.sleep(0.01)  # until the writer waits for the lock
+    read: list[list[bytes]] = []
+    reader = threading.Thread(target=lambda: read.append(store.load_history("i")), daemon=True)
+    reader.start()
+    reader.join(timeout=20)  # a hang guard: with one connection the read waits for the lock
+    finished_while_locked = not reader.is_alive()
+    other.execute("COMMIT")
+    writer.join()
+    assert finished_while_locked and read == [[b"e0"]]
+    assert [m.event for m in store.load_inbox("i")] == [b"m"]
+    other.close()
+    store.close()
+
+
+def test_a_server_away_longer_than_the_store_waits_is_a_typed_error(postgres, monkeypatch):
+    from runtime.store import postgres as dialect
+
+    url = postgres.database()
+    store = open_store(url, "shop", durability="process")
+    store.create_instance(InstanceRecord("i", "flow", "1", "Running", "x", 0.0, 0.0), [b"e0"])
+    monkeypatch.setattr(dialect, "RECONNECT_SECONDS", 0.5)
+    postgres.stop("immediate")
+    try:
+        with pytest.raises(StoreUnavailableError) as read:
+            store.load_history("i")
+        with pytest.raises(StoreUnavailableError) as write:
+            store.append_inbox("i", b"never")
+    finally:
+        postgres.start()
+    assert "did not answer for 0.5 s" in str(read.value) and "127.0.0.1" in write.value.store
+    assert store.load_history("i") == [b"e0"] and store.load_inbox("i") == []
+    store.close()
+
+
+def test_an_entity_host_reads_through_an_outage_instead_of_failing_the_operation():
+    from runtime.actors.entity_host import _StoreLoader
+    from runtime.entity_id import EntityId
+
+    class Away:
+        """A store whose database is away for the first two reads."""
+
+        reads = 0
+
+        def load_entity(self, name: str, key: str):
+            self.reads += 1
+            if self.reads <= 2:
+                raise StoreUnavailableError("postgresql://db/x", 60.0, "connection refused")
+            return (b"state", True, None)
+
+    store = Away()
+    loader = _StoreLoader(store, code=None)
+    assert loader.load_entity(EntityId("Counter", "k")) == (b"state", True, None)
+    assert store.reads == 3

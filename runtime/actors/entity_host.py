@@ -18,16 +18,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import metrics
 from ..entity import Delivery, EntityMachine, EntityRow, Record, SenderRow
 from ..entity_id import EntityId
+from ..errors import StoreUnavailableError
 from ..messages import encode_message
 from ..registry import CodeCache, as_registrable, encode_code
 from ..store import EntityCheckpoint
 
 log = logging.getLogger("ray_durable.entities")
+
+T = TypeVar("T")
 
 __all__ = ["EntityCore"]
 
@@ -45,17 +48,31 @@ class _StoreLoader:
 
     def load_entity(self, eid: EntityId) -> EntityRow | None:
         """The entity's committed row."""
-        return self.store.load_entity(eid.name, eid.key)
+        return _patiently(lambda: self.store.load_entity(eid.name, eid.key))
 
     def load_sender(self, eid: EntityId, sender: str) -> SenderRow | None:
         """The sender's last recorded number and result."""
-        return self.store.load_sender(eid.name, eid.key, sender)
+        return _patiently(lambda: self.store.load_sender(eid.name, eid.key, sender))
 
     def register_orchestrator(self, orchestrator: Any) -> tuple[str, str]:
         """Keep the code of an orchestrator an operation starts; its name and version."""
         obj = as_registrable(orchestrator)
         self.store.register_code(*encode_code(obj))
         return obj.name, obj.version
+
+
+def _patiently(read: Callable[[], T]) -> T:
+    """A read that waits for the database however long it is away.
+
+    Failing it would answer the operation with an error and leave a gap in its sender's
+    numbers that every later operation of that sender waits behind; callers bound their
+    own wait (``call_entity(timeout=...)``).
+    """
+    while True:
+        try:
+            return read()
+        except StoreUnavailableError:
+            log.warning("entity store read: the database is still away; waiting")
 
 
 def _checkpoint(record: Record) -> EntityCheckpoint:
@@ -176,6 +193,14 @@ class EntityCore:
             with metrics.timed("checkpoint_write_seconds", self._commit_tags):
                 loop = asyncio.get_event_loop()
                 await loop.run_in_executor(None, self.store.commit_entities, checkpoints)
+        except StoreUnavailableError:
+            # The database dropped the write: it committed whole or not at all, and the
+            # store recognises what it holds by sender and number. Run it all again.
+            log.exception("entity commit cut off by the database; re-running from the store")
+            again = [held for op, _ in answered for held in [op, *self.machine.forget(op.eid)]]
+            self._queue[:0] = again
+            self._wake.set()
+            return False
         except Exception as exc:
             log.exception("entity commit failed; reloading from the store")
             for op, _ in answered:

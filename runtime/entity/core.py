@@ -167,9 +167,15 @@ class EntityMachine:
         return done
 
     def forget(self, eid: EntityId) -> list[Delivery]:
-        """Drop an entity whose commit failed (the store has the truth); returns its waiters."""
+        """Drop an entity whose commit failed (the store has the truth); returns its waiters.
+
+        The parked operations come back too: nothing else would ever answer them.
+        """
         dropped = self._live.pop(eid, None)
-        return dropped.waiting if dropped is not None else []
+        if dropped is None:
+            return []
+        parked = [op for ops in dropped.parked.values() for op in ops.values()]
+        return [*dropped.waiting, *parked]
 
     def passivate(self, now: float, idle_seconds: float | None) -> int:
         """Drop entities idle longer than their passivation time; returns how many.

@@ -16,19 +16,24 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..errors import HubConfigError
-from .sql import SCHEMA_VERSION_TABLE, Connection, Cursor, Dialect, SqlStore
+from ..errors import HubConfigError, StoreUnavailableError
+from .sql import SCHEMA_VERSION_TABLE, Connection, Connections, Cursor, Dialect, SqlStore
 
 T = TypeVar("T")
 
 #: How long a write waits for the database to come back (a restart) before it fails.
 RECONNECT_SECONDS = 60.0
+
+#: Connections per store (per host actor): reads need not wait for a write's lock.
+POOL_SIZE = 4
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS instances (
@@ -88,6 +93,10 @@ def _translated(sql: str) -> str:
     return _PLACEHOLDER.sub("%s", sql)
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
@@ -114,16 +123,18 @@ def libpq_url(url: str) -> str:
 
 
 class _Translated:
-    """A psycopg connection that takes the store's ``?`` placeholders, and comes back."""
+    """A psycopg connection that takes the store's ``?`` placeholders."""
 
-    def __init__(self, open_raw: Callable[[], Any]) -> None:
-        self._open = open_raw
-        self.raw = open_raw()
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
 
-    def reconnect(self) -> None:
-        """A new connection for one the database dropped (a restart, a network cut)."""
-        if self.raw.closed or self.raw.broken:
-            self.raw = self._open()
+    def usable(self) -> bool:
+        """Still connected and outside any transaction: fit for the next caller."""
+        import psycopg
+
+        raw = self.raw
+        idle = psycopg.pq.TransactionStatus.IDLE
+        return not (raw.closed or raw.broken) and raw.info.transaction_status == idle
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one statement (``?`` becomes ``%s``)."""
@@ -141,12 +152,78 @@ class _Translated:
 
     def rollback(self) -> None:
         """End the transaction, dropping its writes (a dropped connection dropped them)."""
+        import psycopg
+
         if not (self.raw.closed or self.raw.broken):
-            self.raw.execute("ROLLBACK")
+            try:
+                self.raw.execute("ROLLBACK")
+            except psycopg.OperationalError:
+                pass  # the server went away: it dropped the transaction; the pool drops us
 
     def close(self) -> None:
         """Release the connection."""
         self.raw.close()
+
+
+class _Pool:
+    """Up to ``size`` connections of one store, opened as threads need them.
+
+    Each caller has its connection to itself from ``acquire`` to ``release``, so reads go
+    on while another thread's write waits for (or holds) the hub's advisory lock. A
+    connection that broke is dropped with the idle ones, which a database restart broke
+    too; the next caller opens a fresh one.
+    """
+
+    def __init__(self, first: _Translated, open_: Callable[[], _Translated], size: int) -> None:
+        self._open = open_
+        self._size = size
+        self._idle = [first]
+        self._count = 1
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def acquire(self) -> Connection:
+        """An idle connection, a new one below the size, else the next one released."""
+        with self._cond:
+            while not self._idle and self._count >= self._size:
+                self._cond.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._count += 1
+        try:
+            return self._open()
+        except BaseException:
+            self._forget([])
+            raise
+
+    def release(self, db: Connection) -> None:
+        """Keep a usable connection for the next caller; drop a broken one and the idle."""
+        assert isinstance(db, _Translated)
+        if db.usable():
+            with self._cond:
+                if not self._closed:
+                    self._idle.append(db)
+                    self._cond.notify()
+                    return
+        with self._cond:
+            stale, self._idle = self._idle, []
+        self._forget([db, *stale])
+
+    def _forget(self, dropped: list[_Translated]) -> None:
+        with self._cond:
+            self._count -= max(len(dropped), 1)
+            self._cond.notify_all()
+        for db in dropped:
+            db.close()
+
+    def close(self) -> None:
+        """Close the idle connections (the store is closed once nobody uses it)."""
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+        for db in idle:
+            db.close()
 
 
 class PostgresDialect(Dialect):
@@ -160,42 +237,72 @@ class PostgresDialect(Dialect):
         self.hub = hub
         # A signed 64-bit key per hub for pg_advisory_xact_lock.
         self.lock_key = zlib.crc32(f"ray-durable/{hub}".encode()) - 2**31
-        self.db: _Translated | None = None
 
-    def connect(self) -> Connection:
-        """An autocommit connection (the store begins its own transactions)."""
-        self.db = _Translated(self._open)
-        return self.db
+    def connections(self) -> Connections:
+        """A pool of POOL_SIZE autocommit connections (the store begins its transactions)."""
+        return _Pool(_Translated(self._first()), lambda: _Translated(self._raw()), POOL_SIZE)
 
-    def _open(self) -> Any:
+    def _raw(self) -> Any:
         try:
             import psycopg
         except ImportError:
             raise HubConfigError(
                 f"store {redacted(self.url)} needs psycopg: pip install 'ray-durable[postgres]'"
             ) from None
+        return psycopg.connect(libpq_url(self.url), autocommit=True, connect_timeout=10)
+
+    def _first(self) -> Any:
+        """The first connection: a server that refuses it is the store's config error."""
+        import psycopg
+
         try:
-            raw = psycopg.connect(libpq_url(self.url), autocommit=True, connect_timeout=10)
+            return self._raw()
         except psycopg.OperationalError as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             parts = urlsplit(self.url)
             where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
             raise HubConfigError(
-                f"store {redacted(self.url)}: cannot connect to PostgreSQL at {where}: {first}"
+                f"store {redacted(self.url)}: cannot connect to PostgreSQL at {where}: "
+                f"{_first_line(exc)}"
             ) from None
-        return raw
 
     def begin_write(self, db: Connection) -> None:
-        """BEGIN, then the hub's advisory lock: writers of one hub take turns."""
-        db.execute("BEGIN")
-        db.execute("SELECT pg_advisory_xact_lock(?)", (self.lock_key,))
+        """BEGIN, then the hub's advisory lock: writers of one hub take turns.
+
+        Both in one round trip (a simple query of two statements: the key is our integer).
+        """
+        assert isinstance(db, _Translated)
+        db.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self.lock_key)})")
+
+    def batched(self, db: Connection, blind: bool) -> AbstractContextManager[object]:
+        """Pipeline mode for a blind transaction: its statements and COMMIT in one trip
+        (a fetch inside flushes what is queued: one more trip, the same results)."""
+        assert isinstance(db, _Translated)
+        return db.raw.pipeline() if blind else nullcontext()
+
+    def commit(self, db: Connection) -> None:
+        """COMMIT once: if the connection drops meanwhile, its fate is unknown (typed)."""
+        import psycopg
+
+        try:
+            db.commit()
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(redacted(self.url), 0.0, _first_line(exc)) from exc
+
+    def lost(self, exc: BaseException, url: str) -> Exception | None:
+        """A write whose connection the database dropped: StoreUnavailableError."""
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError):
+            return StoreUnavailableError(url, 0.0, _first_line(exc))
+        return None
 
     def retrying(self, attempt: Callable[[], T]) -> T:
         """Run ``attempt``; again after a deadlock the database broke, or once it is back.
 
         Only a statement that begins a transaction or reads comes here: one that fails
         inside a write transaction fails the whole operation, which its caller re-runs
-        (availability traded for correctness: nothing is half-applied).
+        (availability traded for correctness: nothing is half-applied). Each attempt takes
+        a connection from the pool, which has dropped the ones a restart broke.
         """
         import psycopg
 
@@ -204,20 +311,18 @@ class PostgresDialect(Dialect):
         while True:
             try:
                 return attempt()
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 2, 1.0)
-                try:
-                    if self.db is not None:
-                        self.db.reconnect()
-                except HubConfigError:
-                    pass  # still down: the next round tries again
+                    raise StoreUnavailableError(
+                        redacted(self.url), RECONNECT_SECONDS, _first_line(exc)
+                    ) from exc
+                if isinstance(
+                    exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+                ):
+                    time.sleep(0.01)
+                else:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 1.0)
 
     def table_names(self, db: Connection) -> set[str]:
         """The tables of the connection's schema."""

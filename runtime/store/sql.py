@@ -17,7 +17,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol, TypeVar
 
 from ..errors import (
@@ -86,6 +86,42 @@ class Connection(Protocol):
         """Release the connection."""
 
 
+class Connections(Protocol):
+    """Where a store's statements find a connection: one thread at a time on each."""
+
+    def acquire(self) -> Connection:
+        """A connection for one read or one transaction, this thread's until released."""
+
+    def release(self, db: Connection) -> None:
+        """Give back a connection ``acquire`` returned (a broken one is dropped)."""
+
+    def close(self) -> None:
+        """Release every connection."""
+
+
+class SharedConnection:
+    """One connection that every thread of the store takes in turn (SQLite: one writer)."""
+
+    def __init__(self, db: Connection) -> None:
+        self._db = db
+        # Reentrant: a thread inside a transaction may read through the same connection.
+        self._lock = threading.RLock()
+
+    def acquire(self) -> Connection:
+        """The connection, once no other thread holds it."""
+        self._lock.acquire()
+        return self._db
+
+    def release(self, db: Connection) -> None:
+        """Let the next thread have it."""
+        self._lock.release()
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+
 class Dialect:
     """What differs between databases; SqlStore holds everything else."""
 
@@ -98,6 +134,10 @@ class Dialect:
         """A connection to the database (autocommit: the store begins its transactions)."""
         raise NotImplementedError
 
+    def connections(self) -> Connections:
+        """The store's connections (opening the first one: its errors are the store's)."""
+        return SharedConnection(self.connect())
+
     def begin_write(self, db: Connection) -> None:
         """Begin a transaction that will write."""
         db.execute("BEGIN")
@@ -109,6 +149,15 @@ class Dialect:
     def commit(self, db: Connection) -> None:
         """Commit the write transaction (never re-sent where its fate could be unknown)."""
         db.commit()
+
+    def lost(self, exc: BaseException, url: str) -> Exception | None:
+        """The typed error for a write the database dropped (None: ``exc`` is not that)."""
+        return None
+
+    def batched(self, db: Connection, blind: bool) -> AbstractContextManager[object]:
+        """Around a transaction's statements and its COMMIT: where ``blind``, a dialect may
+        send them together instead of one round trip each."""
+        return nullcontext()
 
     def table_names(self, db: Connection) -> set[str]:
         """The tables that exist."""
@@ -150,8 +199,7 @@ class _SqlBase:
         self.url = url
         self.hub = hub
         self.dialect = dialect
-        self._lock = threading.RLock()
-        self._db = dialect.connect()
+        self._connections = dialect.connections()
         self.epoch: int | None = None
         self.on_fenced: Callable[[Exception], None] | None = None
         with self._write(fenced=False) as db:
@@ -186,19 +234,45 @@ class _SqlBase:
         )
 
     @contextmanager
-    def _write(self, fenced: bool = True) -> Iterator[Connection]:
-        with self._lock:
-            self.dialect.retrying(lambda: self.dialect.begin_write(self._db))
-            try:
-                if fenced and self.epoch is not None:
-                    self._check_epoch(self._db, self.epoch)
-                yield self._db
-            except BaseException as exc:
-                self._db.rollback()
-                if isinstance(exc, FencedError) and self.on_fenced is not None:
-                    self.on_fenced(exc)
-                raise
-            self.dialect.commit(self._db)
+    def _write(self, fenced: bool = True, blind: bool = False) -> Iterator[Connection]:
+        """A write transaction; ``blind``: its statements mostly read no result, so the
+        dialect may send them and the COMMIT together (a fetch still works: it waits for
+        the statements before it; ``rowcount`` is not to be trusted there)."""
+        db = self.dialect.retrying(self._begin)
+        try:
+            if fenced and self.epoch is not None:
+                self._check_epoch(db, self.epoch)
+            with self.dialect.batched(db, blind):
+                yield db
+                self.dialect.commit(db)
+        except BaseException as exc:
+            db.rollback()
+            if isinstance(exc, FencedError) and self.on_fenced is not None:
+                self.on_fenced(exc)
+            lost = self.dialect.lost(exc, self.url)
+            if lost is not None:
+                raise lost from exc
+            raise
+        finally:
+            self._connections.release(db)
+
+    def _begin(self) -> Connection:
+        """A connection in a new write transaction (one attempt: ``retrying`` re-runs it)."""
+        db = self._connections.acquire()
+        try:
+            self.dialect.begin_write(db)
+        except BaseException:
+            self._connections.release(db)
+            raise
+        return db
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        db = self._connections.acquire()
+        try:
+            yield db
+        finally:
+            self._connections.release(db)
 
     def _check_epoch(self, db: Connection, epoch: int) -> Lease:
         # Inside the write transaction: the lease cannot change before this one commits.
@@ -208,19 +282,18 @@ class _SqlBase:
         return lease
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self.dialect.retrying(lambda: self._db.execute(sql, params).fetchall())
+        def attempt() -> list[tuple[Any, ...]]:
+            with self._connection() as db:
+                return db.execute(sql, params).fetchall()
 
-    def _lease(self, db: Connection | None = None) -> Lease | None:
-        row = (
-            (db or self._db)
-            .execute(
-                "SELECT epoch, host, machine, pid, ray_address, cluster, actor_id, acquired_at, "
-                f"expires_at FROM lease WHERE hub=?{self.dialect.for_update if db else ''}",
-                (self.hub,),
-            )
-            .fetchone()
-        )
+        return self.dialect.retrying(attempt)
+
+    def _lease(self, db: Connection, locked: bool = True) -> Lease | None:
+        row = db.execute(
+            "SELECT epoch, host, machine, pid, ray_address, cluster, actor_id, acquired_at, "
+            f"expires_at FROM lease WHERE hub=?{self.dialect.for_update if locked else ''}",
+            (self.hub,),
+        ).fetchone()
         if row is None:
             return None
         return Lease(self.hub, row[0], LeaseHolder(*row[1:7]), row[7], row[8])
@@ -232,9 +305,8 @@ class _SqlBase:
         )
 
     def close(self) -> None:
-        """Release the connection."""
-        with self._lock:
-            self._db.close()
+        """Release the connections."""
+        self._connections.close()
 
 
 class _Payloads(_SqlBase):
@@ -432,7 +504,7 @@ class _InstanceTables(_Payloads):
     def commit(self, checkpoints: list[Checkpoint]) -> None:
         """Apply checkpoints of one or more instances in one transaction (group commit)."""
         now = time.time()
-        with self._write() as db:
+        with self._write(blind=True) as db:
             for cp in checkpoints:
                 self._apply(db, cp, now)
 
@@ -605,22 +677,31 @@ class _EntityTables(_Payloads):
     def commit_entities(self, checkpoints: list[EntityCheckpoint]) -> None:
         """Apply entity operations in one transaction (group commit)."""
         now = time.time()
-        with self._write() as db:
+        # Of a batch's operations on one entity, only the last state and each sender's
+        # last number outlive the transaction: one row each, however many operations.
+        states = {(cp.name, cp.key): cp for cp in checkpoints if cp.state_changed}
+        senders = {(cp.name, cp.key, cp.sender): cp for cp in checkpoints}
+        with self._write(blind=True) as db:
+            db.executemany(
+                "INSERT INTO entities (hub, name, key, state, exists_, last_modified, "
+                "locked_by) VALUES (?,?,?,?,?,?,?) ON CONFLICT (hub, name, key) DO UPDATE "
+                "SET state=excluded.state, exists_=excluded.exists_, "
+                "last_modified=excluded.last_modified, locked_by=excluded.locked_by",
+                [
+                    (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now, cp.locked_by)
+                    for cp in states.values()
+                ],
+            )
+            db.executemany(
+                "INSERT INTO entity_senders (hub, name, key, sender, last_seq, last_result) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (hub, name, key, sender) DO UPDATE "
+                "SET last_seq=excluded.last_seq, last_result=excluded.last_result",
+                [
+                    (self.hub, cp.name, cp.key, cp.sender, cp.seq, cp.result)
+                    for cp in senders.values()
+                ],
+            )
             for cp in checkpoints:
-                if cp.state_changed:
-                    db.execute(
-                        "INSERT INTO entities (hub, name, key, state, exists_, last_modified, "
-                        "locked_by) VALUES (?,?,?,?,?,?,?) ON CONFLICT (hub, name, key) DO UPDATE "
-                        "SET state=excluded.state, exists_=excluded.exists_, "
-                        "last_modified=excluded.last_modified, locked_by=excluded.locked_by",
-                        (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now, cp.locked_by),
-                    )
-                db.execute(
-                    "INSERT INTO entity_senders (hub, name, key, sender, last_seq, last_result) "
-                    "VALUES (?,?,?,?,?,?) ON CONFLICT (hub, name, key, sender) DO UPDATE "
-                    "SET last_seq=excluded.last_seq, last_result=excluded.last_result",
-                    (self.hub, cp.name, cp.key, cp.sender, cp.seq, cp.result),
-                )
                 self._add_outbox(db, f"{cp.name}@{cp.key}", cp.outbox)
 
     def list_entities(
@@ -783,8 +864,12 @@ class _HubTables(_SqlBase):
 
     def load_lease(self) -> Lease | None:
         """The hub's lease, or None if it never had one."""
-        with self._lock:
-            return self.dialect.retrying(self._lease)
+
+        def attempt() -> Lease | None:
+            with self._connection() as db:
+                return self._lease(db, locked=False)
+
+        return self.dialect.retrying(attempt)
 
 
 class SqlStore(_InstanceTables, _EntityTables, _HubTables):
