@@ -83,6 +83,20 @@ class PostgresServer:
             db.execute(f"CREATE DATABASE {name}")
         return f"postgresql://durable@127.0.0.1:{self.port}/{name}"
 
+    def password_role(self, role: str, password: str) -> str:
+        """A role that must give ``password`` (scram-sha-256 over TCP), with a database of its
+        own; the URL of that database, without the password."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as db:
+            db.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+            db.execute(f"CREATE DATABASE {role} OWNER {role}")
+        hba = self.data / "pg_hba.conf"
+        # The first matching line wins: this role, and only it, is asked for its password.
+        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        self._run("pg_ctl", "-D", str(self.data), "reload")
+        return f"postgresql://{role}@127.0.0.1:{self.port}/{role}"
+
     def close(self) -> None:
         """Stop the server and remove its files."""
         try:

@@ -52,6 +52,7 @@ RUNTIME = [
     "RetryPolicy",
     "Runtime",
     "SerializationError",
+    "StoreUnavailableError",
     "Task",
     "TaskFailedError",
     "UnavailableError",

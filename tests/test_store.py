@@ -626,7 +626,8 @@ def big(tag: str, size: int = 5 * LIMIT) -> bytes:
 
 def raw(store: Store, sql: str, *params) -> list[tuple]:
     """Rows as stored, references unresolved (the store's own connection, ``?`` placeholders)."""
-    return [tuple(row) for row in store._db.execute(sql, params).fetchall()]
+    with store._connection() as db:
+        return [tuple(row) for row in db.execute(sql, params).fetchall()]
 
 
 def payloads(store: Store, iid: str) -> list[bytes]:
@@ -745,7 +746,8 @@ def test_timer_messages_and_inbox_writes_keep_large_events_out_of_line(open_hub)
 def test_a_reference_whose_payload_is_gone_is_a_typed_error(open_hub):
     store = open_hub(payload_inline_limit=LIMIT)
     store.create_instance(record("a"), [big("e")])
-    store._db.execute("DELETE FROM payloads WHERE hub=?", (store.hub,))
+    with store._connection() as db:
+        db.execute("DELETE FROM payloads WHERE hub=?", (store.hub,))
     with pytest.raises(PayloadMissingError, match=r"instance 'a' refers to payload [0-9a-f]{64}"):
         store.load_history("a")
 
@@ -760,8 +762,9 @@ def test_a_store_without_a_limit_keeps_64_kib_inline(open_hub):
 def test_a_version_2_schema_gains_the_payloads_table_when_opened(open_hub):
     store = open_hub()
     store.create_instance(record("a"), [b"e0"])
-    store._db.execute("DROP TABLE payloads")
-    store._db.execute("UPDATE schema_version SET version=2")
+    with store._connection() as db:
+        db.execute("DROP TABLE payloads")
+        db.execute("UPDATE schema_version SET version=2")
     again = open_hub(payload_inline_limit=LIMIT)
     assert raw(again, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
     again.commit([Checkpoint("a", "x-a", [big("e1")], 1)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -159,3 +160,18 @@ def test_an_entity_host_reads_through_an_outage_instead_of_failing_the_operation
     loader = _StoreLoader(store, code=None)
     assert loader.load_entity(EntityId("Counter", "k")) == (b"state", True, None)
     assert store.reads == 3
+
+
+def test_a_wrong_or_missing_password_is_a_config_error_that_never_shows_it(postgres, monkeypatch):
+    base = postgres.password_role(f"pw_{uuid.uuid4().hex[:8]}", "right-one")
+    scheme, rest = base.split("://", 1)
+    user, host = rest.split("@", 1)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    with pytest.raises(HubConfigError, match="password authentication failed") as wrong:
+        open_store(f"{scheme}://{user}:not-it@{host}", "h")
+    assert "not-it" not in str(wrong.value) and ":***@" in str(wrong.value)
+    with pytest.raises(HubConfigError, match="password"):
+        open_store(base, "h")  # none given at all
+    monkeypatch.setenv("DB_SECRET", "right-one")
+    store = open_store(base + "?password_env=DB_SECRET", "h")
+    store.close()
