@@ -188,7 +188,9 @@ def check_effect(rt, store, status: str, op: str, iid: str, result, before: tupl
         assert result == iid
         again = store.load_instance(iid)
         assert again.execution_id != before[0].execution_id
-        assert again.status in ("Pending", "Running")
+        # The new execution runs, or has already ended as the first did (a Failed one that
+        # fails at once: seen on a fresh install, where dispatch is faster).
+        assert again.status in ("Pending", "Running", status)
     elif op == "purge":
         assert result == 1
         assert c.get_status(iid) is None
