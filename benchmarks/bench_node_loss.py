@@ -27,7 +27,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 import cluster_defs as cd  # noqa: E402
-from helpers import query_store, wait_until  # noqa: E402
+from helpers import history_lengths, wait_until  # noqa: E402
 from multinode import HEALTH_CHECKS, LocalCluster, actor_nodes  # noqa: E402
 from postgres_server import PostgresServer  # noqa: E402
 
@@ -35,12 +35,6 @@ from runtime import Runtime  # noqa: E402
 from runtime.actors.routing import pool_index  # noqa: E402
 
 WORKER = {"num_cpus": 1}
-
-
-def progress(store: str, iids: list[str]) -> dict[str, int]:
-    """History length of each of ``iids``."""
-    rows = query_store(store, "SELECT instance_id, history_length FROM instances")
-    return {iid: n for iid, n in rows if iid in iids}
 
 
 def one_loss(cluster: LocalCluster, store: str, pool_size: int) -> tuple[float, float, int]:
@@ -53,7 +47,7 @@ def one_loss(cluster: LocalCluster, store: str, pool_size: int) -> tuple[float, 
         iids = [f"i-{uuid.uuid4().hex[:8]}" for _ in range(4 * pool_size)]
         for iid in iids:
             rt.client.start_new(cd.slow_chain, input=(20, 0.2), instance_id=iid)
-        wait_until(lambda: all(n >= 3 for n in progress(store, iids).values()), timeout=120)
+        wait_until(lambda: all(n >= 3 for n in history_lengths(store, iids).values()), timeout=120)
         nodes = actor_nodes(cluster.dashboard, f"{hub}/pool-")
         workers = {cluster.node_id(n): n for n in cluster.workers}
         count = Counter(node for node in nodes.values() if node in workers)
@@ -61,7 +55,7 @@ def one_loss(cluster: LocalCluster, store: str, pool_size: int) -> tuple[float, 
         lost_hosts = {name for name, node in nodes.items() if node == victim_id}
         lost = [i for i in iids if f"{hub}/pool-{pool_index(i, pool_size)}" in lost_hosts]
         killed_at = cluster.kill(workers[victim_id])
-        before = progress(store, lost)
+        before = history_lengths(store, lost)
         cluster.wait_dead(workers[victim_id])
         dead = time.monotonic() - killed_at
 
@@ -71,7 +65,7 @@ def one_loss(cluster: LocalCluster, store: str, pool_size: int) -> tuple[float, 
 
         wait_until(back, timeout=120, every=0.1)
         hosts_back = time.monotonic() - killed_at
-        moved = lambda: {i for i, n in progress(store, lost).items() if n > before[i]}  # noqa: E731
+        moved = lambda: {i for i, n in history_lengths(store, lost).items() if n > before[i]}  # noqa: E731
         wait_until(lambda: moved(), timeout=120, every=0.02)
         first = time.monotonic() - killed_at
         wait_until(lambda: moved() == set(lost), timeout=120, every=0.02)

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 import urllib.error
@@ -171,3 +172,16 @@ def assert_no_duplicate_completions(client, iid) -> None:
     """No activity completion recorded twice in the instance's history."""
     seqs = completed_seqs(client, iid)
     assert len(seqs) == len(set(seqs)), f"{iid}: a completion was recorded twice"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def history_lengths(store: str, iids: list[str]) -> dict[str, int]:
+    """The stored history length of each of ``iids`` (SQLite or PostgreSQL)."""
+    rows = query_store(store, "SELECT instance_id, history_length FROM instances")
+    return {iid: n for iid, n in rows if iid in iids}

@@ -7,13 +7,12 @@ make timing-sensitive tests flaky, and a driver joins one cluster at a time.
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
 import psutil
 import ray
-from helpers import start_ray, wait_until
+from helpers import free_port, start_ray, wait_until
 from ray._private import ray_constants
 from ray.cluster_utils import Cluster
 
@@ -92,13 +91,6 @@ class LocalCluster:
         """Kill every node at once, then start a new cluster of the same shape in its place."""
         self.shutdown()
         self.__init__(*self._args)  # type: ignore[misc]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def actor_nodes(dashboard: str, prefix: str) -> dict[str, str]:

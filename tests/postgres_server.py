@@ -10,11 +10,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+
+from helpers import free_port
 
 REQUIRED = os.environ.get("DURABLE_TEST_POSTGRES") == "required"
 
@@ -25,12 +26,6 @@ def _bindir() -> str | None:
         return os.path.dirname(os.path.realpath(found))
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return os.path.dirname(versions[-1]) if versions else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PostgresServer:
@@ -48,7 +43,7 @@ class PostgresServer:
         self.bindir = bindir
         self.dir = Path(tempfile.mkdtemp(prefix="durable-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         # initdb refuses to run as root: the server runs as the postgres user then.
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self._as:

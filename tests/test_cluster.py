@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cluster_defs as cd
 import pytest
-from helpers import assert_no_duplicate_completions, query_store, wait_until
+from helpers import assert_no_duplicate_completions, history_lengths, query_store, wait_until
 from multinode import LocalCluster, actor_nodes, back_to_session_ray
 
 from runtime import HubConfigError, OrchestrationStatus, Runtime
@@ -162,11 +162,6 @@ def spread_ids(pool_size: int, per_host: int) -> list[str]:
     return [by_host[i][k] for k in range(per_host) for i in range(pool_size)]
 
 
-def _progress(store: str, iids: list[str]) -> dict[str, int]:
-    rows = query_store(store, "SELECT instance_id, history_length FROM instances")
-    return {iid: n for iid, n in rows if iid in iids}
-
-
 def test_a_lost_worker_nodes_instances_and_entities_resume_on_survivors(cluster, postgres):
     hub, store = hub_name(), postgres.database()
     # Six pool hosts spread over three nodes: two on each (Ray's SPREAD takes turns).
@@ -181,7 +176,7 @@ def test_a_lost_worker_nodes_instances_and_entities_resume_on_survivors(cluster,
         entities = ["Tally@a", "Tally@b", "ZoneTally@eu"]
         signaller = Signaller(client, entities, count=150)
         signaller.start()
-        wait_until(lambda: all(n >= 3 for n in _progress(store, iids).values()), timeout=120)
+        wait_until(lambda: all(n >= 3 for n in history_lengths(store, iids).values()), timeout=120)
 
         victim_id = client.call_entity("ZoneTally@eu", "node")
         victim = next(n for n in cluster.workers if cluster.node_id(n) == victim_id)
@@ -193,10 +188,10 @@ def test_a_lost_worker_nodes_instances_and_entities_resume_on_survivors(cluster,
         assert lost, f"no instance lived on the victim node: {hub_actor_nodes(cluster, hub)}"
         print(f"\n{len(lost)} of {len(iids)} instances on the lost node, with {on_victim}")
         killed_at = cluster.kill(victim)
-        before = _progress(store, lost)  # its processes are dead: nothing more from them
-        wait_until(lambda: any(n > before[i] for i, n in _progress(store, lost).items()), 120)
+        before = history_lengths(store, lost)  # its processes are dead: nothing more from them
+        wait_until(lambda: any(n > before[i] for i, n in history_lengths(store, lost).items()), 120)
         first = time.monotonic() - killed_at
-        wait_until(lambda: all(n > before[i] for i, n in _progress(store, lost).items()), 120)
+        wait_until(lambda: all(n > before[i] for i, n in history_lengths(store, lost).items()), 120)
         every = time.monotonic() - killed_at
         print(f"\nnode loss: first progress after {first:.1f} s, all {len(lost)}: {every:.1f} s")
 
@@ -228,7 +223,7 @@ def test_a_whole_cluster_restarted_on_the_same_database_resumes_every_instance(c
     chains = [rt.client.start_new(cd.slow_chain, input=(5, 0.5)) for _ in range(3)]
     for i in range(10):
         rt.client.signal_entity("Tally@kept", "add", i)
-    wait_until(lambda: all(n >= 3 for n in _progress(store, chains).values()), timeout=120)
+    wait_until(lambda: all(n >= 3 for n in history_lengths(store, chains).values()), timeout=120)
 
     cluster.restart()  # every node and process at once, the hub not shut down
     rt = start(hub, store, placement="pooled", pool_size=3)

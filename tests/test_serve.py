@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from typing import Any
 
 import pytest
 import ray
-from helpers import NO_BODY, durable_exe, http_request, start_ray
+from helpers import NO_BODY, durable_exe, free_port, http_request, start_ray
 from helpers import one_line_error as cli_error
 
 from runtime import logs
@@ -38,12 +37,6 @@ TESTS = Path(__file__).resolve().parent
 TOKEN_ENV = "RAY_DURABLE_SERVE_TEST_TOKEN"
 MAX_BODY = 4096  # small, so an oversize body is cheap to send
 READY_SECONDS = 90.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def call(
