@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,9 +86,14 @@ class EntityContext:
 
     def start_new_orchestration(
         self, orchestrator: Any, input: Any = None, instance_id: str | None = None
-    ) -> None:
-        """Start an orchestration once this operation commits."""
+    ) -> str:
+        """Start an orchestration once this operation commits; returns its instance id.
+
+        The id is fixed here, so it is the one the operation's commit stores with the start.
+        """
+        instance_id = instance_id or uuid.uuid4().hex
         self.orchestrations.append((orchestrator, input, instance_id))
+        return instance_id
 
 
 def current_context() -> EntityContext:

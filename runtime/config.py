@@ -248,6 +248,9 @@ class HubConfig:
     #: bytes: a larger payload (input, result, event data, output) is stored once, out of
     #: line, and history rows keep a 36-byte reference
     payload_inline_limit: int = DEFAULT_INLINE_LIMIT
+    #: host deaths while one instance's step or one entity operation ran, after which that
+    #: work is quarantined (the instance fails, the operation is dead-lettered)
+    quarantine_after: int = 5
     http: HttpConfig = field(default_factory=HttpConfig)
     activity_defaults: dict[str, Any] = field(default_factory=dict)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -260,6 +263,7 @@ class HubConfig:
         _int("pool_size", self.pool_size, 1)
         _int("warm_hosts", self.warm_hosts, 0)
         _int("payload_inline_limit", self.payload_inline_limit, *PAYLOAD_INLINE_LIMITS)
+        _int("quarantine_after", self.quarantine_after, 1)
         # Frozen: normalised values go in through object.__setattr__.
         normalised = {
             "store": _store_url(self.store, self.hub),

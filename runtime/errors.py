@@ -230,6 +230,41 @@ class StoreUnavailableError(UnavailableError):
         )
 
 
+class QuarantinedError(DurableError):
+    """Work that killed its host again and again was set aside (quarantined).
+
+    ``work`` names it (``orchestration:<id>`` or ``entity:<entity>:<sender>:<seq>``);
+    ``durable quarantine retry`` or ``discard`` with that id decides what becomes of it.
+    """
+
+    def __init__(self, work: str, crashes: int, detail: str) -> None:
+        super().__init__(work, crashes, detail)
+        self.work = work
+        self.crashes = crashes
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return (
+            f"{self.work} was quarantined: its host died {self.crashes} times while it ran "
+            f"({self.detail}); list it with `durable quarantine list`, then `durable "
+            f"quarantine retry {self.work}` or `discard` it"
+        )
+
+
+class QuarantineItemNotFoundError(DurableError):
+    """A quarantine id names nothing on the list (retried or discarded already, or mistyped)."""
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(item_id)
+        self.item_id = item_id
+
+    def __str__(self) -> str:
+        return (
+            f"nothing quarantined has the id {self.item_id!r}; `durable quarantine list` "
+            "shows the ids"
+        )
+
+
 class OperationTimeoutError(DurableError, TimeoutError):
     """A wait the caller bounded with ``timeout`` ended first; nothing was cancelled."""
 

@@ -60,6 +60,25 @@ _SPECS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
         None,
     ),
     "pending_timers": ("gauge", "Durable timers not fired yet", ("hub",), None),
+    "quarantined": (
+        "counter",
+        "Work quarantined as poison: instances failed, entity operations dead-lettered",
+        ("hub", "kind"),
+        None,
+    ),
+    "quarantined_items": (
+        "gauge",
+        "Quarantined work waiting for a person (durable quarantine list)",
+        ("hub",),
+        None,
+    ),
+    "outbox_depth": ("gauge", "Committed messages not delivered yet", ("hub",), None),
+    "oldest_pending_seconds": (
+        "gauge",
+        "Age of the oldest Pending instance (a start nobody took: 0 when none)",
+        ("hub",),
+        None,
+    ),
     "supervisor_round_seconds": (
         "histogram",
         "Duration of one round of a supervisor phase (recover, timers, outbox)",

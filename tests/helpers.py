@@ -185,3 +185,19 @@ def history_lengths(store: str, iids: list[str]) -> dict[str, int]:
     """The stored history length of each of ``iids`` (SQLite or PostgreSQL)."""
     rows = query_store(store, "SELECT instance_id, history_length FROM instances")
     return {iid: n for iid, n in rows if iid in iids}
+
+
+def write_store(url: str, sql: str, params: tuple = ()) -> None:
+    """Run one write on a hub's store behind the runtime's back (re-delivery tests)."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+        from contextlib import closing
+
+        with closing(sqlite3.connect(url[len("sqlite:///") :])) as db:
+            db.execute(sql, params)
+            db.commit()
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(sql.replace("?", "%s"), params)

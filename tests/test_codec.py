@@ -43,6 +43,7 @@ SAMPLES: list[h.HistoryEvent] = [
     h.EntitySignaled(8, "@counter@k", "add", 5, 9),
     h.LockRequested(9, ("@a@1", "@b@2"), (1, 2)),
     h.LockGranted(9),
+    h.LockFailed(11, FAILURE),
     h.LockReleased(10, ("@a@1", "@b@2"), 9, (3, 4)),
     h.ExecutionTerminated("stop"),
     h.ExecutionSuspended("hold"),

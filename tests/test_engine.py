@@ -372,6 +372,24 @@ def test_critical_section_is_granted_then_released_even_on_termination():
     ]
 
 
+def test_a_refused_lock_fails_the_lock_task_and_releases_what_it_asked_for():
+    def careful(ctx, _):
+        try:
+            with (yield ctx.lock("Nope@a", "Account@b")):
+                return "locked"
+        except TaskFailedError as exc:
+            return exc.details.error_type
+
+    run = Run(careful)
+    request = run.scheduled(h.LockRequested)[0]
+    step = run.feed(h.LockFailed(request.seq, FailureDetails("NotRegisteredError", "no Nope")))
+    assert step.output == "NotRegisteredError"
+    released = [e for e in step.new_events if isinstance(e, h.LockReleased)]
+    assert [(e.lock_seq, e.entities) for e in released] == [(request.seq, request.entities)]
+    ex, replayed = run.replay()
+    assert replayed.new_events == [] and replayed.output == "NotRegisteredError"
+
+
 @pytest.mark.parametrize("ending", ["return", "failure", "continue_as_new"])
 def test_signal_sent_by_the_final_step_is_recorded_before_the_end(ending):
     def notify(ctx, n):

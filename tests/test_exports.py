@@ -49,6 +49,8 @@ RUNTIME = [
     "OrchestrationStatus",
     "Orchestrator",
     "OrchestratorNotFoundError",
+    "QuarantineItemNotFoundError",
+    "QuarantinedError",
     "RetryPolicy",
     "Runtime",
     "SerializationError",

@@ -25,8 +25,10 @@ from runtime.store import (
     Checkpoint,
     DueTimer,
     EntityCheckpoint,
+    HubHealth,
     InstanceQuery,
     InstanceRecord,
+    Quarantined,
     Store,
     open_store,
 )
@@ -763,9 +765,85 @@ def test_a_version_2_schema_gains_the_payloads_table_when_opened(open_hub):
     store = open_hub()
     store.create_instance(record("a"), [b"e0"])
     with store._connection() as db:
-        db.execute("DROP TABLE payloads")
+        for table in ("payloads", "crashes", "quarantine"):  # what versions 3 and 4 added
+            db.execute(f"DROP TABLE {table}")
+        db.execute("ALTER TABLE instances DROP COLUMN start_id")
         db.execute("UPDATE schema_version SET version=2")
     again = open_hub(payload_inline_limit=LIMIT)
     assert raw(again, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
     again.commit([Checkpoint("a", "x-a", [big("e1")], 1)])
     assert again.load_history("a") == [b"e0", big("e1")] and payloads(again, "a") == [big("e1")]
+
+
+# -- poison and starts ------------------------------------------------------------------
+
+
+def test_a_start_already_stored_is_recognised_by_its_id(store):
+    store.create_instance(record("a", start_id="s1"), [b"e0"], [b"m0"])
+    store.commit([Checkpoint("a", "x-a", [b"e1"], 1, status="Completed")])
+    # The same start again (a retry, a re-delivered message): nothing changes.
+    assert store.create_instance(record("a", created=5.0, start_id="s1"), [b"new"]) is False
+    assert store.load_instance("a").status == "Completed"
+    assert store.load_history("a") == [b"e0", b"e1"]
+    # Another start of the same id replaces the ended instance, as before.
+    assert store.create_instance(record("a", created=5.0, start_id="s2"), [b"new"]) is True
+    assert store.load_history("a") == [b"new"] and store.load_instance("a").start_id == "s2"
+
+
+def test_crash_counts_go_up_and_start_again_once_forgotten(store):
+    assert [store.record_crash("orchestration:a") for _ in range(3)] == [1, 2, 3]
+    assert store.record_crash("entity:C@k:s:1") == 1
+    store.forget_crashes("orchestration:a")
+    assert store.record_crash("orchestration:a") == 1
+
+
+def _item(kind: str = "orchestration", target: str = "a", **fields) -> Quarantined:
+    work = f"{kind}:{target}" if kind == "orchestration" else f"entity:{target}:s:7"
+    return Quarantined(work, kind, target, 5, "step", 1.0, **fields)
+
+
+def test_a_quarantined_instance_fails_and_a_retry_runs_it_again(store):
+    store.create_instance(record("a"), [b"e0"])
+    store.record_crash("orchestration:a")
+    store.quarantine_instance(Checkpoint("a", "x-a", [], 1, status="Failed", failure=b"f"), _item())
+    assert store.load_instance("a").status == "Failed" and store.load_history("a") == [b"e0"]
+    assert store.list_quarantined() == [_item()]
+    assert store.health().quarantined == 1
+    assert store.record_crash("orchestration:a") == 1  # its count went with the quarantine
+
+    assert store.release_quarantined("a", None) is None  # not an item's id
+    assert store.release_quarantined("orchestration:a", lambda item: []) == _item()
+    back = store.load_instance("a")
+    assert (back.status, back.failure) == ("Running", None)
+    assert store.list_quarantined() == [] and store.health().quarantined == 0
+
+
+def test_a_dead_lettered_operation_is_answered_and_resent_on_retry(store):
+    letter = _item("entity", "Counter@k", operation="add", sender="s", seq=7, input=b"in")
+    store.dead_letter(EntityCheckpoint("Counter", "k", None, False, "s", 7, b"err"), letter)
+    assert store.load_sender("Counter", "k", "s") == (7, b"err")
+    assert store.list_quarantined() == [letter]
+    store.release_quarantined(letter.id, lambda item: [("signal", item.target, item.input)])
+    [sent] = store.load_outbox()
+    assert (sent.kind, sent.target, sent.payload, sent.sender) == (
+        "signal",
+        "Counter@k",
+        b"in",
+        "quarantine",
+    )
+    assert store.health().outbox_depth == 1
+
+
+def test_a_discarded_item_leaves_its_instance_failed(store):
+    store.create_instance(record("a"), [b"e0"])
+    store.quarantine_instance(Checkpoint("a", "x-a", [], 1, status="Failed", failure=b"f"), _item())
+    store.release_quarantined("orchestration:a", None)
+    assert store.load_instance("a").status == "Failed" and store.list_quarantined() == []
+
+
+def test_health_names_the_oldest_pending_instance(store):
+    assert store.health() == HubHealth(0, 0, None)
+    store.create_instance(record("old", status="Pending", created=3.0), [])
+    store.create_instance(record("new", status="Pending", created=9.0), [])
+    store.create_instance(record("run", status="Running", created=1.0), [])
+    assert store.health().oldest_pending == 3.0

@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 from .. import metrics
 from ..entity import Delivery, EntityMachine, EntityRow, Record, SenderRow
 from ..entity_id import EntityId
-from ..errors import StoreUnavailableError
+from ..errors import QuarantinedError, StoreUnavailableError
 from ..messages import encode_message
 from ..registry import CodeCache, as_registrable, encode_code
-from ..store import EntityCheckpoint
+from ..store import EntityCheckpoint, Quarantined
+from .hosting.poison import CrashMarker, Work
 
 log = logging.getLogger("ray_durable.entities")
 
@@ -100,14 +101,29 @@ class EntityCore:
     """
 
     def __init__(
-        self, store: Any, code: CodeCache, on_outbox: Callable[[], None], hub: str = ""
+        self,
+        store: Any,
+        code: CodeCache,
+        on_outbox: Callable[[], None],
+        hub: str = "",
+        marker: CrashMarker | None = None,
+        suspect: tuple[Work, int] | None = None,
+        quarantine_after: int = 5,
     ) -> None:
         self.hub = hub
         self._commit_tags = {"hub": hub, "kind": "entity"}
         self.store = store
         self.code = code
         self.on_outbox = on_outbox
-        self.machine = EntityMachine(_StoreLoader(store, code))
+        self.marker = marker
+        #: the operation this host's predecessor died running, and its crash count
+        self.suspect = suspect if suspect is not None and suspect[0].kind == "entity" else None
+        self.quarantine_after = quarantine_after
+        self.machine = EntityMachine(
+            _StoreLoader(store, code),
+            None if marker is None else self._mark,
+            None if self.suspect is None else self._poison,
+        )
         self._queue: list[Delivery] = []
         self._wake = asyncio.Event()
         self._pump_task = asyncio.get_event_loop().create_task(self._pump())
@@ -164,6 +180,8 @@ class EntityCore:
             self._wake.clear()
             batch, self._queue = self._queue, []
             done = self.machine.step(batch, time.monotonic())
+            if self.marker is not None:
+                self.marker.clear()
             for op, result in done.failed:
                 if not op.reply.done():
                     op.reply.set_result(result)  # not loaded: nothing to commit
@@ -174,8 +192,11 @@ class EntityCore:
             if done.released:
                 self._queue[:0] = done.released
                 self._wake.set()
-            if done.records and not await self._commit(done.records, done.answered):
-                continue
+            if done.records or done.quarantined:
+                if not await self._commit(done.records, done.answered, done.quarantined):
+                    continue
+            if self.suspect is not None:
+                self._acquit(done.answered)
             applied: dict[str, int] = {}
             for op, result in done.answered:
                 applied[op.eid.name] = applied.get(op.eid.name, 0) + 1
@@ -186,13 +207,21 @@ class EntityCore:
             if any(record.outbox for record in done.records):
                 self.on_outbox()
 
-    async def _commit(self, records: list[Record], answered: list[tuple[Delivery, bytes]]) -> bool:
+    async def _commit(
+        self,
+        records: list[Record],
+        answered: list[tuple[Delivery, bytes]],
+        quarantined: list[tuple[Delivery, Record]],
+    ) -> bool:
         """Commit a batch's records; on failure, fail its callers and reload from the store."""
         try:
             checkpoints = [_checkpoint(record) for record in records]
             with metrics.timed("checkpoint_write_seconds", self._commit_tags):
                 loop = asyncio.get_event_loop()
-                await loop.run_in_executor(None, self.store.commit_entities, checkpoints)
+                if quarantined:
+                    await loop.run_in_executor(None, self._dead_letter, quarantined)
+                if checkpoints:
+                    await loop.run_in_executor(None, self.store.commit_entities, checkpoints)
         except StoreUnavailableError:
             # The database dropped the write: it committed whole or not at all, and the
             # store recognises what it holds by sender and number. Run it all again.
@@ -210,3 +239,54 @@ class EntityCore:
                         held.reply.set_exception(exc)
             return False
         return True
+
+    # -- poison ---------------------------------------------------------------------------
+
+    def _mark(self, op: Delivery) -> None:
+        assert self.marker is not None
+        self.marker.mark(
+            Work("entity", str(op.eid), f"operation {op.operation}", op.sender, op.seq)
+        )
+
+    def _is_suspect(self, op: Delivery) -> bool:
+        assert self.suspect is not None
+        work = self.suspect[0]
+        return op.seq == work.seq and op.sender == work.sender and str(op.eid) == work.target
+
+    def _poison(self, op: Delivery) -> Exception | None:
+        """The error of the operation to set aside: the suspect, once it crashed too often."""
+        if self.suspect is None or not self._is_suspect(op):
+            return None
+        work, crashes = self.suspect
+        if crashes < self.quarantine_after:
+            return None
+        return QuarantinedError(work.id, crashes, work.detail)
+
+    def _dead_letter(self, quarantined: list[tuple[Delivery, Record]]) -> None:
+        """Record poison as answered (its error) and list it, before the batch's records."""
+        assert self.suspect is not None
+        work, crashes = self.suspect
+        for op, record in quarantined:
+            item = Quarantined(
+                work.id,
+                "entity",
+                str(op.eid),
+                crashes,
+                work.detail,
+                time.time(),
+                op.operation,
+                op.sender,
+                op.seq,
+                op.input,
+            )
+            self.store.dead_letter(_checkpoint(record), item)
+            log.error("entity %s: operation %r of %s quarantined", op.eid, op.operation, op.sender)
+            metrics.inc("quarantined", {"hub": self.hub, "kind": "entity"})
+        self.suspect = None
+
+    def _acquit(self, answered: list[tuple[Delivery, bytes]]) -> None:
+        """The suspect ran to its end: its crash count starts again from zero."""
+        assert self.suspect is not None
+        if any(self._is_suspect(op) for op, _ in answered):
+            self.store.forget_crashes(self.suspect[0].id)
+            self.suspect = None

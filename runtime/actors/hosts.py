@@ -28,10 +28,11 @@ from ..orchestration.codec import decode_event
 from ..orchestration.engine import OrchestrationExecutor, Step
 from ..orchestration.status import OrchestrationStatus
 from ..registry import CodeCache
-from ..store import Checkpoint, open_store
+from ..store import Checkpoint, InstanceRecord, open_store
 from ..store.payloads import DEFAULT_INLINE_LIMIT
 from .entity_host import EntityCore
 from .hosting.dispatch import Dispatcher
+from .hosting.poison import QUARANTINE, PoisonGuard
 from .hosting.steps import Arrival, Live, checkpoint, continue_as_new, now_utc
 from .ray_seam import (
     ActorSystem,
@@ -70,6 +71,7 @@ class HostCore:
         epoch: int | None = None,
         actors: ActorSystem | None = None,
         payload_inline_limit: int = DEFAULT_INLINE_LIMIT,
+        quarantine_after: int = 5,
     ) -> None:
         self.hub = hub
         self.passivate_after = passivate_after
@@ -90,7 +92,17 @@ class HostCore:
             hub, self.store, self.code, self.actors, self._enqueue, activity_options or {}
         )
         self._pump_task = asyncio.get_event_loop().create_task(self._pump())
-        self.entities = EntityCore(self.store, self.code, self._outbox_committed, hub)
+        self.quarantine_after = quarantine_after
+        self.poison = PoisonGuard(self.store, hub, store_url, self.name, quarantine_after)
+        self.entities = EntityCore(
+            self.store,
+            self.code,
+            self._outbox_committed,
+            hub,
+            self.poison.marker,
+            self.poison.suspect,
+            quarantine_after,
+        )
         self._passivation = asyncio.get_event_loop().create_task(self._passivate_loop())
         self._assigned = asyncio.get_event_loop().create_task(self._activate_assigned())
 
@@ -162,9 +174,19 @@ class HostCore:
             self._enqueue(Arrival(live.instance_id, None, decode_event(message.event), message.id))
 
     def _activate(self, iid: str) -> None:
+        if iid in self.poison.held:
+            return  # a suspect waiting out its backoff: the others go first
         record = self.store.load_instance(iid)
         if record is None or OrchestrationStatus(record.status).is_terminal:
             return
+        verdict = self.poison.verdict(iid)
+        if verdict == QUARANTINE:
+            self._quarantine(record)
+            return
+        if verdict > 0:
+            self._loop.call_later(verdict, self._release, iid)
+            return
+        self.poison.mark(iid, "replay")
         orchestrator = self.code.get("orchestrator", record.name, record.version)
         live = Live(
             iid,
@@ -179,6 +201,7 @@ class HostCore:
         self.live[iid] = live
         history = [decode_event(blob) for blob in self.store.load_history(iid)]
         step = live.executor.execute(history, [])
+        self.poison.clear()
         logs.event(
             log,
             logging.INFO,
@@ -255,9 +278,11 @@ class HostCore:
                 if a.execution_id is None or a.execution_id == live.execution_id
             ]
             consumed = [a.message_id for a in arrivals if a.message_id is not None]
+            self.poison.mark(iid, "step")
             step = live.executor.execute([], [stamp, *events])
             step = continue_as_new(live, step, self.clock)
             work.append((checkpoint(live, step, consumed), (live, step)))
+        self.poison.clear()
         return work
 
     def _commit_now(self, checkpoints: list[Checkpoint], items: list[tuple[Live, Step]]) -> None:
@@ -268,6 +293,7 @@ class HostCore:
     def _after_commit(self, items: list[tuple[Live, Step]], outbox: bool = False) -> None:
         if outbox:
             self._outbox_committed()  # unlocks
+        self.poison.acquit(live.instance_id for live, _ in items)
         for live, step in items:
             for event in step.new_events:
                 if isinstance(event, _DISPATCHED):
@@ -292,7 +318,25 @@ class HostCore:
             except Exception:
                 log.exception("host: cannot re-activate %s", iid)
 
-    # -- dispatching actions ------------------------------------------------------------
+    # -- poison -------------------------------------------------------------------------
+
+    def _release(self, iid: str) -> None:
+        """A suspect's backoff is over: activate it now."""
+        self.poison.release(iid)
+        if iid not in self.live:
+            try:
+                self._activate(iid)
+            except Exception:
+                log.exception("host: cannot activate %s", iid)
+            self._wake.set()
+
+    def _quarantine(self, record: InstanceRecord) -> None:
+        """Fail the instance without running its code, release its locks, list it."""
+        history = [decode_event(blob) for blob in self.store.load_history(record.instance_id)]
+        if self.poison.quarantine(record, history).outbox:
+            self._outbox_committed()
+        done = (record.instance_id, str(OrchestrationStatus.FAILED), record.parent_instance_id)
+        self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done))
 
     # -- talking to the supervisor -------------------------------------------------------
 

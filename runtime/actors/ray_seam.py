@@ -252,9 +252,12 @@ class SupervisorHandle:
         input_blob: bytes,
         start_blob: bytes,
         instance_id: str,
+        start_id: str | None = None,
     ) -> Any:
-        """Create an instance and activate it (its id)."""
-        return self.actor.start_new.remote(name, version, input_blob, start_blob, instance_id)
+        """Create an instance and activate it (its id); a repeat of ``start_id`` is a no-op."""
+        return self.actor.start_new.remote(
+            name, version, input_blob, start_blob, instance_id, start_id
+        )
 
     def start_child(
         self,
@@ -265,10 +268,11 @@ class SupervisorHandle:
         child_id: str,
         input_blob: bytes,
         start: bytes,
+        start_id: str,
     ) -> Any:
-        """Start a sub-orchestration (idempotent)."""
+        """Start a sub-orchestration (idempotent: ``start_id`` names this very start)."""
         return self.actor.start_child.remote(
-            parent_id, seq, name, version, child_id, input_blob, start
+            parent_id, seq, name, version, child_id, input_blob, start, start_id
         )
 
     def deliver(self, instance_id: str, event_blob: bytes) -> Any:
@@ -354,6 +358,14 @@ class SupervisorHandle:
     def list_entities(self, name: str | None, limit: int, offset: int) -> Any:
         """A page of stored entities."""
         return self.actor.list_entities.remote(name, limit, offset)
+
+    def quarantined(self) -> Any:
+        """Quarantined work, oldest first."""
+        return self.actor.quarantined.remote()
+
+    def release_quarantined(self, item_id: str, retry: bool) -> Any:
+        """Retry (True) or discard (False) one quarantined item; the item."""
+        return self.actor.release_quarantined.remote(item_id, retry)
 
     def clean_entities(self) -> Any:
         """Remove entities without state (how many)."""

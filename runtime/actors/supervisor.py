@@ -65,11 +65,19 @@ class Supervisor:
     # -- instances ------------------------------------------------------------------------
 
     async def start_new(
-        self, name: str, version: str | None, input_blob: bytes, start_blob: bytes, iid: str
+        self,
+        name: str,
+        version: str | None,
+        input_blob: bytes,
+        start_blob: bytes,
+        iid: str,
+        start_id: str | None = None,
     ) -> str:
         """Create and activate an instance."""
         control = (await self._ready()).control
-        return await control.start_new(name, version, input_blob, start_blob, iid)
+        return await control.start_new(
+            name, version, input_blob, start_blob, iid, start_id=start_id
+        )
 
     async def start_child(self, *args: Any) -> None:
         """Start a sub-orchestration for a host."""
@@ -166,3 +174,13 @@ class Supervisor:
     async def clean_entities(self) -> int:
         """Remove entities without state."""
         return await (await self._ready()).entities.clean_entities()
+
+    # -- quarantine -----------------------------------------------------------------------
+
+    async def quarantined(self) -> list[Any]:
+        """Quarantined work, oldest first."""
+        return await (await self._ready()).quarantine.list()
+
+    async def release_quarantined(self, item_id: str, retry: bool) -> Any:
+        """Retry or discard one quarantined item."""
+        return await (await self._ready()).quarantine.release(item_id, retry)

@@ -53,7 +53,7 @@ from ..states import (
     OrchestrationState,
     state_of,
 )
-from ..store import InstanceQuery, InstanceRecord
+from ..store import InstanceQuery, InstanceRecord, Quarantined
 
 P = ParamSpec("P")
 
@@ -387,6 +387,24 @@ class _EntityOperations(_HubCalls):
         """Remove entities that have no state; returns how many."""
         return self._call(SupervisorHandle.clean_entities)
 
+    def list_quarantined(self) -> list[Quarantined]:
+        """Work set aside as poison (it killed its host ``quarantine_after`` times)."""
+        return list(self._call(SupervisorHandle.quarantined))
+
+    def retry_quarantined(self, item_id: str) -> Quarantined:
+        """Run quarantined work again: an instance resumes from its checkpoint, an entity
+        operation is signalled to its entity again (its caller already had an error)."""
+        return self._release(item_id, True)
+
+    def discard_quarantined(self, item_id: str) -> Quarantined:
+        """Drop quarantined work from the list; the instance stays Failed."""
+        return self._release(item_id, False)
+
+    def _release(self, item_id: str, retry: bool) -> Quarantined:
+        if not isinstance(item_id, str) or not item_id:
+            raise InvalidArgumentError.of("item_id", "an id from list_quarantined()", item_id)
+        return self._call(SupervisorHandle.release_quarantined, item_id, retry)
+
     def _prepare(
         self, entity_id: EntityId | str, operation: str, input: Any
     ) -> tuple[EntityId, int, bytes]:
@@ -530,7 +548,7 @@ class DurableClient(_EntityOperations):
 
     def _start_args(
         self, orchestrator: Any, input: Any, instance_id: str | None, version: str | None
-    ) -> tuple[str, str | None, bytes, bytes, str]:
+    ) -> tuple[str, str | None, bytes, bytes, str, str]:
         if instance_id is not None:
             _instance_id(instance_id)
         if version is not None and not isinstance(version, str):
@@ -549,9 +567,11 @@ class DurableClient(_EntityOperations):
         start_blob = encode_event(
             h.ExecutionStarted(name, input, version or ""), "orchestration input"
         )
-        return name, version, input_blob, start_blob, iid
+        # One id per call, kept by its retries: a retry after a lost answer is recognised as
+        # this start even once the instance has ended (it never runs twice).
+        return name, version, input_blob, start_blob, iid, uuid.uuid4().hex
 
-    def _start(self, args: tuple[str, str | None, bytes, bytes, str], first: bool) -> str:
+    def _start(self, args: tuple[str, str | None, bytes, bytes, str, str], first: bool) -> str:
         attempts = 0
 
         def once() -> str:
@@ -562,7 +582,7 @@ class DurableClient(_EntityOperations):
             except InstanceExistsError:
                 if first and attempts == 1:
                     raise
-                return args[-1]  # our own earlier attempt landed before the supervisor restarted
+                return args[4]  # our own earlier attempt landed before the supervisor restarted
 
         return retry(once, *self._hub_patience())
 

@@ -18,11 +18,14 @@ The rules, per entity:
   seen, so the late lock is a repeat and never holds the entity for a finished owner.
 - An operation the entity does not have is refused without running; one that raises is
   rolled back to the last committed state. Either way the caller gets the error.
+- An operation the shell names as poison (it killed its host too often) is set aside
+  without running: the caller gets the shell's error, its number counts as processed, and
+  the entity goes on with the operations behind it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -120,6 +123,9 @@ class Round:
     refused: list[Delivery] = field(default_factory=list)
     #: Operations freed by an unlock: run them in the next batch, ahead of newer arrivals.
     released: list[Delivery] = field(default_factory=list)
+    #: Poison set aside, with its record: the shell dead-letters these before ``records``
+    #: (which may hold the same sender's later numbers).
+    quarantined: list[tuple[Delivery, Record]] = field(default_factory=list)
 
 
 @dataclass
@@ -140,8 +146,17 @@ class _Live:
 class EntityMachine:
     """The entities of one host, in memory: every decision about their operations."""
 
-    def __init__(self, loader: Loader) -> None:
+    def __init__(
+        self,
+        loader: Loader,
+        on_run: Callable[[Delivery], None] | None = None,
+        poison: Callable[[Delivery], Exception | None] | None = None,
+    ) -> None:
         self.loader = loader
+        #: called before an operation's user code runs (the shell marks it, see poison.py)
+        self.on_run = on_run
+        #: the error of an operation to set aside instead of running, or None
+        self.poison = poison
         self._live: dict[EntityId, _Live] = {}
         self._round = Round()
 
@@ -262,10 +277,17 @@ class EntityMachine:
         if not live.etype.has_operation(op.operation):
             error = UnknownOperationError(str(op.eid), op.operation, live.etype.operations())
             return self._refuse(live, op, error)
+        if self.poison is not None and (poison := self.poison(op)) is not None:
+            result = Outcome.of_error(poison).encode()
+            record = self._record(live, op, result, (), state_changed=False)
+            self._round.quarantined.append((op, record))
+            return result, None
         return self._apply(live, op)
 
     def _apply(self, live: _Live, op: Delivery) -> tuple[bytes, Record]:
         """Run a user operation; on any error, roll back to the last committed state."""
+        if self.on_run is not None:
+            self.on_run(op)
         try:
             ctx = live.etype.execute(
                 op.eid, op.operation, loads(op.input, "operation input"), live.state, live.exists

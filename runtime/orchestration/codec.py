@@ -53,6 +53,7 @@ KINDS: dict[str, type[h.HistoryEvent]] = {
     "EntitySignaled": h.EntitySignaled,
     "LockRequested": h.LockRequested,
     "LockGranted": h.LockGranted,
+    "LockFailed": h.LockFailed,
     "LockReleased": h.LockReleased,
     "ExecutionTerminated": h.ExecutionTerminated,
     "ExecutionSuspended": h.ExecutionSuspended,

@@ -28,6 +28,7 @@ from ..errors import (
     InvalidArgumentError,
     InvalidOperationError,
     NonDeterminismError,
+    TaskFailedError,
 )
 from ..serialization import failure_of
 from . import history as h
@@ -324,6 +325,9 @@ class LockTask(Task):
         super().__init__()
         self.entities = entities
 
+    def _fail_with(self, details: FailureDetails) -> None:
+        self._fail(TaskFailedError(f"lock on {', '.join(self.entities)} failed", details))
+
 
 class CriticalSection:
     """Held entities; leaving the ``with`` block releases them."""
@@ -568,7 +572,12 @@ class OrchestrationExecutor(_ExecutionState):
             return False  # a late or repeated answer: already recorded, keep it once
         if task is None:
             return True
-        if isinstance(event, (h.TaskFailed, h.SubOrchestrationFailed, h.EntityFailed)):
+        if isinstance(event, h.LockFailed):
+            # Release what the request took before it was refused (an unlock of an entity
+            # it never reached is harmless: see runtime/entity/core.py).
+            self.schedule(self._released(self._lock_requests.pop(event.seq)), None, None)
+            task._fail_with(event.failure)  # type: ignore[attr-defined]
+        elif isinstance(event, (h.TaskFailed, h.SubOrchestrationFailed, h.EntityFailed)):
             task._fail_with(event.failure)  # type: ignore[attr-defined]
         elif isinstance(event, h.LockGranted):
             self.held_lock = self._lock_requests.pop(event.seq)
@@ -809,6 +818,7 @@ _HANDLERS: dict[type, Callable[[OrchestrationExecutor, Any, bool], bool]] = {
     h.EntityFailed: OrchestrationExecutor._on_completion,
     h.LockRequested: OrchestrationExecutor._on_scheduled,
     h.LockGranted: OrchestrationExecutor._on_completion,
+    h.LockFailed: OrchestrationExecutor._on_completion,
     h.LockReleased: OrchestrationExecutor._on_scheduled,
     h.ExecutionSuspended: OrchestrationExecutor._on_suspended,
     h.ExecutionResumed: OrchestrationExecutor._on_resumed,

@@ -170,6 +170,15 @@ class LockGranted(HistoryEvent):
 
 
 @dataclass(frozen=True)
+class LockFailed(HistoryEvent):
+    """An entity of the lock request ``seq`` refused it (e.g. its type is not registered);
+    the entities taken so far are released."""
+
+    seq: int
+    failure: FailureDetails
+
+
+@dataclass(frozen=True)
 class LockReleased(HistoryEvent):
     """The critical section of lock ``lock_seq`` ended (unlocks go through the outbox)."""
 
@@ -227,4 +236,5 @@ COMPLETIONS = (
     EntityResponded,
     EntityFailed,
     LockGranted,
+    LockFailed,
 )

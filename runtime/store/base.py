@@ -36,6 +36,8 @@ class InstanceRecord:
     parent_seq: int | None = None
     host: str | None = None
     history_length: int = 0
+    #: the message that created this execution: a re-delivered start is recognised by it
+    start_id: str | None = None
 
 
 @dataclass
@@ -79,6 +81,35 @@ class EntityCheckpoint:
     locked_by: str | None = None
     #: False for a refused operation: only the sender's row is written, the entity's is kept
     state_changed: bool = True
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """Work set aside after it crashed its host too often: listed, retried or dropped by hand.
+
+    ``id`` is ``orchestration:<instance id>`` or ``entity:<entity id>:<sender>:<seq>``.
+    """
+
+    id: str
+    kind: str
+    target: str
+    crashes: int
+    detail: str
+    quarantined_at: float
+    operation: str | None = None
+    sender: str | None = None
+    seq: int | None = None
+    input: bytes | None = None
+
+
+@dataclass(frozen=True)
+class HubHealth:
+    """What needs a person: quarantined work, undelivered messages, the oldest stuck start."""
+
+    quarantined: int
+    outbox_depth: int
+    #: when the oldest Pending instance was created (None: there is none)
+    oldest_pending: float | None
 
 
 @dataclass(frozen=True)
@@ -162,7 +193,7 @@ class Store(Protocol):
 
     def create_instance(
         self, record: InstanceRecord, events: list[bytes], inbox: Sequence[bytes] = ()
-    ) -> None:
+    ) -> bool:
         """Insert a new instance (replacing a terminal one of the same id) with its history."""
 
     def load_instance(self, instance_id: str) -> InstanceRecord | None:
@@ -286,6 +317,32 @@ class Store(Protocol):
 
     def load_lease(self) -> Lease | None:
         """The hub's lease, or None if it never had one."""
+
+    def record_crash(self, work_id: str) -> int:
+        """Count one more host death while ``work_id`` ran; returns the count."""
+
+    def forget_crashes(self, work_id: str) -> None:
+        """``work_id`` ran to its end: its count starts again from zero."""
+
+    def quarantine_instance(self, cp: Checkpoint, item: Quarantined) -> None:
+        """Fail an instance as poison (``cp``) and list it, in one transaction."""
+
+    def dead_letter(self, cp: EntityCheckpoint, item: Quarantined) -> None:
+        """Answer an entity operation as poison (``cp``) and list it, in one transaction."""
+
+    def list_quarantined(self) -> list[Quarantined]:
+        """Quarantined work, oldest first."""
+
+    def release_quarantined(
+        self,
+        item_id: str,
+        resend: Callable[[Quarantined], list[tuple[str, str, bytes]]] | None,
+    ) -> Quarantined | None:
+        """Drop an item from the list; with ``resend``, let its work run again (an entity
+        operation's rows to queue in the outbox come from ``resend``). None: unknown."""
+
+    def health(self) -> HubHealth:
+        """Counts for the hub's health gauges."""
 
     def close(self) -> None:
         """Release the connection."""

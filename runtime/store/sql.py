@@ -32,26 +32,31 @@ from .base import (
     Checkpoint,
     DueTimer,
     EntityCheckpoint,
+    HubHealth,
     InboxMessage,
     InstanceQuery,
     InstanceRecord,
     Lease,
     LeaseHolder,
     OutboxMessage,
+    Quarantined,
 )
 
 T = TypeVar("T")
 
+#: An outbox row as its writer gives it: (kind, target, payload).
+OutboxRow = tuple[str, str, bytes]
+
 #: The schema this code writes. 1: the tables before versions were kept; 2: the version row;
-#: 3: out-of-line payloads.
-SCHEMA_VERSION = 3
+#: 3: out-of-line payloads; 4: crash counts, quarantined work and the id of each start.
+SCHEMA_VERSION = 4
 
 _TERMINAL = ("Completed", "Failed", "Terminated")
 
 _INSTANCE_COLUMNS = (
     "instance_id, name, version, status, execution_id, created_time, last_updated_time, "
     "input, output, custom_status, failure, parent_instance_id, parent_seq, host, "
-    "history_length"
+    "history_length, start_id"
 )
 
 
@@ -181,6 +186,16 @@ class Dialect:
                 "hub TEXT NOT NULL, instance_id TEXT NOT NULL, "
                 f"digest {self.blob} NOT NULL, data {self.blob} NOT NULL, "
                 "PRIMARY KEY (hub, instance_id, digest))"
+            ]
+        if to_version == 4:
+            return [
+                "ALTER TABLE instances ADD COLUMN start_id TEXT",
+                "CREATE TABLE IF NOT EXISTS crashes (hub TEXT NOT NULL, work_id TEXT NOT NULL, "
+                "count INTEGER NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (hub, work_id))",
+                "CREATE TABLE IF NOT EXISTS quarantine (hub TEXT NOT NULL, id TEXT NOT NULL, "
+                "kind TEXT NOT NULL, target TEXT NOT NULL, crashes INTEGER NOT NULL, "
+                "detail TEXT NOT NULL, quarantined_at REAL NOT NULL, operation TEXT, "
+                f"sender TEXT, seq BIGINT, input {self.blob}, PRIMARY KEY (hub, id))",
             ]
         raise NotImplementedError(f"no migration to schema version {to_version}")
 
@@ -396,25 +411,32 @@ class _InstanceTables(_Payloads):
 
     def create_instance(
         self, record: InstanceRecord, events: list[bytes], inbox: Sequence[bytes] = ()
-    ) -> None:
-        """Insert a new instance (replacing a terminal one of the same id) with its history."""
+    ) -> bool:
+        """Insert a new instance (replacing a terminal one of the same id) with its history.
+
+        False, writing nothing, if the row was created by this very start (``start_id``):
+        a start delivered twice never runs its instance twice, nor replaces its end.
+        """
         with self._write() as db:
             row = db.execute(
-                f"SELECT status FROM instances WHERE hub=? AND instance_id=?"
+                f"SELECT status, start_id FROM instances WHERE hub=? AND instance_id=?"
                 f"{self.dialect.for_update}",
                 (self.hub, record.instance_id),
             ).fetchone()
             if row is not None:
+                if record.start_id is not None and row[1] == record.start_id:
+                    return False
                 if row[0] not in _TERMINAL:
                     raise InstanceExistsError(record.instance_id, row[0])
                 self._delete(db, record.instance_id)
             db.execute(
                 f"INSERT INTO instances ({_INSTANCE_COLUMNS}, hub) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*_record_values(self._stored_record(db, record), len(events)), self.hub),
             )
             self._append(db, record.instance_id, 0, events)
             self._queue(db, [(record.instance_id, blob) for blob in inbox])
+        return True
 
     def load_instance(self, instance_id: str) -> InstanceRecord | None:
         """The instance row, or None."""
@@ -676,33 +698,34 @@ class _EntityTables(_Payloads):
 
     def commit_entities(self, checkpoints: list[EntityCheckpoint]) -> None:
         """Apply entity operations in one transaction (group commit)."""
-        now = time.time()
+        with self._write(blind=True) as db:
+            self._write_entities(db, checkpoints, time.time())
+
+    def _write_entities(
+        self, db: Connection, checkpoints: list[EntityCheckpoint], now: float
+    ) -> None:
         # Of a batch's operations on one entity, only the last state and each sender's
         # last number outlive the transaction: one row each, however many operations.
         states = {(cp.name, cp.key): cp for cp in checkpoints if cp.state_changed}
         senders = {(cp.name, cp.key, cp.sender): cp for cp in checkpoints}
-        with self._write(blind=True) as db:
-            db.executemany(
-                "INSERT INTO entities (hub, name, key, state, exists_, last_modified, "
-                "locked_by) VALUES (?,?,?,?,?,?,?) ON CONFLICT (hub, name, key) DO UPDATE "
-                "SET state=excluded.state, exists_=excluded.exists_, "
-                "last_modified=excluded.last_modified, locked_by=excluded.locked_by",
-                [
-                    (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now, cp.locked_by)
-                    for cp in states.values()
-                ],
-            )
-            db.executemany(
-                "INSERT INTO entity_senders (hub, name, key, sender, last_seq, last_result) "
-                "VALUES (?,?,?,?,?,?) ON CONFLICT (hub, name, key, sender) DO UPDATE "
-                "SET last_seq=excluded.last_seq, last_result=excluded.last_result",
-                [
-                    (self.hub, cp.name, cp.key, cp.sender, cp.seq, cp.result)
-                    for cp in senders.values()
-                ],
-            )
-            for cp in checkpoints:
-                self._add_outbox(db, f"{cp.name}@{cp.key}", cp.outbox)
+        db.executemany(
+            "INSERT INTO entities (hub, name, key, state, exists_, last_modified, "
+            "locked_by) VALUES (?,?,?,?,?,?,?) ON CONFLICT (hub, name, key) DO UPDATE "
+            "SET state=excluded.state, exists_=excluded.exists_, "
+            "last_modified=excluded.last_modified, locked_by=excluded.locked_by",
+            [
+                (self.hub, cp.name, cp.key, cp.state, int(cp.exists), now, cp.locked_by)
+                for cp in states.values()
+            ],
+        )
+        db.executemany(
+            "INSERT INTO entity_senders (hub, name, key, sender, last_seq, last_result) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT (hub, name, key, sender) DO UPDATE "
+            "SET last_seq=excluded.last_seq, last_result=excluded.last_result",
+            [(self.hub, cp.name, cp.key, cp.sender, cp.seq, cp.result) for cp in senders.values()],
+        )
+        for cp in checkpoints:
+            self._add_outbox(db, f"{cp.name}@{cp.key}", cp.outbox)
 
     def list_entities(
         self, name: str | None, limit: int, offset: int
@@ -748,6 +771,101 @@ class _EntityTables(_Payloads):
         """Drop delivered outbox messages."""
         with self._write() as db:
             db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+
+
+class _QuarantineTables(_InstanceTables, _EntityTables):
+    """Crash counts of work that was running when its host died, and work set aside."""
+
+    def record_crash(self, work_id: str) -> int:
+        """Count one more host death while ``work_id`` ran; returns the count."""
+        with self._write() as db:
+            row = db.execute(
+                "INSERT INTO crashes (hub, work_id, count, last_at) VALUES (?,?,1,?) "
+                "ON CONFLICT (hub, work_id) DO UPDATE SET count=crashes.count+1, "
+                "last_at=excluded.last_at RETURNING count",
+                (self.hub, work_id, time.time()),
+            ).fetchone()
+            return int(row[0])
+
+    def forget_crashes(self, work_id: str) -> None:
+        """``work_id`` ran to its end: its count starts again from zero."""
+        with self._write() as db:
+            db.execute("DELETE FROM crashes WHERE hub=? AND work_id=?", (self.hub, work_id))
+
+    def quarantine_instance(self, cp: Checkpoint, item: Quarantined) -> None:
+        """Fail an instance as poison (``cp``) and list it, in one transaction."""
+        with self._write() as db:
+            self._apply(db, cp, time.time())
+            self._list(db, item)
+
+    def dead_letter(self, cp: EntityCheckpoint, item: Quarantined) -> None:
+        """Answer an entity operation as poison (``cp``) and list it, in one transaction."""
+        with self._write() as db:
+            self._write_entities(db, [cp], time.time())
+            self._list(db, item)
+
+    def _list(self, db: Connection, item: Quarantined) -> None:
+        db.execute("DELETE FROM crashes WHERE hub=? AND work_id=?", (self.hub, item.id))
+        db.execute(
+            "INSERT INTO quarantine (hub, id, kind, target, crashes, detail, quarantined_at, "
+            "operation, sender, seq, input) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT (hub, id) DO NOTHING",
+            (self.hub, *dataclasses.astuple(item)),
+        )
+
+    def list_quarantined(self) -> list[Quarantined]:
+        """Quarantined work, oldest first."""
+        rows = self._read(
+            "SELECT id, kind, target, crashes, detail, quarantined_at, operation, sender, seq, "
+            "input FROM quarantine WHERE hub=? ORDER BY quarantined_at, id",
+            (self.hub,),
+        )
+        return [_quarantined(row) for row in rows]
+
+    def release_quarantined(
+        self, item_id: str, resend: Callable[[Quarantined], list[OutboxRow]] | None
+    ) -> Quarantined | None:
+        """Drop an item from the list; with ``resend``, let its work run again. None: unknown.
+
+        Retrying an instance makes it Running again from its checkpoint (quarantine wrote
+        no history event); retrying an entity operation queues the outbox rows ``resend``
+        builds for it (a signal), in the same transaction.
+        """
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id, kind, target, crashes, detail, quarantined_at, operation, sender, "
+                f"seq, input FROM quarantine WHERE hub=? AND id=?{self.dialect.for_update}",
+                (self.hub, item_id),
+            ).fetchone()
+            if row is None:
+                return None
+            item = _quarantined(row)
+            db.execute("DELETE FROM quarantine WHERE hub=? AND id=?", (self.hub, item_id))
+            if resend is not None and item.kind == "orchestration":
+                db.execute(
+                    "UPDATE instances SET status='Running', failure=NULL, output=NULL, "
+                    "last_updated_time=? WHERE hub=? AND instance_id=? AND status='Failed'",
+                    (time.time(), self.hub, item.target),
+                )
+            elif resend is not None:
+                self._add_outbox(db, "quarantine", resend(item))
+            return item
+
+    def health(self) -> HubHealth:
+        """Counts for the hub's health gauges."""
+        key = (self.hub,)
+        quarantined = self._read("SELECT COUNT(*) FROM quarantine WHERE hub=?", key)[0][0]
+        outbox = self._read("SELECT COUNT(*) FROM outbox WHERE hub=?", key)[0][0]
+        oldest = self._read(
+            "SELECT MIN(created_time) FROM instances WHERE hub=? AND status='Pending'", key
+        )[0][0]
+        return HubHealth(int(quarantined), int(outbox), oldest)
+
+
+def _quarantined(row: Sequence[Any]) -> Quarantined:
+    item_id, kind, target, crashes, detail, at, operation, sender, seq, input_blob = row
+    blob = None if input_blob is None else bytes(input_blob)
+    return Quarantined(item_id, kind, target, crashes, detail, at, operation, sender, seq, blob)
 
 
 class _HubTables(_SqlBase):
@@ -872,7 +990,7 @@ class _HubTables(_SqlBase):
         return self.dialect.retrying(attempt)
 
 
-class SqlStore(_InstanceTables, _EntityTables, _HubTables):
+class SqlStore(_QuarantineTables, _HubTables):
     """A hub's store on a SQL database; the dialect adapts it to one database."""
 
 
@@ -893,4 +1011,5 @@ def _record_values(record: InstanceRecord, history_length: int) -> tuple[object,
         record.parent_seq,
         record.host,
         history_length,
+        record.start_id,
     )

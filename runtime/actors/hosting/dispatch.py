@@ -20,7 +20,7 @@ from ...orchestration.codec import encode_event
 from ...registry import Activity, CodeCache, encode_code
 from ...serialization import dumps, failure_of
 from ...store import Store
-from ..ray_seam import ENTITY_FROM_HOST, ActorSystem, SupervisorHandle, aretry
+from ..ray_seam import ENTITY_FROM_HOST, ActorSystem, SupervisorHandle, aretry, typed
 from ..routing import EntityRouter
 from .steps import Arrival, Live
 
@@ -66,7 +66,10 @@ class Dispatcher:
                 h.ExecutionStarted(action.name, action.input, action.version, live.instance_id)
             )
             args = (live.instance_id, action.seq, action.name, action.version)
-            child = (action.instance_id, dumps(action.input), start)
+            # The start's id: one per parent execution and step, so a re-dispatch is
+            # recognised and a later execution (continue-as-new) starts its own child.
+            start_id = f"{live.instance_id}:{live.execution_id}:{action.seq}"
+            child = (action.instance_id, dumps(action.input), start, start_id)
             self.tell_supervisor(lambda s: s.start_child(*args, *child))
         elif isinstance(action, (h.EntityCalled, h.EntitySignaled)):
             asyncio.ensure_future(self._call_entity(live.instance_id, live.execution_id, action))
@@ -137,7 +140,7 @@ class Dispatcher:
                 else h.EntityFailed(action.seq, outcome.failure)
             )
         except Exception as exc:
-            event = h.EntityFailed(action.seq, failure_of(exc))
+            event = h.EntityFailed(action.seq, failure_of(typed(exc)))
         if isinstance(action, h.EntityCalled):
             self._enqueue(Arrival(iid, execution_id, event))
 
@@ -145,12 +148,19 @@ class Dispatcher:
         """Take each entity in the global order; the grant is recorded like a result."""
         sender = SenderId(iid, execution_id)
         owner = LockOwner(sender, action.seq).encode()
+        event: h.HistoryEvent = h.LockGranted(action.seq)
         for entity, counter in zip(action.entities, action.counters):
-            outcome = await self._send_to_entity(entity, LOCK, owner, str(sender), counter)
-            if not outcome.ok:
-                log.error("lock of %s for %s failed: %s", entity, iid, outcome.failure)
-                return
-        self._enqueue(Arrival(iid, execution_id, h.LockGranted(action.seq)))
+            try:
+                outcome = await self._send_to_entity(entity, LOCK, owner, str(sender), counter)
+                failure = None if outcome.ok else outcome.failure
+            except Exception as exc:
+                failure = failure_of(typed(exc))
+            if failure is not None or not outcome.ok:
+                log.warning("lock of %s for %s refused: %s", entity, iid, failure)
+                failure = failure or failure_of(DurableError(f"{entity} refused the lock"))
+                event = h.LockFailed(action.seq, failure)
+                break
+        self._enqueue(Arrival(iid, execution_id, event))
 
     async def _send_to_entity(
         self, entity: str, operation: str, input_blob: bytes, sender: str, seq: int

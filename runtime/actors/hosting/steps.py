@@ -145,14 +145,21 @@ def outbox_rows(
     rows = []
     for e in events:
         if isinstance(e, h.LockReleased):
-            for entity, counter in zip(e.entities, e.counters):
-                owner = LockOwner(sender, e.lock_seq)
-                rows.append(encode_message(Unlock(EntityId.parse(entity), owner, counter)))
+            rows += unlock_rows(sender, [e])
         elif final and isinstance(e, h.EntitySignaled):
             target, blob = EntityId.parse(e.entity), dumps(e.input, "entity input")
             signal = OrderedSignal(target, e.operation, blob, sender, e.counter)
             rows.append(encode_message(signal))
     return rows
+
+
+def unlock_rows(sender: SenderId, releases: list[h.LockReleased]) -> list[tuple[str, str, bytes]]:
+    """The outbox rows that unlock each entity of ``releases`` for ``sender``."""
+    return [
+        encode_message(Unlock(EntityId.parse(entity), LockOwner(sender, e.lock_seq), counter))
+        for e in releases
+        for entity, counter in zip(e.entities, e.counters)
+    ]
 
 
 def answer_parent(live: Live, step: Step) -> h.HistoryEvent:

@@ -72,18 +72,30 @@ class InstanceControl:
         start_blob: bytes,
         instance_id: str,
         parent: tuple[str, int] | None = None,
+        start_id: str | None = None,
     ) -> str:
-        """Create an instance, durably, then activate it on its host."""
+        """Create an instance, durably, then activate it on its host.
+
+        A start whose ``start_id`` created the stored row already (a retry, a re-delivered
+        message) changes nothing: it neither runs the instance twice nor replaces its end.
+        """
         record = self._new_record(name, version, input_blob, instance_id, parent)
+        record.start_id = start_id
         retry = self.config.activity_retry_policy()
         if retry is not None:
             started: Any = decode_event(start_blob, "orchestration start")
             start_blob = encode_event(dataclasses.replace(started, activity_retry=retry))
         try:
-            self.store.create_instance(record, [], [start_blob])
+            created = self.store.create_instance(record, [], [start_blob])
         except DurableError:
             self.pool.unplace(record.host or "")
             raise
+        if not created:
+            self.pool.unplace(record.host or "")
+            log.info(
+                "hub %s: start %s of %s delivered again", self.config.hub, start_id, instance_id
+            )
+            return instance_id
         host = record.host or ""
         # Awaited in the background and retried: a call lost with a dying host would
         # otherwise leave the stored instance Pending forever.
@@ -138,16 +150,19 @@ class InstanceControl:
         child_id: str,
         input_blob: bytes,
         start: bytes,
+        start_id: str | None = None,
     ) -> None:
         """Start a sub-orchestration (idempotent: re-dispatch after a crash is a no-op)."""
         existing = self.store.load_instance(child_id)
         if existing is not None and existing.parent_instance_id == parent_id:
-            if OrchestrationStatus(existing.status).is_terminal:
-                await self.completions.instance_done(child_id, existing.status, parent_id)
-            return
+            if existing.start_id is None or existing.start_id == start_id:
+                if OrchestrationStatus(existing.status).is_terminal:
+                    await self.completions.instance_done(child_id, existing.status, parent_id)
+                return
+            # else a child of an earlier execution of the parent (continue-as-new): replaced
         try:
             await self.start_new(
-                name, version or None, input_blob, start, child_id, (parent_id, seq)
+                name, version or None, input_blob, start, child_id, (parent_id, seq), start_id
             )
         except DurableError as exc:
             answer = encode_event(h.SubOrchestrationFailed(seq, failure_of(exc)))

@@ -47,6 +47,7 @@ from .control import InstanceControl
 from .entities import EntityDirectory
 from .outbox import OUTBOX_SWEEP_SECONDS, OutboxDelivery
 from .pool import HostPool
+from .quarantine import QuarantineDesk
 from .timers import TimerService
 
 log = logging.getLogger("ray_durable.supervisor")
@@ -98,6 +99,7 @@ class SupervisorCore:
             self.store, EntityRouter(lambda: self.entities), self.control.start_new, config.hub
         )
         self.timers = TimerService(self.store, self.clock, self.pool.poke, self._tags)
+        self.quarantine = QuarantineDesk(self.store, self.pool, self.outbox, config.hub, self.clock)
         loop = asyncio.get_event_loop()
         self.ready = loop.create_task(self._recover())
         self._loops = [
@@ -125,6 +127,7 @@ class SupervisorCore:
             self.lease.epoch,
             None,  # the host's own ActorSystem
             self.config.payload_inline_limit,
+            self.config.quarantine_after,
         )
 
     async def _host_failed(self, name: str) -> None:
@@ -205,6 +208,7 @@ class SupervisorCore:
         await asyncio.sleep(OUTBOX_SWEEP_SECONDS)
         with metrics.timed("supervisor_round_seconds", {**self._tags, "phase": "outbox"}):
             await self.outbox.flush()
+            self.quarantine.gauges()
 
     # -- the hub as a whole ----------------------------------------------------------------
 

@@ -27,8 +27,9 @@ log = logging.getLogger("ray_durable.supervisor")
 #: How often the supervisor looks for outbox rows nobody nudged it about (seconds).
 OUTBOX_SWEEP_SECONDS = 2.0
 
-#: Starts an orchestration: (name, version or None, input blob, start blob, instance id).
-StartNew = Callable[[str, "str | None", bytes, bytes, str], Awaitable[str]]
+#: Starts an orchestration: (name, version or None, input blob, start blob, instance id,
+#: parent, start id).
+StartNew = Callable[..., Awaitable[str]]
 
 
 class OutboxDelivery:
@@ -82,11 +83,16 @@ class OutboxDelivery:
     async def _deliver(self, message: Any) -> None:
         sent = decode_message(message.kind, message.target, message.payload)
         if isinstance(sent, StartOrchestration):
-            iid = sent.instance_id or uuid.uuid4().hex
+            # The row's id is fixed by the commit that wrote it: every delivery of it is the
+            # same start (the store recognises it), to the same instance.
+            start_id = f"outbox:{message.id}"
+            iid = sent.instance_id or uuid.uuid5(uuid.NAMESPACE_URL, f"{self.hub}/{start_id}").hex
             try:
-                await self.start_new(sent.name, sent.version or None, sent.input, sent.start, iid)
+                await self.start_new(
+                    sent.name, sent.version or None, sent.input, sent.start, iid, None, start_id
+                )
             except InstanceExistsError:
-                pass  # delivered before a crash: starting it again would be a duplicate
+                pass  # a live instance of that id: the entity asked for a duplicate
             return
         if isinstance(sent, Unlock):
             owner = sent.owner

@@ -1,0 +1,251 @@
+"""Poison work: what a host was running when it died, counted until it is set aside.
+
+A host names the work it is about to run (an instance's replay or step, an entity
+operation) in a small file of its own before user code runs, and clears it after. The
+file outlives the process: a killed process leaves its page cache behind, so nothing is
+synced and a mark costs one ``pwrite``. The host's next incarnation (Ray restarts it on
+the same node) reads what its predecessor was running when it died, and that work's
+crash count goes up in the store. A count that reaches the hub's ``quarantine_after`` has
+the work quarantined instead of run again; work that runs to its end starts from zero.
+
+A host that dies between two pieces of work, or on another node (its file stays behind),
+blames nothing: only deaths during user code count, so random kills rarely add up to the
+limit for one piece of work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import struct
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ... import logs, metrics
+from ...errors import QuarantinedError
+from ...messages import SenderId
+from ...orchestration import history as h
+from ...orchestration.codec import encode_event
+from ...orchestration.status import OrchestrationStatus
+from ...serialization import dumps, failure_of
+from ...store import Checkpoint, InstanceRecord, Quarantined, Store
+from .steps import unlock_rows
+
+log = logging.getLogger("ray_durable.host")
+
+#: The pause before a suspect instance is activated again, doubled with each crash (s).
+SUSPECT_BACKOFF_SECONDS = 0.5
+#: The longest such pause (s).
+SUSPECT_BACKOFF_MAX_SECONDS = 8.0
+
+#: ``PoisonGuard.verdict``: quarantine the instance instead of activating it.
+QUARANTINE = -1.0
+
+_LENGTH = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class Work:
+    """One piece of user code a host runs: an instance's replay or step, an entity operation."""
+
+    kind: str  # "orchestration" or "entity"
+    target: str  # the instance id or the entity id
+    detail: str  # what ran: "replay", "step", "operation <name>"
+    sender: str = ""
+    seq: int = 0
+
+    @property
+    def id(self) -> str:
+        """The key of its crash count and of its quarantine record."""
+        if self.kind == "orchestration":
+            return f"orchestration:{self.target}"
+        return f"entity:{self.target}:{self.sender}:{self.seq}"
+
+    def encode(self) -> bytes:
+        """The marker file's content."""
+        return "\0".join((self.kind, self.target, self.detail, self.sender, str(self.seq))).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Work | None:
+        """The work a marker names (None: unreadable, e.g. a write cut by the death)."""
+        try:
+            kind, target, detail, sender, seq = data.decode().split("\0")
+            return cls(kind, target, detail, sender, int(seq))
+        except ValueError:
+            return None
+
+
+def backoff(crashes: int) -> float:
+    """How long a suspect waits before it runs again after ``crashes`` deaths."""
+    return min(SUSPECT_BACKOFF_SECONDS * 2 ** max(crashes - 1, 0), SUSPECT_BACKOFF_MAX_SECONDS)
+
+
+class CrashMarker:
+    """The file a host names its running work in, for its next incarnation to read."""
+
+    def __init__(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._marked = False
+
+    @classmethod
+    def for_host(cls, store_url: str, hub: str, host: str) -> CrashMarker:
+        """The marker of the host ``host`` of ``hub`` on ``store_url`` (one per name)."""
+        digest = hashlib.sha256(f"{store_url}\0{hub}\0{host}".encode()).hexdigest()[:32]
+        return cls(os.path.join(tempfile.gettempdir(), "ray-durable", "running", digest))
+
+    def previous(self) -> Work | None:
+        """What the last incarnation was running when it died; the mark is cleared."""
+        head = os.pread(self._fd, _LENGTH.size, 0)
+        work = None
+        if len(head) == _LENGTH.size:
+            (length,) = _LENGTH.unpack(head)
+            if 0 < length < 1 << 20:
+                work = Work.decode(os.pread(self._fd, length, _LENGTH.size))
+        self._marked = True
+        self.clear()
+        return work
+
+    def mark(self, work: Work) -> None:
+        """Name the work about to run (before its user code)."""
+        data = work.encode()
+        os.pwrite(self._fd, _LENGTH.pack(len(data)) + data, 0)
+        self._marked = True
+
+    def clear(self) -> None:
+        """Nothing runs now."""
+        if self._marked:
+            os.pwrite(self._fd, _LENGTH.pack(0), 0)
+            self._marked = False
+
+    def close(self) -> None:
+        """Release the file (it stays for the next incarnation)."""
+        os.close(self._fd)
+
+
+def open_locks(history: list[h.HistoryEvent]) -> list[h.LockReleased]:
+    """Releases of the locks a history requested and never released (read, never replayed:
+    the instance's code may be what kills its host)."""
+    released = {e.lock_seq for e in history if isinstance(e, h.LockReleased)}
+    return [
+        h.LockReleased(0, e.entities, e.seq, e.counters)
+        for e in history
+        if isinstance(e, h.LockRequested) and e.seq not in released
+    ]
+
+
+class PoisonGuard:
+    """A host's side of poison work: it marks what runs, blames its predecessor's death on
+    what that one ran, holds the suspect back and says when to quarantine it."""
+
+    def __init__(
+        self, store: Store, hub: str, store_url: str, host: str | None, limit: int
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.host = host
+        self.limit = limit
+        self.marker = None if host is None else CrashMarker.for_host(store_url, hub, host)
+        #: what this host's predecessor died running, and how often that work killed a host
+        self.suspect = self._blame()
+        #: suspects waiting out their backoff
+        self.held: set[str] = set()
+        self._waited: set[str] = set()
+
+    def _blame(self) -> tuple[Work, int] | None:
+        """Count a crash against the work the last incarnation died running, if any."""
+        work = None if self.marker is None else self.marker.previous()
+        if work is None:
+            return None
+        try:
+            crashes = self.store.record_crash(work.id)
+        except Exception:
+            log.exception("host: cannot count the crash of %s", work.id)
+            return None
+        logs.event(
+            log,
+            logging.WARNING,
+            "host died while running work",
+            hub=self.hub,
+            host=self.host,
+            work=work.id,
+            detail=work.detail,
+            crashes=crashes,
+        )
+        return work, crashes
+
+    def mark(self, iid: str, detail: str) -> None:
+        """An instance's code is about to run."""
+        if self.marker is not None:
+            self.marker.mark(Work("orchestration", iid, detail))
+
+    def clear(self) -> None:
+        """No instance's code runs now."""
+        if self.marker is not None:
+            self.marker.clear()
+
+    def verdict(self, iid: str) -> float:
+        """0: activate the instance now; QUARANTINE; else wait that many seconds first (the
+        host's other instances go on meanwhile; ``held`` has it until ``release``)."""
+        if self.suspect is None or self.suspect[0].id != f"orchestration:{iid}":
+            return 0.0
+        crashes = self.suspect[1]
+        if crashes >= self.limit:
+            return QUARANTINE
+        if iid in self._waited:
+            self.held.discard(iid)
+            return 0.0
+        self._waited.add(iid)
+        self.held.add(iid)
+        return backoff(crashes)
+
+    def release(self, iid: str) -> None:
+        """The backoff of ``iid`` is over."""
+        self.held.discard(iid)
+
+    def quarantine(self, record: InstanceRecord, history: list[h.HistoryEvent]) -> Checkpoint:
+        """Fail the suspect (releasing its locks, answering its parent) and list it; returns
+        the checkpoint. No history event: a retry resumes from the checkpoint."""
+        assert self.suspect is not None
+        work, crashes = self.suspect
+        self.suspect = None
+        iid = record.instance_id
+        failure = failure_of(QuarantinedError(work.id, crashes, work.detail))
+        cp = Checkpoint(
+            iid,
+            record.execution_id,
+            [],
+            record.history_length,
+            status=str(OrchestrationStatus.FAILED),
+            failure=dumps(failure),
+            outbox=unlock_rows(SenderId(iid, record.execution_id), open_locks(history)),
+        )
+        if record.parent_instance_id is not None:
+            answer = h.SubOrchestrationFailed(record.parent_seq or 0, failure)
+            cp.outgoing.append((record.parent_instance_id, encode_event(answer)))
+        item = Quarantined(work.id, "orchestration", iid, crashes, work.detail, time.time())
+        self.store.quarantine_instance(cp, item)
+        logs.event(
+            log,
+            logging.ERROR,
+            "instance quarantined",
+            hub=self.hub,
+            instance_id=iid,
+            crashes=crashes,
+            detail=work.detail,
+        )
+        metrics.inc("quarantined", {"hub": self.hub, "kind": "orchestration"})
+        return cp
+
+    def acquit(self, committed: Iterable[str]) -> None:
+        """Instances that committed a step: a suspect among them is cleared of its crashes."""
+        if self.suspect is None or self.suspect[0].kind != "orchestration":
+            return
+        target = self.suspect[0].target
+        if any(iid == target for iid in committed):
+            self.store.forget_crashes(self.suspect[0].id)
+            self.suspect = None

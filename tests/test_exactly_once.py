@@ -1,0 +1,102 @@
+"""Exactly-once across re-deliveries: each test delivers a message again on purpose and
+checks that the store's keys recognise it (real Ray, real store)."""
+
+from __future__ import annotations
+
+import exactly_once_defs as eo
+import pytest
+import workflows as wf
+from helpers import (
+    assert_no_duplicate_completions,
+    query_store,
+    start_ray,
+    stop_runtime,
+    wait_until,
+    write_store,
+)
+
+from runtime import OrchestrationStatus, Runtime
+from runtime.messages import StartOrchestration
+from runtime.orchestration import history as h
+from runtime.orchestration.codec import encode_event
+from runtime.serialization import dumps
+
+
+@pytest.fixture
+def hub(hub_name, store_url, placement):
+    start_ray()
+    rt = Runtime.start(hub=hub_name, store=store_url, placement=placement, register=wf.ALL + eo.ALL)
+    yield rt
+    stop_runtime(rt)
+
+
+def _execution(url: str, hub: str, iid: str) -> tuple:
+    return query_store(
+        url,
+        "SELECT execution_id, status, history_length, start_id FROM instances "
+        "WHERE hub=? AND instance_id=?",
+        (hub, iid),
+    )[0]
+
+
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_a_redelivered_entity_start_does_not_run_its_ended_instance_again(hub, store_url):
+    client, name = hub.client, hub.config.hub
+    iid = client.call_entity("Launcher@k", "launch", 4)
+    wait_until(lambda: client.get_status(iid) is not None, timeout=30)  # after the outbox
+    assert client.wait_for_completion(iid, timeout=60).output == 10
+    before = _execution(store_url, name, iid)
+    assert before[3] is not None and before[3].startswith("outbox:"), before
+    # The row the entity's commit wrote, delivered again (as after a crash between the
+    # delivery and the row's deletion).
+    row_id = int(before[3].split(":", 1)[1])
+    start = encode_event(h.ExecutionStarted("chain", 4, ""))
+    payload = StartOrchestration(iid, "chain", "", dumps(4), start).payload()
+    write_store(
+        store_url,
+        "INSERT INTO outbox (id, hub, kind, target, payload, sender) VALUES (?,?,?,?,?,?)",
+        (row_id, name, "start", iid, payload, "Launcher@k"),
+    )
+    wait_until(
+        lambda: not query_store(store_url, "SELECT id FROM outbox WHERE hub=?", (name,)),
+        timeout=30,
+    )
+    assert _execution(store_url, name, iid) == before
+    assert client.wait_for_completion(iid, timeout=10).output == 10
+
+
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_a_client_start_retried_after_its_instance_ended_changes_nothing(hub, store_url):
+    client, name = hub.client, hub.config.hub
+    args = client._start_args(wf.chain, 1, "retried", None)
+    assert client._start(args, True) == "retried"
+    assert client.wait_for_completion("retried", timeout=60).output == 4
+    before = _execution(store_url, name, "retried")
+    # The same call again, as the client's retry after an answer lost with the supervisor.
+    assert client._start(args, False) == "retried"
+    assert _execution(store_url, name, "retried") == before
+    # A new call under the same id is the user's own restart: it replaces the ended run.
+    client.start_new(wf.chain, input=2, instance_id="retried")
+    assert client.wait_for_completion("retried", timeout=60).output == 6
+    assert _execution(store_url, name, "retried")[0] != before[0]
+
+
+@pytest.mark.parametrize("placement", ["dedicated", "pooled"])
+def test_every_execution_of_an_eternal_orchestration_runs_its_own_child(hub):
+    client = hub.client
+    iid = client.start_new(eo.generations, input=3)
+    state = client.wait_for_completion(iid, timeout=120)
+    assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
+    assert state.output == 2  # chain(0): (0 + 1) * 2
+    assert_no_duplicate_completions(client, iid)
+
+
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_a_lock_the_entity_refuses_fails_the_lock_and_releases_the_others(hub):
+    client = hub.client
+    iid = client.start_new(eo.locks_unknown)
+    state = client.wait_for_completion(iid, timeout=60)
+    assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
+    assert state.output[0] == "NotRegisteredError", state.output
+    # Launcher@l, taken before Nope@a refused, was released: another sender gets through.
+    assert isinstance(client.call_entity("Launcher@l", "launch", 2, timeout=60), str)
