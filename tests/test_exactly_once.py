@@ -3,6 +3,7 @@ checks that the store's keys recognise it (real Ray, real store)."""
 
 from __future__ import annotations
 
+import entity_defs as ed
 import exactly_once_defs as eo
 import pytest
 import workflows as wf
@@ -15,7 +16,7 @@ from helpers import (
     write_store,
 )
 
-from runtime import OrchestrationStatus, Runtime
+from runtime import DurableClient, InvalidArgumentError, OrchestrationStatus, Runtime
 from runtime.messages import StartOrchestration
 from runtime.orchestration import history as h
 from runtime.orchestration.codec import encode_event
@@ -25,7 +26,9 @@ from runtime.serialization import dumps
 @pytest.fixture
 def hub(hub_name, store_url, placement):
     start_ray()
-    rt = Runtime.start(hub=hub_name, store=store_url, placement=placement, register=wf.ALL + eo.ALL)
+    rt = Runtime.start(
+        hub=hub_name, store=store_url, placement=placement, register=wf.ALL + eo.ALL + [ed.Counter]
+    )
     yield rt
     stop_runtime(rt)
 
@@ -100,3 +103,27 @@ def test_a_lock_the_entity_refuses_fails_the_lock_and_releases_the_others(hub):
     assert state.output[0] == "NotRegisteredError", state.output
     # Launcher@l, taken before Nope@a refused, was released: another sender gets through.
     assert isinstance(client.call_entity("Launcher@l", "launch", 2, timeout=60), str)
+
+
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_a_named_sender_sends_again_under_its_numbers_and_each_applies_once(hub):
+    name = hub.config.hub
+    first = DurableClient.connect(name, sender_id="billing-1")
+    for k in range(1, 6):
+        first.signal_entity("Counter@s", "add", k, sequence=k)
+    assert first.call_entity("Counter@s", "get", sequence=6) == 15
+    # The driver restarts: a new client of the same sender sends everything again.
+    again = DurableClient.connect(name, sender_id="billing-1")
+    assert again.last_sequence("Counter@s") == 6
+    for k in range(1, 6):
+        again.signal_entity("Counter@s", "add", k, sequence=k)
+    assert again.call_entity("Counter@s", "get", sequence=6) == 15  # the first answer
+    # Numbered by the client, it goes on after the recorded numbers.
+    again.signal_entity("Counter@s", "add", 10)
+    assert again.last_sequence("Counter@s") == 7
+    assert hub.client.call_entity("Counter@s", "get") == 25
+    with pytest.raises(InvalidArgumentError):
+        hub.client.signal_entity("Counter@s", "add", 1, sequence=8)  # no sender_id
+    with pytest.raises(InvalidArgumentError):
+        DurableClient.connect(name, sender_id="a:b")
+    assert hub.client.call_entity("Counter@s", "get") == 25

@@ -359,6 +359,10 @@ class SupervisorHandle:
         """A page of stored entities."""
         return self.actor.list_entities.remote(name, limit, offset)
 
+    def last_sequence(self, eid: str, sender: str) -> Any:
+        """The last number the entity recorded from ``sender`` (0: none)."""
+        return self.actor.last_sequence.remote(eid, sender)
+
     def quarantined(self) -> Any:
         """Quarantined work, oldest first."""
         return self.actor.quarantined.remote()

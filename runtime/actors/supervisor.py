@@ -175,6 +175,10 @@ class Supervisor:
         """Remove entities without state."""
         return await (await self._ready()).entities.clean_entities()
 
+    async def last_sequence(self, eid: str, sender: str) -> int:
+        """The last number an entity recorded from a sender."""
+        return await (await self._ready()).entities.last_sequence(eid, sender)
+
     # -- quarantine -----------------------------------------------------------------------
 
     async def quarantined(self) -> list[Any]:

@@ -313,13 +313,20 @@ class _EntityOperations(_HubCalls):
 
     _router: EntityRouter
     _sender: str
+    #: True for a named sender (``sender_id``), whose numbers outlive this client
+    _stable: bool
     _counters: dict[str, int]
     _counter_lock: threading.Lock
     _operations: dict[str, tuple[str, ...] | None]
     _batcher: _SignalBatcher
 
     def signal_entity(
-        self, entity_id: EntityId | str, operation: str, input: Any = None, wait: bool = True
+        self,
+        entity_id: EntityId | str,
+        operation: str,
+        input: Any = None,
+        wait: bool = True,
+        sequence: int | None = None,
     ) -> Future | None:
         """Send a one-way operation; returns once it is durably applied.
 
@@ -329,8 +336,10 @@ class _EntityOperations(_HubCalls):
         With ``wait=False`` it returns at once a ``concurrent.futures.Future`` that
         resolves when the signal is applied, to pipeline many signals; the client re-sends
         it by itself if the entity's host restarts or was retired meanwhile.
+        ``sequence`` (a client with a ``sender_id`` only) numbers it yourself: see
+        ``DurableClient.connect``.
         """
-        eid, seq, blob = self._prepare(entity_id, operation, input)
+        eid, seq, blob = self._prepare(entity_id, operation, input, sequence)
         if not wait:
             future: Future = Future()
             self._batcher.add(_Signal(future, eid, operation, blob, seq))
@@ -349,10 +358,12 @@ class _EntityOperations(_HubCalls):
         operation: str,
         input: Any = None,
         timeout: float | None = None,
+        sequence: int | None = None,
     ) -> Any:
-        """Run an operation and return its result (or raise its error)."""
+        """Run an operation and return its result (or raise its error); ``sequence`` as
+        for ``signal_entity`` (a repeat is answered with the first answer)."""
         timeout = _timeout(timeout)
-        eid, seq, blob = self._prepare(entity_id, operation, input)
+        eid, seq, blob = self._prepare(entity_id, operation, input, sequence)
         outcome = self._send(eid, operation, blob, seq, timeout)
         if outcome.failure is None:
             return outcome.value
@@ -405,18 +416,42 @@ class _EntityOperations(_HubCalls):
             raise InvalidArgumentError.of("item_id", "an id from list_quarantined()", item_id)
         return self._call(SupervisorHandle.release_quarantined, item_id, retry)
 
+    def last_sequence(self, entity_id: EntityId | str) -> int:
+        """The number of this sender's last operation the entity has recorded (0: none).
+
+        With a stable ``sender_id``, a driver that restarts asks this to know which of its
+        operations arrived, or simply sends them all again with their own numbers.
+        """
+        eid = str(EntityId.of(entity_id))
+        return int(self._call(SupervisorHandle.last_sequence, eid, self._sender))
+
     def _prepare(
-        self, entity_id: EntityId | str, operation: str, input: Any
+        self, entity_id: EntityId | str, operation: str, input: Any, sequence: int | None = None
     ) -> tuple[EntityId, int, bytes]:
         eid = EntityId.of(entity_id)
         if not isinstance(operation, str) or not operation:
             raise InvalidArgumentError.of("operation", "a non-empty string", operation)
+        if sequence is not None:
+            if not self._stable:
+                raise InvalidArgumentError.of(
+                    "sequence", "None (numbering needs connect(sender_id=...))", sequence
+                )
+            _count("sequence", sequence, 1)
         self._check_operation(eid, operation)
         blob = dumps(input, "entity operation input")
+        key = str(eid)
+        if self._stable and key not in self._counters:
+            # A stable sender goes on from what the entity recorded before a restart.
+            last = self.last_sequence(eid)
+            with self._counter_lock:
+                self._counters.setdefault(key, last)
         # Numbered only once nothing can refuse it: a number taken by a refused operation
         # would leave a gap the entity waits in forever (it applies each sender in order).
         with self._counter_lock:
-            seq = self._counters[str(eid)] = self._counters.get(str(eid), 0) + 1
+            if sequence is None:
+                sequence = self._counters.get(key, 0) + 1
+            seq = sequence
+            self._counters[key] = max(self._counters.get(key, 0), seq)
         return eid, seq, blob
 
     def _check_operation(self, eid: EntityId, operation: str) -> None:
@@ -464,14 +499,24 @@ class _EntityOperations(_HubCalls):
 class DurableClient(_EntityOperations):
     """A handle on one task hub; cheap to create, safe to share across threads."""
 
-    def __init__(self, hub: str, supervisor: Any) -> None:
+    def __init__(self, hub: str, supervisor: Any, sender_id: str | None = None) -> None:
         self.hub = hub
+        if sender_id is not None:
+            if not isinstance(sender_id, str) or not sender_id or ":" in sender_id:
+                raise InvalidArgumentError.of(
+                    "sender_id", "a non-empty name without ':'", sender_id
+                )
+            if sender_id.startswith("client-") or sender_id == "quarantine":
+                raise InvalidArgumentError.of(
+                    "sender_id", "a name not starting 'client-'", sender_id
+                )
         if not isinstance(supervisor, SupervisorHandle):
             supervisor = SupervisorHandle(supervisor)  # a raw actor handle
         self._supervisor: SupervisorHandle = supervisor
         self._registered: dict[tuple[str, str, str], bytes] = {}
         self._router = EntityRouter(lambda: self._supervisor)
-        self._sender = f"client-{uuid.uuid4().hex}"
+        self._stable = sender_id is not None
+        self._sender = sender_id or f"client-{uuid.uuid4().hex}"
         self._counters: dict[str, int] = {}
         self._counter_lock = threading.Lock()
         #: operations per entity type, as the hub last said (None: a function entity)
@@ -479,8 +524,17 @@ class DurableClient(_EntityOperations):
         self._batcher = _SignalBatcher(self)
 
     @classmethod
-    def connect(cls, hub: str = "default", address: str | None = None) -> DurableClient:
-        """A client for a running hub, from any driver on the Ray cluster."""
+    def connect(
+        cls, hub: str = "default", address: str | None = None, sender_id: str | None = None
+    ) -> DurableClient:
+        """A client for a running hub, from any driver on the Ray cluster.
+
+        ``sender_id`` names this driver as a sender to entities for good (e.g.
+        ``"billing-1"``): its operations are numbered on from what each entity recorded of
+        it, across restarts of the driver, and ``signal_entity(..., sequence=n)`` lets a
+        restarted driver send operations again under their first numbers, so that each is
+        applied once. Without it, each client is a new sender.
+        """
         from .cluster import current_address, init_ray
 
         init_ray(address or "auto")  # a cluster that is not running fails at once, typed
@@ -490,7 +544,7 @@ class DurableClient(_EntityOperations):
                 f"no running task hub named {hub!r} on the Ray cluster at {current_address()}; "
                 f"start it with Runtime.start(hub={hub!r})"
             ) from None
-        return cls(hub, handle)
+        return cls(hub, handle, sender_id)
 
     def register(self, *objects: Any) -> None:
         """Ship orchestrators, activities and entities to the hub, recorded durably."""

@@ -51,6 +51,12 @@ class EntityDirectory:
         row = self.store.load_entity(entity.name, entity.key)
         return None if row is None else (row[0], row[1])
 
+    async def last_sequence(self, eid: str, sender: str) -> int:
+        """The last number the entity recorded from ``sender`` (0: none)."""
+        entity = EntityId.parse(eid)
+        row = self.store.load_sender(entity.name, entity.key, sender)
+        return 0 if row is None else int(row[0])
+
     async def list_entities(self, name: str | None, limit: int, offset: int) -> list[Any]:
         """Stored entities, a page at a time."""
         return self.store.list_entities(name, limit, offset)
