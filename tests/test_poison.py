@@ -4,6 +4,7 @@ the hub goes on (real Ray, real host processes that die by ``os._exit``)."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import poison_defs
 import pytest
@@ -12,6 +13,7 @@ from helpers import assert_no_duplicate_completions, start_ray, stop_runtime, wa
 
 from runtime import OrchestrationStatus, QuarantinedError, QuarantineItemNotFoundError, Runtime
 from runtime.actors.routing import pool_index
+from runtime.driver.cli import main
 
 LIMIT = 3
 POOL = 2
@@ -79,7 +81,7 @@ def test_an_instance_that_kills_its_host_is_quarantined_and_its_neighbours_finis
 
 
 @pytest.mark.parametrize("placement", ["pooled"])
-def test_an_entity_operation_that_kills_its_host_is_dead_lettered(hub, tmp_path, placement):
+def test_an_entity_operation_that_kills_its_host_is_dead_lettered(hub, tmp_path, placement, capsys):
     client = hub.client
     flag = tmp_path / "poison"
     flag.touch()
@@ -101,10 +103,21 @@ def test_an_entity_operation_that_kills_its_host_is_dead_lettered(hub, tmp_path,
     items = {item.target: item for item in client.list_quarantined()}
     assert set(items) == {"Bomb@a", "Bomb@b"}
     assert items["Bomb@a"].operation == "explode" and items["Bomb@a"].kind == "entity"
+    # The CLI lists the same, with the operation's input as JSON.
+    hub_args = ["--hub", hub.config.hub]
+    capsys.readouterr()
+    assert main([*hub_args, "--json", "quarantine", "list"]) == 0
+    # Ray's own log lines (worker deaths) may share stdout: take the command's line.
+    out = capsys.readouterr().out.splitlines()
+    listed = json.loads(next(line for line in out if line.startswith("[")))
+    assert {i["target"]: i["input"] for i in listed} == {"Bomb@a": str(flag), "Bomb@b": str(flag)}
+    assert main([*hub_args, "quarantine", "discard", "entity:nope"]) == 1
+    assert "nothing quarantined has the id 'entity:nope'" in capsys.readouterr().err
     # Retried once fixed: the operation runs (as a signal); discarded: it never does.
     flag.unlink()
     client.retry_quarantined(items["Bomb@a"].id)
-    client.discard_quarantined(items["Bomb@b"].id)
+    assert main([*hub_args, "quarantine", "discard", items["Bomb@b"].id]) == 0
+    assert f"discarded {items['Bomb@b'].id}" in capsys.readouterr().out.splitlines()
     wait_until(lambda: client.call_entity("Bomb@a", "get") == 103, timeout=60)
     assert client.call_entity("Bomb@b", "get") == 0
     assert client.list_quarantined() == []

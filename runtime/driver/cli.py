@@ -33,7 +33,7 @@ from ..orchestration import history as h
 from ..orchestration.status import OrchestrationStatus
 from . import cluster
 from .client import DurableClient, OrchestrationState
-from .http_json import entity_state_payload, json_view, state_payload
+from .http_json import entity_state_payload, json_view, quarantined_payload, state_payload
 
 PROG = "durable"
 KINDS = ("orchestrator", "activity", "entity")
@@ -159,6 +159,12 @@ def _instance_commands(command: Callable[..., Any]) -> None:
 
     sub = command("entity", _entity, "show an entity's state")
     sub.add_argument("entity", metavar="NAME@KEY")
+
+    sub = command(
+        "quarantine", _quarantine, "list work set aside as poison; retry or discard it by id"
+    )
+    sub.add_argument("action", choices=("list", "retry", "discard"), nargs="?", default="list")
+    sub.add_argument("item_id", metavar="ID", nargs="?", help="an id that 'list' shows")
 
     sub = command("watch", _watch, "show a running instance's progress until it ends")
     sub.add_argument("instance_id", metavar="ID")
@@ -491,6 +497,27 @@ def _entity(args: argparse.Namespace) -> int:
     payload = entity_state_payload(str(eid), response.entity_exists, response.entity_state)
     shown = json.dumps(payload["state"], indent=2)
     _emit(args, payload, shown if response.entity_exists else f"entity {eid} has no state")
+    return 0
+
+
+def _quarantine(args: argparse.Namespace) -> int:
+    client = _connect(args)
+    if args.action == "list":
+        items = [quarantined_payload(item) for item in client.list_quarantined()]
+        lines = [
+            f"{i['id']}  {i['crashes']} crashes  {i['detail']}  since {i['quarantinedAt']}"
+            for i in items
+        ]
+        _emit(args, items, "\n".join(lines) or "nothing is quarantined")
+        return 0
+    if args.item_id is None:
+        raise CliError(f"'quarantine {args.action}' needs an ID; 'durable quarantine list'")
+    if args.action == "retry":
+        item = client.retry_quarantined(args.item_id)
+    else:
+        item = client.discard_quarantined(args.item_id)
+    done = "retried" if args.action == "retry" else "discarded"
+    _emit(args, {**quarantined_payload(item), done: True}, f"{done} {item.id}")
     return 0
 
 

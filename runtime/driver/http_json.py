@@ -28,7 +28,7 @@ from ..errors import FailureDetails, SerializationError
 from ..orchestration.codec import decode_event
 from ..orchestration.status import OrchestrationStatus
 from ..serialization import loads
-from ..store import InstanceRecord
+from ..store import InstanceRecord, Quarantined
 
 if TYPE_CHECKING:  # the client module imports Ray; the views only read its dataclass
     from .client import OrchestrationState
@@ -296,3 +296,19 @@ def state_view(blob: bytes | None) -> Any:
 def entity_state_payload(entity_id: str, exists: bool, state: Any) -> dict[str, Any]:
     """An entity's decoded state as ``durable entity --json`` prints it."""
     return {"entityId": entity_id, "exists": exists, "state": json_view(state)}
+
+
+def quarantined_payload(item: Quarantined) -> dict[str, Any]:
+    """The JSON of one quarantined item (CLI and HTTP API); the operation's input as a view."""
+    return {
+        "id": item.id,
+        "kind": item.kind,
+        "target": item.target,
+        "crashes": item.crashes,
+        "detail": item.detail,
+        "quarantinedAt": timestamp(item.quarantined_at),
+        "operation": item.operation,
+        "sender": item.sender,
+        "sequence": item.seq,
+        "input": None if item.input is None else _value(item.input, "operation input"),
+    }
