@@ -265,6 +265,26 @@ class QuarantineItemNotFoundError(DurableError):
         )
 
 
+class StaleEntityWriteError(DurableError):
+    """An entity commit found a sender's number other than the one its host read: another
+    host (an old incarnation cut off from the cluster) wrote the entity meanwhile. Nothing
+    of the commit is stored; the host runs the operations again from the store."""
+
+    def __init__(self, entity: str, sender: str, expected: int, found: int) -> None:
+        super().__init__(entity, sender, expected, found)
+        self.entity = entity
+        self.sender = sender
+        self.expected = expected
+        self.found = found
+
+    def __str__(self) -> str:
+        return (
+            f"entity {self.entity}: the store holds number {self.found} for sender "
+            f"{self.sender!r}, its host expected {self.expected}; another host wrote it, "
+            "so this commit is dropped and its operations run again from the store"
+        )
+
+
 class OperationTimeoutError(DurableError, TimeoutError):
     """A wait the caller bounded with ``timeout`` ended first; nothing was cancelled."""
 

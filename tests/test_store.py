@@ -20,6 +20,7 @@ from runtime.errors import (
     HubLeaseHeldError,
     InstanceExistsError,
     PayloadMissingError,
+    StaleEntityWriteError,
 )
 from runtime.store import (
     Checkpoint,
@@ -847,3 +848,17 @@ def test_health_names_the_oldest_pending_instance(store):
     store.create_instance(record("new", status="Pending", created=9.0), [])
     store.create_instance(record("run", status="Running", created=1.0), [])
     assert store.health().oldest_pending == 3.0
+
+
+def test_an_entity_commit_from_a_writer_that_read_an_old_number_is_refused(store):
+    store.commit_entities([entity("a", seq=1, prev_seq=0), entity("a", seq=2, prev_seq=1)])
+    # A second host that still believes the sender is at 1 (it never saw seq 2) is refused,
+    # and nothing of its batch is stored.
+    stale = [entity("a", seq=2, prev_seq=1, state=b"twice"), entity("b", seq=1, prev_seq=0)]
+    with pytest.raises(StaleEntityWriteError) as refused:
+        store.commit_entities(stale)
+    assert (refused.value.expected, refused.value.found) == (1, 2)
+    assert store.load_entity("Counter", "a")[0] == b"state-a"
+    assert store.load_entity("Counter", "b") is None
+    store.commit_entities([entity("a", seq=3, prev_seq=2)])  # the right number goes through
+    assert store.load_sender("Counter", "a", "driver") == (3, b"r")

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from .. import metrics
 from ..entity import Delivery, EntityMachine, EntityRow, Record, SenderRow
 from ..entity_id import EntityId
-from ..errors import QuarantinedError, StoreUnavailableError
+from ..errors import QuarantinedError, StaleEntityWriteError, StoreUnavailableError
 from ..messages import encode_message
 from ..registry import CodeCache, as_registrable, encode_code
 from ..store import EntityCheckpoint, Quarantined
@@ -90,6 +90,7 @@ def _checkpoint(record: Record) -> EntityCheckpoint:
         [encode_message(m) for m in record.outbox],
         owner,
         record.state_changed,
+        record.prev_seq,
     )
 
 
@@ -222,9 +223,10 @@ class EntityCore:
                     await loop.run_in_executor(None, self._dead_letter, quarantined)
                 if checkpoints:
                     await loop.run_in_executor(None, self.store.commit_entities, checkpoints)
-        except StoreUnavailableError:
-            # The database dropped the write: it committed whole or not at all, and the
-            # store recognises what it holds by sender and number. Run it all again.
+        except (StoreUnavailableError, StaleEntityWriteError):
+            # The database dropped the write, or another host wrote these entities: this
+            # batch committed whole or not at all, and the store recognises what it holds
+            # by sender and number. Run it all again from the store.
             log.exception("entity commit cut off by the database; re-running from the store")
             again = [held for op, _ in answered for held in [op, *self.machine.forget(op.eid)]]
             self._queue[:0] = again

@@ -107,6 +107,8 @@ class Record:
     locked_by: LockOwner | None
     #: False for a refused operation: only the sender's row changes, the entity's is kept.
     state_changed: bool = True
+    #: the sender's number before this operation, as this machine knew it
+    prev_seq: int = 0
 
 
 @dataclass
@@ -355,6 +357,7 @@ class EntityMachine:
         state_changed: bool = True,
     ) -> Record:
         seq = op.seq if seq is None else seq
+        prev_seq = live.senders.get(op.sender, (0, None))[0]
         live.senders[op.sender] = (seq, result)
         return Record(
             op.eid,
@@ -366,6 +369,7 @@ class EntityMachine:
             outbox,
             live.locked_by,
             state_changed,
+            prev_seq,
         )
 
     # -- messages -----------------------------------------------------------------------

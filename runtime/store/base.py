@@ -81,6 +81,9 @@ class EntityCheckpoint:
     locked_by: str | None = None
     #: False for a refused operation: only the sender's row is written, the entity's is kept
     state_changed: bool = True
+    #: the sender's last number as the writer read it (None: not checked); the commit is
+    #: refused with StaleEntityWriteError if the store holds another (a second writer)
+    prev_seq: int | None = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from ..errors import (
     HubLeaseHeldError,
     InstanceExistsError,
     PayloadMissingError,
+    StaleEntityWriteError,
     StoreVersionError,
 )
 from . import payloads as p
@@ -708,6 +709,7 @@ class _EntityTables(_Payloads):
         # last number outlive the transaction: one row each, however many operations.
         states = {(cp.name, cp.key): cp for cp in checkpoints if cp.state_changed}
         senders = {(cp.name, cp.key, cp.sender): cp for cp in checkpoints}
+        self._check_senders(db, checkpoints)
         db.executemany(
             "INSERT INTO entities (hub, name, key, state, exists_, last_modified, "
             "locked_by) VALUES (?,?,?,?,?,?,?) ON CONFLICT (hub, name, key) DO UPDATE "
@@ -726,6 +728,35 @@ class _EntityTables(_Payloads):
         )
         for cp in checkpoints:
             self._add_outbox(db, f"{cp.name}@{cp.key}", cp.outbox)
+
+    def _check_senders(self, db: Connection, checkpoints: list[EntityCheckpoint]) -> None:
+        """Refuse the batch if a sender's stored number is not the one its writer read.
+
+        The host keeps each sender's number in memory; only this check, inside the write
+        transaction, makes a second writer of the same entity (a host cut off from the
+        cluster beside its successor) fail instead of applying an operation twice.
+        """
+        expected: dict[tuple[str, str, str], int] = {}
+        for cp in checkpoints:
+            if cp.prev_seq is not None:
+                expected.setdefault((cp.name, cp.key, cp.sender), cp.prev_seq)
+        keys = list(expected)
+        for start in range(0, len(keys), 300):
+            chunk = keys[start : start + 300]
+            rows = db.execute(
+                "SELECT name, key, sender, last_seq FROM entity_senders WHERE hub=? AND "
+                f"(name, key, sender) IN (VALUES {','.join(['(?,?,?)'] * len(chunk))})"
+                f"{self.dialect.for_update}",
+                (self.hub, *[part for key in chunk for part in key]),
+            ).fetchall()
+            stored = {(r[0], r[1], r[2]): int(r[3]) for r in rows}
+            for key in chunk:
+                if stored.get(key, 0) != expected[key]:
+                    name, entity_key, sender = key
+                    found = stored.get(key, 0)
+                    raise StaleEntityWriteError(
+                        f"{name}@{entity_key}", sender, expected[key], found
+                    )
 
     def list_entities(
         self, name: str | None, limit: int, offset: int
