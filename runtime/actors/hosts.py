@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import logs, metrics
 from ..errors import FencedError
+from ..faults import crash_point
 from ..orchestration import history as h
 from ..orchestration.codec import decode_event
 from ..orchestration.engine import OrchestrationExecutor, Step
@@ -245,6 +246,7 @@ class HostCore:
                     checkpoints = [cp for cp, _ in work]
                     with metrics.timed("checkpoint_write_seconds", self._commit_tags):
                         await loop.run_in_executor(None, self.store.commit, checkpoints)
+                    crash_point("host.after_commit", self.hub)
                     items, outbox = [item for _, item in work], any(c.outbox for c in checkpoints)
                     # The encoded events are stored: free them before a wide step dispatches.
                     del work, checkpoints

@@ -28,6 +28,7 @@ from ..errors import (
     StaleEntityWriteError,
     StoreVersionError,
 )
+from ..faults import crash_point
 from . import payloads as p
 from .base import (
     Checkpoint,
@@ -528,7 +529,9 @@ class _InstanceTables(_Payloads):
         """Apply checkpoints of one or more instances in one transaction (group commit)."""
         now = time.time()
         with self._write(blind=True) as db:
-            for cp in checkpoints:
+            for i, cp in enumerate(checkpoints):
+                if i == 1:
+                    crash_point("store.mid_group_commit", self.hub)
                 self._apply(db, cp, now)
 
     def _apply(self, db: Connection, cp: Checkpoint, now: float) -> None:

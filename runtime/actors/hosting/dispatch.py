@@ -14,6 +14,7 @@ from ... import metrics
 from ...entity import LOCK
 from ...entity_id import EntityId
 from ...errors import DurableError
+from ...faults import crash_point
 from ...messages import LockOwner, Outcome, SenderId
 from ...orchestration import history as h
 from ...orchestration.codec import encode_event
@@ -197,6 +198,7 @@ class Dispatcher:
             time.perf_counter() - started,
         )
         event = h.TaskCompleted(seq, value) if ok else h.TaskFailed(seq, value)
+        crash_point("host.before_result", self.hub)
         self._enqueue(Arrival(live.instance_id, execution_id, event))
 
     def _supervisor_handle(self) -> SupervisorHandle:

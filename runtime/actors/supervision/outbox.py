@@ -11,6 +11,7 @@ from typing import Any
 from ...entity import UNLOCK
 from ...entity_id import EntityId
 from ...errors import InstanceExistsError
+from ...faults import crash_point
 from ...messages import (
     ENTITY_KINDS,
     EntitySignal,
@@ -77,6 +78,7 @@ class OutboxDelivery:
                 if message.kind in ENTITY_KINDS:
                     self.router.forget(EntityId.parse(message.target))  # its host may be new
                 return False
+            crash_point("outbox.after_delivery", self.hub)
             self.store.delete_outbox([message.id])
         return True
 
