@@ -230,6 +230,24 @@ class StoreUnavailableError(UnavailableError):
         )
 
 
+class StoreWriteRefusedError(StoreUnavailableError):
+    """The store refused a write: its disk is full, or it became read-only.
+
+    Nothing is half-applied. Hosts keep retrying (with a growing pause) and go on once the
+    store takes writes again; a client's own write (a start, an event) fails with this.
+    """
+
+    def __init__(self, store: str, cause: str) -> None:
+        super().__init__(store, 0.0, cause)
+        self.args = (store, cause)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.what} refused a write ({self.cause_text}); nothing was half-applied. "
+            "Free disk space or make the store writable: the hub retries and goes on"
+        )
+
+
 class QuarantinedError(DurableError):
     """Work that killed its host again and again was set aside (quarantined).
 
@@ -317,6 +335,21 @@ class StoreVersionError(HubConfigError):
             f"store {self.url} has schema version {self.found}, newer than version "
             f"{self.supported} that this ray-durable reads; upgrade ray-durable on every "
             "node (or use another store)"
+        )
+
+
+class StoreCorruptError(HubConfigError):
+    """The store file is not a database the store can read (damaged, or another file)."""
+
+    def __init__(self, store: str, cause: str) -> None:
+        super().__init__(store)
+        self.args = (store, cause)
+        self.store, self.cause_text = store, cause
+
+    def __str__(self) -> str:
+        return (
+            f"the store {self.store} cannot be read as a SQLite database ({self.cause_text}); "
+            "it was left as it is: restore it from a backup, or point `store:` at another file"
         )
 
 

@@ -14,6 +14,11 @@ The points:
   and has not committed;
 - ``outbox.after_delivery``: the supervisor delivered an outbox message and has not
   deleted it.
+
+Two more are switches rather than crashes, on while their file exists in the directory
+(the test creates and removes it): ``store.full`` (SQLite's ``max_page_count`` pinned to
+the file's size, so a write that needs a page fails as on a full disk) and
+``store.read_only`` (every write transaction refused as by a read-only database).
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ import os
 FAULT_EXIT_CODE = 75
 
 POINTS = frozenset(
-    ("host.after_commit", "host.before_result", "store.mid_group_commit", "outbox.after_delivery")
+    (
+        "host.after_commit",
+        "host.before_result",
+        "store.mid_group_commit",
+        "outbox.after_delivery",
+        "store.full",
+        "store.read_only",
+    )
 )
 
 
@@ -56,3 +68,16 @@ def crash_point(point: str, hub: str) -> None:
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)
     os._exit(FAULT_EXIT_CODE)
+
+
+def switched_on(point: str, hub: str) -> bool:
+    """True while the switch ``point`` is armed for ``hub`` and its file exists."""
+    if not _ARMED or (point, hub) not in _ARMED:
+        return False
+    directory = os.environ.get("DURABLE_FAULTS_DIR") or "."
+    return os.path.exists(os.path.join(directory, f"{point}@{hub}"))
+
+
+def armed(point: str, hub: str) -> bool:
+    """True if ``point`` is armed for ``hub`` at all (its hook must run)."""
+    return (point, hub) in _ARMED

@@ -126,6 +126,7 @@ class EntityCore:
             None if self.suspect is None else self._poison,
         )
         self._queue: list[Delivery] = []
+        self._failed_commits = 0
         self._wake = asyncio.Event()
         self._pump_task = asyncio.get_event_loop().create_task(self._pump())
 
@@ -227,7 +228,10 @@ class EntityCore:
             # The database dropped the write, or another host wrote these entities: this
             # batch committed whole or not at all, and the store recognises what it holds
             # by sender and number. Run it all again from the store.
-            log.exception("entity commit cut off by the database; re-running from the store")
+            log.exception("entity commit refused or cut off; re-running from the store")
+            self._failed_commits += 1
+            # A store that refuses writes (full, read-only) refuses the next try too.
+            await asyncio.sleep(min(0.05 * 2 ** (self._failed_commits - 1), 10.0))
             again = [held for op, _ in answered for held in [op, *self.machine.forget(op.eid)]]
             self._queue[:0] = again
             self._wake.set()
@@ -240,6 +244,7 @@ class EntityCore:
                     if not held.reply.done():
                         held.reply.set_exception(exc)
             return False
+        self._failed_commits = 0
         return True
 
     # -- poison ---------------------------------------------------------------------------

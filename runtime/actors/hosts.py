@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import logs, metrics
-from ..errors import FencedError
+from ..errors import FencedError, StoreUnavailableError
 from ..faults import crash_point
 from ..orchestration import history as h
 from ..orchestration.codec import decode_event
@@ -58,7 +58,60 @@ _DISPATCHED = (
 )
 
 
-class HostCore:
+class _Recovery:
+    """HostCore's ways back: instances re-activated from the store after a failed commit,
+    suspects of poison released after their backoff or quarantined."""
+
+    live: dict[str, Live]
+    store: Any
+    poison: PoisonGuard
+    dispatcher: Dispatcher
+    _loop: asyncio.AbstractEventLoop
+    _wake: asyncio.Event
+
+    def _activate(self, iid: str) -> None:
+        raise NotImplementedError
+
+    def _outbox_committed(self) -> None:
+        raise NotImplementedError
+
+    def _reactivate(self, instance_ids: set[str], attempt: int) -> None:
+        """Activate instances again from the store, retrying those it cannot read yet."""
+        failed = set()
+        for iid in instance_ids:
+            if iid in self.live:
+                continue  # activated meanwhile (a poke)
+            try:
+                self._activate(iid)
+            except Exception:
+                log.exception("host: cannot re-activate %s yet", iid)
+                failed.add(iid)
+        if failed:
+            self._loop.call_later(
+                min(0.5 * 2**attempt, 30.0), self._reactivate, failed, attempt + 1
+            )
+        self._wake.set()
+
+    def _release(self, iid: str) -> None:
+        """A suspect's backoff is over: activate it now."""
+        self.poison.release(iid)
+        if iid not in self.live:
+            try:
+                self._activate(iid)
+            except Exception:
+                log.exception("host: cannot activate %s", iid)
+            self._wake.set()
+
+    def _quarantine(self, record: InstanceRecord) -> None:
+        """Fail the instance without running its code, release its locks, list it."""
+        history = [decode_event(blob) for blob in self.store.load_history(record.instance_id)]
+        if self.poison.quarantine(record, history).outbox:
+            self._outbox_committed()
+        done = (record.instance_id, str(OrchestrationStatus.FAILED), record.parent_instance_id)
+        self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done))
+
+
+class HostCore(_Recovery):
     """The host's logic; the Ray actor below only exposes it."""
 
     def __init__(
@@ -87,6 +140,7 @@ class HostCore:
         self.clock = clock
         self.live: dict[str, Live] = {}
         self._queue: list[Arrival] = []
+        self._failed_commits = 0
         self._wake = asyncio.Event()
         self._loop = asyncio.get_event_loop()
         self.dispatcher = Dispatcher(
@@ -250,19 +304,32 @@ class HostCore:
                     items, outbox = [item for _, item in work], any(c.outbox for c in checkpoints)
                     # The encoded events are stored: free them before a wide step dispatches.
                     del work, checkpoints
+                    self._failed_commits = 0
                     self._after_commit(items, outbox)
             except FencedError:
                 return  # _fenced stops this host; re-activating would re-dispatch work
-            except Exception:
+            except Exception as exc:
+                # A store that refuses writes (full, read-only, away) would refuse the next
+                # try too: wait longer after each failure in a row.
+                self._failed_commits += 1
+                pause = 0.0
+                if isinstance(exc, StoreUnavailableError):
+                    pause = min(0.25 * 2 ** (self._failed_commits - 1), 10.0)
                 logs.event(
                     log,
                     logging.ERROR,
                     "commit failed; re-activating from the store",
                     hub=self.hub,
                     host=self.name,
+                    pause=pause,
                     exc_info=True,
                 )
-                self._reactivate({a.instance_id for a in batch})
+                ids = {a.instance_id for a in batch}
+                for iid in ids:
+                    old = self.live.pop(iid, None)
+                    if old is not None:
+                        old.waiting.clear()  # the next incarnation dispatches what is open
+                self._loop.call_later(pause, self._reactivate, ids, 0)
 
     def _advance(self, batch: list[Arrival]) -> list[tuple[Checkpoint, tuple[Live, Step]]]:
         grouped: dict[str, list[Arrival]] = {}
@@ -309,36 +376,6 @@ class HostCore:
 
     def _outbox_committed(self) -> None:
         self.dispatcher.tell_supervisor(lambda s: s.flush_outbox())
-
-    def _reactivate(self, instance_ids: set[str]) -> None:
-        for iid in instance_ids:
-            old = self.live.pop(iid, None)
-            if old is not None:
-                old.waiting.clear()  # the new incarnation dispatches what history leaves open
-            try:
-                self._activate(iid)
-            except Exception:
-                log.exception("host: cannot re-activate %s", iid)
-
-    # -- poison -------------------------------------------------------------------------
-
-    def _release(self, iid: str) -> None:
-        """A suspect's backoff is over: activate it now."""
-        self.poison.release(iid)
-        if iid not in self.live:
-            try:
-                self._activate(iid)
-            except Exception:
-                log.exception("host: cannot activate %s", iid)
-            self._wake.set()
-
-    def _quarantine(self, record: InstanceRecord) -> None:
-        """Fail the instance without running its code, release its locks, list it."""
-        history = [decode_event(blob) for blob in self.store.load_history(record.instance_id)]
-        if self.poison.quarantine(record, history).outbox:
-            self._outbox_committed()
-        done = (record.instance_id, str(OrchestrationStatus.FAILED), record.parent_instance_id)
-        self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done))
 
     # -- talking to the supervisor -------------------------------------------------------
 

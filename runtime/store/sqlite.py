@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar, cast
 
-from ..errors import HubConfigError
+from .. import faults
+from ..errors import HubConfigError, StoreCorruptError, StoreWriteRefusedError
 from .sql import SCHEMA_VERSION_TABLE, Connection, Dialect, SqlStore
 
 T = TypeVar("T")
@@ -79,9 +80,14 @@ CREATE TABLE IF NOT EXISTS lease (
 class SqliteDialect(Dialect):
     """SQLite: one file, one writer at a time (BEGIN IMMEDIATE), busy retries of our own."""
 
-    def __init__(self, path: str, durability: str) -> None:
+    #: the largest page count SQLite allows (its default limit)
+    MAX_PAGES = 4294967294
+
+    def __init__(self, path: str, durability: str, hub: str = "") -> None:
         self.path = path
         self.durability = durability
+        self.hub = hub
+        self._faults = faults.armed("store.full", hub) or faults.armed("store.read_only", hub)
 
     def connect(self) -> Connection:
         """The file's connection in WAL mode, synchronous as the durability asks."""
@@ -95,7 +101,26 @@ class SqliteDialect(Dialect):
 
     def begin_write(self, db: Connection) -> None:
         """IMMEDIATE takes the write lock up front: no deadlock on a read->write upgrade."""
+        if self._faults:
+            self._inject(db)
         db.execute("BEGIN IMMEDIATE")
+
+    def _inject(self, db: Connection) -> None:
+        """Storage faults a test switched on (runtime/faults.py), as SQLite raises them."""
+        if faults.switched_on("store.read_only", self.hub):
+            url = f"sqlite:///{self.path}"
+            raise StoreWriteRefusedError(url, "attempt to write a readonly database")
+        # A limit below the file's size holds it at its size: the next new page is "full".
+        full = faults.switched_on("store.full", self.hub)
+        db.execute(f"PRAGMA max_page_count={1 if full else self.MAX_PAGES}")
+
+    def lost(self, exc: BaseException, url: str) -> Exception | None:
+        """A write SQLite refused (disk full, read-only file): StoreWriteRefusedError."""
+        if isinstance(exc, sqlite3.OperationalError):
+            message = str(exc)
+            if "full" in message or "readonly" in message or "read-only" in message:
+                return StoreWriteRefusedError(url, message)
+        return None
 
     def retrying(self, attempt: Callable[[], T]) -> T:
         """Run ``attempt``, retrying while another process holds the database."""
@@ -137,4 +162,9 @@ class SqliteStore(SqlStore):
         if not self.path:
             raise HubConfigError(f"store URL {url!r} names no file")
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        super().__init__(url, hub, SqliteDialect(self.path, durability))
+        try:
+            super().__init__(url, hub, SqliteDialect(self.path, durability, hub))
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise  # locked, I/O: not a verdict on the file's content
+            raise StoreCorruptError(url, str(exc)) from None
