@@ -3,10 +3,11 @@
 A host names the work it is about to run (an instance's replay or step, an entity
 operation) in a small file of its own before user code runs, and clears it after. The
 file outlives the process: a killed process leaves its page cache behind, so nothing is
-synced and a mark costs one ``pwrite``. The host's next incarnation (Ray restarts it on
-the same node) reads what its predecessor was running when it died, and that work's
-crash count goes up in the store. A count that reaches the hub's ``quarantine_after`` has
-the work quarantined instead of run again; work that runs to its end starts from zero.
+synced, and the file is mapped into memory, so a mark is a memory copy (no system call).
+The host's next incarnation (Ray restarts it on the same node) reads what its predecessor
+was running when it died, and that work's crash count goes up in the store. A count that
+reaches the hub's ``quarantine_after`` has the work quarantined instead of run again; work
+that runs to its end starts from zero.
 
 A host that dies between two pieces of work, or on another node (its file stays behind),
 blames nothing: only deaths during user code count, so random kills rarely add up to the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import struct
 import tempfile
@@ -45,6 +47,8 @@ SUSPECT_BACKOFF_MAX_SECONDS = 8.0
 QUARANTINE = -1.0
 
 _LENGTH = struct.Struct("<I")
+#: The marker file's size: a mark longer than this is not kept (its death blames nothing).
+_MARKER_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,9 @@ class CrashMarker:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.fstat(self._fd).st_size < _MARKER_BYTES:
+            os.ftruncate(self._fd, _MARKER_BYTES)
+        self._map = mmap.mmap(self._fd, _MARKER_BYTES)
         self._marked = False
 
     @classmethod
@@ -100,12 +107,10 @@ class CrashMarker:
 
     def previous(self) -> Work | None:
         """What the last incarnation was running when it died; the mark is cleared."""
-        head = os.pread(self._fd, _LENGTH.size, 0)
+        (length,) = _LENGTH.unpack_from(self._map, 0)
         work = None
-        if len(head) == _LENGTH.size:
-            (length,) = _LENGTH.unpack(head)
-            if 0 < length < 1 << 20:
-                work = Work.decode(os.pread(self._fd, length, _LENGTH.size))
+        if 0 < length <= _MARKER_BYTES - _LENGTH.size:
+            work = Work.decode(self._map[_LENGTH.size : _LENGTH.size + length])
         self._marked = True
         self.clear()
         return work
@@ -113,17 +118,23 @@ class CrashMarker:
     def mark(self, work: Work) -> None:
         """Name the work about to run (before its user code)."""
         data = work.encode()
-        os.pwrite(self._fd, _LENGTH.pack(len(data)) + data, 0)
+        if len(data) > _MARKER_BYTES - _LENGTH.size:
+            self.clear()
+            return
+        end = _LENGTH.size + len(data)
+        self._map[_LENGTH.size : end] = data
+        _LENGTH.pack_into(self._map, 0, len(data))  # last: a cut write reads as no mark
         self._marked = True
 
     def clear(self) -> None:
         """Nothing runs now."""
         if self._marked:
-            os.pwrite(self._fd, _LENGTH.pack(0), 0)
+            _LENGTH.pack_into(self._map, 0, 0)
             self._marked = False
 
     def close(self) -> None:
         """Release the file (it stays for the next incarnation)."""
+        self._map.close()
         os.close(self._fd)
 
 
