@@ -210,11 +210,16 @@ def _instance_id(value: Any, argument: str = "instance_id") -> str:
     return value
 
 
+#: The largest page size or offset: the stores bind them as 64-bit integers (one more row
+#: than a page is read to tell whether another page follows).
+MAX_COUNT = 2**63 - 2
+
+
 def _count(argument: str, value: Any, low: int, optional: bool = False) -> int | None:
     if value is None and optional:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        what = f"an integer >= {low}" + (" or None" if optional else "")
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_COUNT:
+        what = f"an integer from {low} to 2**63 - 2" + (" or None" if optional else "")
         raise InvalidArgumentError.of(argument, what, value)
     return value
 
