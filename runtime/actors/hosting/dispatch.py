@@ -20,7 +20,7 @@ from ...orchestration.codec import encode_event
 from ...registry import Activity, CodeCache, encode_code
 from ...serialization import dumps, failure_of
 from ...store import Store
-from ..ray_seam import ENTITY_FROM_HOST, ActorSystem, SupervisorHandle, aretry
+from ..ray_seam import ENTITY_FROM_HOST, ActorSystem, SupervisorHandle, aretry, durable_cause
 from ..routing import EntityRouter
 from .steps import Arrival, Live
 
@@ -137,7 +137,8 @@ class Dispatcher:
                 else h.EntityFailed(action.seq, outcome.failure)
             )
         except Exception as exc:
-            event = h.EntityFailed(action.seq, failure_of(exc))
+            # The typed refusal (an entity type not registered), not the Ray error around it.
+            event = h.EntityFailed(action.seq, failure_of(durable_cause(exc) or exc))
         if isinstance(action, h.EntityCalled):
             self._enqueue(Arrival(iid, execution_id, event))
 
