@@ -204,10 +204,15 @@ def _statuses(values: Iterable[OrchestrationStatus | str] | None) -> tuple[str, 
         raise InvalidArgumentError.of("runtime_status", f"statuses among {known}", values) from None
 
 
-def _instance_id(value: Any, argument: str = "instance_id") -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgumentError.of(argument, "a non-empty string", value)
+def _name(value: Any, argument: str) -> str:
+    # PostgreSQL's text cannot hold NUL: refused here on every store, before it is sent.
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise InvalidArgumentError.of(argument, "a non-empty string without NUL", value)
     return value
+
+
+def _instance_id(value: Any, argument: str = "instance_id") -> str:
+    return _name(value, argument)
 
 
 #: The largest page size or offset: the stores bind them as 64-bit integers (one more row
@@ -233,8 +238,8 @@ def _timeout(value: Any) -> float | None:
 
 
 def _prefix(value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise InvalidArgumentError.of("instance_id_prefix", "a string or None", value)
+    if value is not None and (not isinstance(value, str) or "\x00" in value):
+        raise InvalidArgumentError.of("instance_id_prefix", "a string without NUL or None", value)
     return value or None
 
 
@@ -396,8 +401,7 @@ class _EntityOperations(_HubCalls):
         self, entity_id: EntityId | str, operation: str, input: Any
     ) -> tuple[EntityId, int, bytes]:
         eid = EntityId.of(entity_id)
-        if not isinstance(operation, str) or not operation:
-            raise InvalidArgumentError.of("operation", "a non-empty string", operation)
+        _name(operation, "operation")
         self._check_operation(eid, operation)
         blob = dumps(input, "entity operation input")
         # Numbered only once nothing can refuse it: a number taken by a refused operation
@@ -521,10 +525,12 @@ class DurableClient(_EntityOperations):
         self, instance_id: str, show_history: bool = False
     ) -> tuple[InstanceRecord | None, list[bytes] | None]:
         """The instance's stored record (and history blobs if asked), undecoded, awaited."""
-        return await self._read_async(SupervisorHandle.get_status, instance_id, bool(show_history))
+        iid = _instance_id(instance_id)
+        return await self._read_async(SupervisorHandle.get_status, iid, bool(show_history))
 
     async def query_records_async(self, query: InstanceQuery) -> list[InstanceRecord]:
         """The stored records of the instances matching ``query``, undecoded, awaited."""
+        _prefix(query.prefix)
         return await self._read_async(SupervisorHandle.query, query)
 
     async def read_entity_record_async(
@@ -538,12 +544,10 @@ class DurableClient(_EntityOperations):
     ) -> tuple[str, str | None, bytes, bytes, str]:
         if instance_id is not None:
             _instance_id(instance_id)
-        if version is not None and not isinstance(version, str):
-            raise InvalidArgumentError.of("version", "a string or None", version)
+        if version is not None and (not isinstance(version, str) or "\x00" in version):
+            raise InvalidArgumentError.of("version", "a string without NUL or None", version)
         if isinstance(orchestrator, str):
-            if not orchestrator:
-                raise InvalidArgumentError.of("orchestrator", "a non-empty name", orchestrator)
-            name = orchestrator
+            name = _name(orchestrator, "orchestrator")
         else:
             obj = as_registrable(orchestrator, "orchestrator")
             self.register(obj)
@@ -634,8 +638,7 @@ class DurableClient(_EntityOperations):
         InvalidOperationError if the instance has ended: the event is refused, not dropped.
         """
         _instance_id(instance_id)
-        if not isinstance(event_name, str) or not event_name:
-            raise InvalidArgumentError.of("event_name", "a non-empty string", event_name)
+        _name(event_name, "event_name")
         event = encode_event(h.EventRaised(event_name, data), "event data")
         self._call(SupervisorHandle.deliver, instance_id, event)
 
