@@ -145,19 +145,31 @@ def http_request(
     return status, {k.lower(): v for k, v in found.items()}, raw
 
 
-def query_store(url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    """Rows of a raw query on a hub's store (SQLite file or PostgreSQL), ``?`` placeholders."""
+@contextmanager
+def store_connection(url: str) -> Iterator[Callable[..., list[tuple]]]:
+    """One connection to a hub's store (SQLite file or PostgreSQL), as ``rows(sql, params)``
+    with ``?`` placeholders; bytes come back as bytes from either."""
     if url.startswith("sqlite:///"):
         import sqlite3
         from contextlib import closing
 
         with closing(sqlite3.connect(url[len("sqlite:///") :])) as db:
-            return db.execute(sql, params).fetchall()
+            yield lambda sql, params=(): db.execute(sql, params).fetchall()
+        return
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as db:
-        rows = db.execute(sql.replace("?", "%s"), params).fetchall()
-        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
+    def rows(sql: str, params: tuple = ()) -> list[tuple]:
+        found = pg.execute(sql.replace("?", "%s"), params).fetchall()
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in found]
+
+    with psycopg.connect(url, autocommit=True) as pg:
+        yield rows
+
+
+def query_store(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a raw query on a hub's store (SQLite file or PostgreSQL), ``?`` placeholders."""
+    with store_connection(url) as rows:
+        return rows(sql, params)
 
 
 def completed_seqs(client, iid) -> list[int]:
@@ -191,9 +203,9 @@ def history_lengths(store: str, iids: list[str]) -> dict[str, int]:
 VOLATILE_COLUMNS = {"lease": ("expires_at",)}
 
 
-def store_tables(url: str) -> list[str]:
+def store_tables(rows: Callable[..., list[tuple]], sqlite: bool) -> list[str]:
     """The names of a store's tables, from the database's own catalogue."""
-    if url.startswith("sqlite:///"):
+    if sqlite:
         sql = (
             "SELECT name FROM sqlite_master WHERE type='table' "
             "AND name NOT LIKE 'sqlite_%' ORDER BY name"
@@ -203,29 +215,31 @@ def store_tables(url: str) -> list[str]:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = "
             "current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name"
         )
-    return [name for (name,) in query_store(url, sql)]
+    return [name for (name,) in rows(sql)]
 
 
-def _columns(url: str, table: str) -> list[str]:
-    if url.startswith("sqlite:///"):
-        return [row[1] for row in query_store(url, f'PRAGMA table_info("{table}")')]
+def _columns(rows: Callable[..., list[tuple]], sqlite: bool, table: str) -> list[str]:
+    if sqlite:
+        return [row[1] for row in rows(f'PRAGMA table_info("{table}")')]
     sql = (
         "SELECT column_name FROM information_schema.columns WHERE table_schema = "
         "current_schema() AND table_name = ? ORDER BY ordinal_position"
     )
-    return [name for (name,) in query_store(url, sql, (table,))]
+    return [name for (name,) in rows(sql, (table,))]
 
 
 def dump_store(url: str, skip: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[tuple]]:
     """Every row of every table of a store, in a stable order, without the lease's heartbeat
     (and the columns ``skip`` names per table)."""
+    sqlite = url.startswith("sqlite:///")
     dump = {}
-    for table in store_tables(url):
-        left_out = VOLATILE_COLUMNS.get(table, ()) + (skip or {}).get(table, ())
-        columns = [c for c in _columns(url, table) if c not in left_out]
-        names = ", ".join(f'"{c}"' for c in columns)
-        order = ", ".join(str(i + 1) for i in range(len(columns)))
-        dump[table] = query_store(url, f'SELECT {names} FROM "{table}" ORDER BY {order}')
+    with store_connection(url) as rows:
+        for table in store_tables(rows, sqlite):
+            left_out = VOLATILE_COLUMNS.get(table, ()) + (skip or {}).get(table, ())
+            columns = [c for c in _columns(rows, sqlite, table) if c not in left_out]
+            names = ", ".join(f'"{c}"' for c in columns)
+            order = ", ".join(str(i + 1) for i in range(len(columns)))
+            dump[table] = rows(f'SELECT {names} FROM "{table}" ORDER BY {order}')
     return dump
 
 

@@ -166,6 +166,15 @@ CLIENT_CASES = [
         None,
     ),
     ("register a lambda", lambda c, d, w: c.register(lambda: 1), TYPE, TypeError),
+    # NUL: PostgreSQL's text cannot hold it, so no store takes it
+    ("start id NUL", lambda c, d, w: c.start_new(wf.chain, instance_id="\x00"), BAD, ValueError),
+    ("start name NUL", lambda c, d, w: c.start_new("ch\x00ain"), BAD, ValueError),
+    ("start version NUL", lambda c, d, w: c.start_new("chain", version="1\x00"), BAD, ValueError),
+    ("event name NUL", lambda c, d, w: c.raise_event(w, "e\x00"), BAD, ValueError),
+    ("status id NUL", lambda c, d, w: c.get_status("a\x00"), BAD, ValueError),
+    ("prefix NUL", lambda c, d, w: c.get_status_by(instance_id_prefix="\x00"), BAD, ValueError),
+    ("entity key NUL", lambda c, d, w: c.signal_entity("Counter@\x00", "add"), BAD_ID, ValueError),
+    ("operation NUL", lambda c, d, w: c.signal_entity("Counter@keep", "add\x00"), BAD, ValueError),
     # orchestrations: events and lifecycle
     ("event name ''", lambda c, d, w: c.raise_event(w, ""), BAD, ValueError),
     ("event name None", lambda c, d, w: c.raise_event(w, None), BAD, ValueError),
@@ -369,6 +378,16 @@ def call_unknown_operation(ctx, _):
 
 
 @orchestrator
+def child_id_nul(ctx, _):
+    yield ctx.call_sub_orchestrator("chain", 1, instance_id="c\x00")
+
+
+@orchestrator
+def event_name_nul(ctx, _):
+    yield ctx.wait_for_external_event("e\x00")
+
+
+@orchestrator
 def event_timeout_as_number(ctx, _):
     yield ctx.wait_for_external_event("e", 5)
 
@@ -383,6 +402,8 @@ CONTEXT_ORCHESTRATORS = [
     call_unknown_entity_type,
     call_unknown_operation,
     event_timeout_as_number,
+    child_id_nul,
+    event_name_nul,
 ]
 
 
@@ -414,6 +435,8 @@ CONTEXT_CASES = [
     fails_with("call entity type unknown", call_unknown_entity_type, FAILED, "NotRegisteredError"),
     fails_with("call operation unknown", call_unknown_operation, FAILED, "UnknownOperationError"),
     fails_with("event timeout 5", event_timeout_as_number, "ArgumentTypeError", "timeout"),
+    fails_with("child id NUL", child_id_nul, "InvalidArgumentError", "instance_id"),
+    fails_with("event name NUL", event_name_nul, "InvalidArgumentError", "name"),
 ]
 
 
@@ -557,6 +580,16 @@ HTTP_CASES = [
          headers={"x-ms-continuation-token": HUGE}),
     http("query other hub", "GET", "instances?taskHub=another", 404, None, "another"),
     http("unknown route", "GET", "nowhere", 404),
+    # NUL: PostgreSQL's text cannot hold it (a 500 there), so no store takes it
+    http("status id NUL", "GET", "instances/a%00", 400, "InvalidArgumentError", "NUL"),
+    http("start id NUL", "POST", "orchestrators/chain/a%00", 400, "InvalidArgumentError", body=1),
+    http("query prefix NUL", "GET", "instances?instanceIdPrefix=%00", 400,
+         "InvalidArgumentError"),
+    http("event name NUL", "POST", "instances/{waiting}/raiseEvent/e%00", 400,
+         "InvalidArgumentError", body=1),
+    http("signal key NUL", "POST", "entities/Counter/%00?op=add", 400, "InvalidEntityIdError",
+         body=1),
+    http("read key NUL", "GET", "entities/Counter/%00", 400, "InvalidEntityIdError"),
     http("wrong method", "PUT", "instances", 405, body=1),
     # entities
     http("signal no op", "POST", "entities/Counter/keep", 400, VALIDATION,
