@@ -76,6 +76,7 @@ from runtime import (
 )
 from runtime.driver.cli import main as cli_main
 from runtime.driver.http_api import serve_http, stop_http
+from runtime.messages import SenderId
 from runtime.testing import ManualClock
 
 
@@ -187,6 +188,11 @@ CLIENT_CASES = [
     ),
     ("event to ended", lambda c, d, w: c.raise_event(d, "e"), InvalidOperationError, None),
     ("terminate id 123", lambda c, d, w: c.terminate(123), BAD, ValueError),
+    ("terminate ended", lambda c, d, w: c.terminate(d), InvalidOperationError, None),
+    ("terminate unknown", lambda c, d, w: c.terminate("nobody"), InstanceNotFoundError, None),
+    ("suspend ended", lambda c, d, w: c.suspend(d), InvalidOperationError, None),
+    ("restart unknown", lambda c, d, w: c.restart("nobody"), InstanceNotFoundError, None),
+    ("sender id without ':'", lambda c, d, w: SenderId.parse("client-1"), BAD, ValueError),
     ("terminate reason 5", lambda c, d, w: c.terminate(w, 5), BAD, ValueError),
     ("suspend id ''", lambda c, d, w: c.suspend(""), BAD, ValueError),
     ("resume id None", lambda c, d, w: c.resume(None), BAD, ValueError),

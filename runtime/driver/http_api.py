@@ -7,7 +7,10 @@ official ``azure-functions-durable`` client) work against a Ray hub.
 
 The API speaks JSON only: request bodies are parsed with ``json`` and never unpickled.
 Bad input gets a 4xx with a JSON error body (Durable Functions' ``Message`` /
-``ExceptionMessage`` / ``ExceptionType``) before anything is stored. Serve has one HTTP
+``ExceptionMessage`` / ``ExceptionType``) before anything is stored; so does a query parameter
+that does not fit its declaration (400, not FastAPI's 422). The routes' parameters and
+answers are declared (runtime.driver.http_schema), and the OpenAPI schema is served at
+``openapi.json`` below the same prefix, behind the same bearer token. Serve has one HTTP
 proxy per cluster (one host and port), so one hub's API is served at a time.
 """
 
@@ -385,6 +388,14 @@ EVENT_BODY = body_doc("the event's data (JSON)")
 START_BODY = body_doc("the orchestration's input (JSON)")
 SIGNAL_BODY = body_doc("the operation's input (JSON, or text passed as a string)", text=True)
 PURGED_OR_ERROR = {"anyOf": [PURGED, ERROR]}
+#: What a route answers that accepts work (202 without a body) or starts an instance (202
+#: with its check-status payload); any other status is the error body (``answers``).
+ACCEPTED: dict[str, Any] = {
+    "status_code": 202,
+    "response_class": Response,
+    "responses": answers(s202=("accepted", None)),
+}
+STARTED: dict[str, Any] = {"status_code": 202, "responses": answers(s202=("started", CHECK_STATUS))}
 
 
 # Serve pickles this class when it is decorated: whatever its methods use must be defined
@@ -434,22 +445,12 @@ class DurableHttpApi:
 
     # -- orchestrations -------------------------------------------------------------------
 
-    @app.post(
-        "/orchestrators/{name}",
-        status_code=202,
-        responses=answers(s202=("started", CHECK_STATUS)),
-        openapi_extra=START_BODY,
-    )
+    @app.post("/orchestrators/{name}", **STARTED, openapi_extra=START_BODY)
     async def start(self, request: Request, name: str, version: str | None = None) -> JSONResponse:
         """Start an orchestration; 202 with the check-status payload."""
         return await self._start(request, name, None, version)
 
-    @app.post(
-        "/orchestrators/{name}/{instance_id}",
-        status_code=202,
-        responses=answers(s202=("started", CHECK_STATUS)),
-        openapi_extra=START_BODY,
-    )
+    @app.post("/orchestrators/{name}/{instance_id}", **STARTED, openapi_extra=START_BODY)
     async def start_with_id(
         self, request: Request, name: str, instance_id: str, version: str | None = None
     ) -> JSONResponse:
@@ -524,11 +525,7 @@ class DurableHttpApi:
         return response
 
     @app.post(
-        "/instances/{instance_id}/raiseEvent/{event_name}",
-        status_code=202,
-        response_class=Response,
-        responses=answers(s202=("accepted", None)),
-        openapi_extra=EVENT_BODY,
+        "/instances/{instance_id}/raiseEvent/{event_name}", **ACCEPTED, openapi_extra=EVENT_BODY
     )
     async def raise_event(self, request: Request, instance_id: str, event_name: str) -> Response:
         """Send an external event (JSON body); 410 once the instance finished."""
@@ -541,23 +538,14 @@ class DurableHttpApi:
         await self._run(self.client.raise_event, instance_id, event_name, data)
         return _accepted()
 
-    @app.post(
-        "/instances/{instance_id}/restart",
-        status_code=202,
-        responses=answers(s202=("restarted", CHECK_STATUS)),
-    )
+    @app.post("/instances/{instance_id}/restart", **STARTED)
     async def restart(self, request: Request, instance_id: str, new_id: NewId = True) -> Response:
         """Start a finished (or running) instance again with its input; 202 with its URLs."""
         await self._record(instance_id)
         iid = await self._run(self.client.restart, instance_id, new_id)
         return self._check_status(request, iid)
 
-    @app.post(
-        "/instances/{instance_id}/{operation}",
-        status_code=202,
-        response_class=Response,
-        responses=answers(s202=("accepted", None)),
-    )
+    @app.post("/instances/{instance_id}/{operation}", **ACCEPTED)
     async def operate(
         self,
         request: Request,
@@ -619,13 +607,7 @@ class DurableHttpApi:
 
     # -- entities -------------------------------------------------------------------------
 
-    @app.post(
-        "/entities/{name}/{key}",
-        status_code=202,
-        response_class=Response,
-        responses=answers(s202=("durably accepted", None)),
-        openapi_extra=SIGNAL_BODY,
-    )
+    @app.post("/entities/{name}/{key}", **ACCEPTED, openapi_extra=SIGNAL_BODY)
     async def signal(
         self,
         request: Request,
@@ -643,12 +625,7 @@ class DurableHttpApi:
         await self._run(self.client.signal_entity, EntityId(name, key), op, data)
         return _accepted()
 
-    @app.delete(
-        "/entities/{name}/{key}",
-        status_code=202,
-        response_class=Response,
-        responses=answers(s202=("delete signalled", None)),
-    )
+    @app.delete("/entities/{name}/{key}", **ACCEPTED)
     async def delete_entity(self, name: str, key: str) -> Response:
         """Signal the entity's ``delete`` operation (as Durable Functions does)."""
         await self._run(self.client.signal_entity, EntityId(name, key), "delete", None)
