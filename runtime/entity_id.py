@@ -33,6 +33,9 @@ class EntityId:
             )
         if not isinstance(self.key, str) or not self.key:
             raise InvalidEntityIdError(f"{self.name}@{self.key}", "the key must be non-empty")
+        if "\x00" in self.name or "\x00" in self.key:
+            # PostgreSQL's text cannot hold NUL: refused on every store.
+            raise InvalidEntityIdError(f"{self.name}@{self.key}", "NUL is not allowed")
 
     def __str__(self) -> str:
         return f"{self.name}@{self.key}"

@@ -145,19 +145,31 @@ def http_request(
     return status, {k.lower(): v for k, v in found.items()}, raw
 
 
-def query_store(url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    """Rows of a raw query on a hub's store (SQLite file or PostgreSQL), ``?`` placeholders."""
+@contextmanager
+def store_connection(url: str) -> Iterator[Callable[..., list[tuple]]]:
+    """One connection to a hub's store (SQLite file or PostgreSQL), as ``rows(sql, params)``
+    with ``?`` placeholders; bytes come back as bytes from either."""
     if url.startswith("sqlite:///"):
         import sqlite3
         from contextlib import closing
 
         with closing(sqlite3.connect(url[len("sqlite:///") :])) as db:
-            return db.execute(sql, params).fetchall()
+            yield lambda sql, params=(): db.execute(sql, params).fetchall()
+        return
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as db:
-        rows = db.execute(sql.replace("?", "%s"), params).fetchall()
-        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
+    def rows(sql: str, params: tuple = ()) -> list[tuple]:
+        found = pg.execute(sql.replace("?", "%s"), params).fetchall()
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in found]
+
+    with psycopg.connect(url, autocommit=True) as pg:
+        yield rows
+
+
+def query_store(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a raw query on a hub's store (SQLite file or PostgreSQL), ``?`` placeholders."""
+    with store_connection(url) as rows:
+        return rows(sql, params)
 
 
 def completed_seqs(client, iid) -> list[int]:
@@ -201,3 +213,93 @@ def write_store(url: str, sql: str, params: tuple = ()) -> None:
 
     with psycopg.connect(url, autocommit=True) as db:
         db.execute(sql.replace("?", "%s"), params)
+
+
+#: Columns that change by themselves while a hub runs: the lease's heartbeat.
+VOLATILE_COLUMNS = {"lease": ("expires_at",)}
+
+
+def store_tables(rows: Callable[..., list[tuple]], sqlite: bool) -> list[str]:
+    """The names of a store's tables, from the database's own catalogue."""
+    if sqlite:
+        sql = (
+            "SELECT name FROM sqlite_master WHERE type='table' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    else:
+        sql = (
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+            "current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name"
+        )
+    return [name for (name,) in rows(sql)]
+
+
+def _columns(rows: Callable[..., list[tuple]], sqlite: bool, table: str) -> list[str]:
+    if sqlite:
+        return [row[1] for row in rows(f'PRAGMA table_info("{table}")')]
+    sql = (
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+        "current_schema() AND table_name = ? ORDER BY ordinal_position"
+    )
+    return [name for (name,) in rows(sql, (table,))]
+
+
+def dump_store(url: str, skip: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[tuple]]:
+    """Every row of every table of a store, in a stable order, without the lease's heartbeat
+    (and the columns ``skip`` names per table)."""
+    sqlite = url.startswith("sqlite:///")
+    dump = {}
+    with store_connection(url) as rows:
+        for table in store_tables(rows, sqlite):
+            left_out = VOLATILE_COLUMNS.get(table, ()) + (skip or {}).get(table, ())
+            columns = [c for c in _columns(rows, sqlite, table) if c not in left_out]
+            names = ", ".join(f'"{c}"' for c in columns)
+            order = ", ".join(str(i + 1) for i in range(len(columns)))
+            dump[table] = rows(f'SELECT {names} FROM "{table}" ORDER BY {order}')
+    return dump
+
+
+def settled_store(
+    url: str, skip: dict[str, tuple[str, ...]] | None = None, timeout: float = 30.0
+) -> dict[str, list[tuple]]:
+    """``dump_store`` once the store stopped changing and no message is in flight."""
+    deadline = time.monotonic() + timeout
+    last = dump_store(url, skip)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = dump_store(url, skip)
+        if now == last and not now.get("outbox") and not now.get("inbox"):
+            return now
+        last = now
+    raise AssertionError("the store kept changing")
+
+
+def check_typed(error: BaseException, expected: type, also: type | None) -> None:
+    """Typed, also its built-in class, readable, and the same once it crossed a process."""
+    import pickle
+
+    from runtime import DurableError
+
+    assert isinstance(error, DurableError), f"{type(error).__name__}: {error}"
+    assert isinstance(error, expected), f"{type(error).__name__}: {error}"
+    assert also is None or isinstance(error, also)
+    text = str(error)
+    assert text and not text.startswith(("(", "<")) and "Traceback" not in text, text
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error) and str(again) == text and again.args == error.args
+
+
+def seed_hub(client) -> tuple[str, str]:
+    """What a bad input must leave alone: a Completed instance, a Running one that waits
+    forever, and two entities with state (``Counter@keep`` = 5, ``Account@keep`` = 7).
+    Returns (the completed id, the waiting id)."""
+    import patterns
+    import workflows
+
+    done = client.start_new(workflows.chain, 1)
+    assert client.wait_for_completion(done, timeout=60).runtime_status == "Completed"
+    waiting = client.start_new(patterns.waiting_child, None)
+    client.signal_entity("Counter@keep", "add", 5)
+    client.signal_entity("Account@keep", "deposit", 7)
+    wait_until(lambda: client.get_status(waiting).runtime_status == "Running", timeout=30)
+    return done, waiting

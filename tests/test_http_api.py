@@ -535,3 +535,34 @@ def test_serve_http_takes_a_hub_name(rt, base):
         serve_http(rt.client, hub="another", port=port)
     with pytest.raises(HubConfigError, match="already listens"):
         serve_http(rt, port=port + 1 if port < 65535 else port - 1)  # a Runtime works too
+
+
+def test_quarantined_work_is_listed_and_discarded_over_http(rt, base):
+    from runtime.store import EntityCheckpoint, Quarantined, open_store
+
+    store = open_store(rt.config.store, rt.config.hub)
+    try:
+        item = Quarantined(
+            "entity:Poison@k:driver:3",
+            "entity",
+            "Poison@k",
+            5,
+            "operation boom",
+            1.0,
+            "boom",
+            "driver",
+            3,
+            dumps({"size": 9}),
+        )
+        store.dead_letter(EntityCheckpoint("Poison", "k", None, False, "driver", 3, b"e"), item)
+    finally:
+        store.close()
+    status, _, body = call("GET", base + "quarantine")
+    assert status == 200
+    assert [(i["id"], i["crashes"], i["input"]) for i in body] == [(item.id, 5, {"size": 9})]
+    status, _, body = call("DELETE", base + quote(f"quarantine/{item.id}"))
+    assert status == 200 and body["id"] == item.id
+    for method, path in (("DELETE", f"quarantine/{item.id}"), ("POST", "quarantine/nope/retry")):
+        status, _, body = call(method, base + quote(path))
+        assert status == 404 and "nothing quarantined has the id" in body["Message"], body
+    assert call("GET", base + "quarantine")[2] == []

@@ -15,6 +15,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -168,8 +169,28 @@ def _instance_commands(command: Callable[..., Any]) -> None:
 
     sub = command("watch", _watch, "show a running instance's progress until it ends")
     sub.add_argument("instance_id", metavar="ID")
-    sub.add_argument("--interval", type=float, default=0.5, help="seconds between redraws")
-    sub.add_argument("--timeout", type=float, help="give up after this many seconds")
+    sub.add_argument(
+        "--interval", type=_seconds(0.0, False), default=0.5, help="seconds between redraws"
+    )
+    sub.add_argument("--timeout", type=_seconds(0.0, True), help="give up after this many seconds")
+
+
+def _seconds(low: float, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a number of seconds above ``low`` (or equal to it if ``inclusive``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number of seconds, got {text!r}"
+            ) from None
+        if not math.isfinite(value) or not (value >= low if inclusive else value > low):
+            bound = f">= {low:g}" if inclusive else f"> {low:g}"
+            raise argparse.ArgumentTypeError(f"expected a number of seconds {bound}, got {text!r}")
+        return value
+
+    return parse
 
 
 def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:

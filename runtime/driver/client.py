@@ -204,17 +204,27 @@ def _statuses(values: Iterable[OrchestrationStatus | str] | None) -> tuple[str, 
         raise InvalidArgumentError.of("runtime_status", f"statuses among {known}", values) from None
 
 
-def _instance_id(value: Any, argument: str = "instance_id") -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgumentError.of(argument, "a non-empty string", value)
+def _name(value: Any, argument: str) -> str:
+    # PostgreSQL's text cannot hold NUL: refused here on every store, before it is sent.
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise InvalidArgumentError.of(argument, "a non-empty string without NUL", value)
     return value
+
+
+def _instance_id(value: Any, argument: str = "instance_id") -> str:
+    return _name(value, argument)
+
+
+#: The largest page size or offset: the stores bind them as 64-bit integers (one more row
+#: than a page is read to tell whether another page follows).
+MAX_COUNT = 2**63 - 2
 
 
 def _count(argument: str, value: Any, low: int, optional: bool = False) -> int | None:
     if value is None and optional:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        what = f"an integer >= {low}" + (" or None" if optional else "")
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_COUNT:
+        what = f"an integer from {low} to 2**63 - 2" + (" or None" if optional else "")
         raise InvalidArgumentError.of(argument, what, value)
     return value
 
@@ -228,8 +238,8 @@ def _timeout(value: Any) -> float | None:
 
 
 def _prefix(value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise InvalidArgumentError.of("instance_id_prefix", "a string or None", value)
+    if value is not None and (not isinstance(value, str) or "\x00" in value):
+        raise InvalidArgumentError.of("instance_id_prefix", "a string without NUL or None", value)
     return value or None
 
 
@@ -429,8 +439,7 @@ class _EntityOperations(_HubCalls):
         self, entity_id: EntityId | str, operation: str, input: Any, sequence: int | None = None
     ) -> tuple[EntityId, int, bytes]:
         eid = EntityId.of(entity_id)
-        if not isinstance(operation, str) or not operation:
-            raise InvalidArgumentError.of("operation", "a non-empty string", operation)
+        _name(operation, "operation")
         if sequence is not None:
             if not self._stable:
                 raise InvalidArgumentError.of(
@@ -502,7 +511,7 @@ class DurableClient(_EntityOperations):
     def __init__(self, hub: str, supervisor: Any, sender_id: str | None = None) -> None:
         self.hub = hub
         if sender_id is not None:
-            if not isinstance(sender_id, str) or not sender_id or ":" in sender_id:
+            if _name(sender_id, "sender_id") and ":" in sender_id:
                 raise InvalidArgumentError.of(
                     "sender_id", "a non-empty name without ':'", sender_id
                 )
@@ -588,10 +597,12 @@ class DurableClient(_EntityOperations):
         self, instance_id: str, show_history: bool = False
     ) -> tuple[InstanceRecord | None, list[bytes] | None]:
         """The instance's stored record (and history blobs if asked), undecoded, awaited."""
-        return await self._read_async(SupervisorHandle.get_status, instance_id, bool(show_history))
+        iid = _instance_id(instance_id)
+        return await self._read_async(SupervisorHandle.get_status, iid, bool(show_history))
 
     async def query_records_async(self, query: InstanceQuery) -> list[InstanceRecord]:
         """The stored records of the instances matching ``query``, undecoded, awaited."""
+        _prefix(query.prefix)
         return await self._read_async(SupervisorHandle.query, query)
 
     async def read_entity_record_async(
@@ -605,12 +616,10 @@ class DurableClient(_EntityOperations):
     ) -> tuple[str, str | None, bytes, bytes, str, str]:
         if instance_id is not None:
             _instance_id(instance_id)
-        if version is not None and not isinstance(version, str):
-            raise InvalidArgumentError.of("version", "a string or None", version)
+        if version is not None and (not isinstance(version, str) or "\x00" in version):
+            raise InvalidArgumentError.of("version", "a string without NUL or None", version)
         if isinstance(orchestrator, str):
-            if not orchestrator:
-                raise InvalidArgumentError.of("orchestrator", "a non-empty name", orchestrator)
-            name = orchestrator
+            name = _name(orchestrator, "orchestrator")
         else:
             obj = as_registrable(orchestrator, "orchestrator")
             self.register(obj)
@@ -703,8 +712,7 @@ class DurableClient(_EntityOperations):
         InvalidOperationError if the instance has ended: the event is refused, not dropped.
         """
         _instance_id(instance_id)
-        if not isinstance(event_name, str) or not event_name:
-            raise InvalidArgumentError.of("event_name", "a non-empty string", event_name)
+        _name(event_name, "event_name")
         event = encode_event(h.EventRaised(event_name, data), "event data")
         self._call(SupervisorHandle.deliver, instance_id, event)
 

@@ -7,7 +7,10 @@ official ``azure-functions-durable`` client) work against a Ray hub.
 
 The API speaks JSON only: request bodies are parsed with ``json`` and never unpickled.
 Bad input gets a 4xx with a JSON error body (Durable Functions' ``Message`` /
-``ExceptionMessage`` / ``ExceptionType``) before anything is stored. Serve has one HTTP
+``ExceptionMessage`` / ``ExceptionType``) before anything is stored; so does a query parameter
+that does not fit its declaration (400, not FastAPI's 422). The routes' parameters and
+answers are declared (runtime.driver.http_schema), and the OpenAPI schema is served at
+``openapi.json`` below the same prefix, behind the same bearer token. Serve has one HTTP
 proxy per cluster (one host and port), so one hub's API is served at a time.
 """
 
@@ -27,15 +30,15 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import ray
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import logs
@@ -51,6 +54,7 @@ from ..errors import (
     InvalidArgumentError,
     InvalidOperationError,
     NotRegisteredError,
+    QuarantineItemNotFoundError,
     SerializationError,
     UnavailableError,
     UnknownOperationError,
@@ -63,8 +67,32 @@ from .http_json import (
     entity_payload,
     is_running,
     management_urls,
+    quarantined_payload,
     state_view,
     status_payload,
+)
+from .http_schema import (
+    CHECK_STATUS,
+    ENTITY_PAGE,
+    ERROR,
+    MAX_COUNT,
+    OPENAPI_PATH,
+    PURGED,
+    QUARANTINED,
+    STATUS,
+    Continuation,
+    FetchState,
+    Flag,
+    PageSize,
+    Prefix,
+    Statuses,
+    TaskHub,
+    answers,
+    body_doc,
+    flag,
+    openapi,
+    time_query,
+    validation_message,
 )
 from .hub import Runtime
 
@@ -103,9 +131,12 @@ class HttpApiError(DurableError):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
+QUARANTINE_LIST = {"type": "array", "items": QUARANTINED}
+
 #: Typed runtime errors -> HTTP status; the first matching class wins.
 ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (InstanceNotFoundError, 404),
+    (QuarantineItemNotFoundError, 404),
     (InstanceExistsError, 409),
     (NotRegisteredError, 400),
     (InvalidEntityIdError, 400),
@@ -247,29 +278,8 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def flag(params: QueryParams, name: str, default: bool) -> bool:
-    """A boolean query parameter (``true``/``false``, any case)."""
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise HttpApiError(400, f"query parameter {name}: expected true or false, got {value!r}")
-
-
-def integer(params: QueryParams, name: str, default: int, low: int = 0) -> int:
-    """A non-negative integer query parameter."""
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    if not value.isdigit() or int(value) < low:
-        raise HttpApiError(400, f"query parameter {name}: expected an integer >= {low}")
-    return int(value)
-
-
-def moment(params: QueryParams, name: str) -> datetime | None:
+def moment(value: str | None, name: str) -> datetime | None:
     """An ISO 8601 time query parameter; UTC when it names no offset."""
-    value = params.get(name)
     if not value:
         return None
     text = value.strip().replace(" ", "+")  # an unescaped '+' of an offset arrives as ' '
@@ -284,9 +294,9 @@ def moment(params: QueryParams, name: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def statuses(params: QueryParams) -> tuple[str, ...] | None:
+def statuses(values: list[str] | None) -> tuple[str, ...] | None:
     """``runtimeStatus`` values (comma-separated and/or repeated), or None for any."""
-    names = [n.strip() for v in params.getlist("runtimeStatus") for n in v.split(",")]
+    names = [n.strip() for v in values or () for n in v.split(",")]
     names = [n for n in names if n]
     if not names:
         return None
@@ -299,12 +309,12 @@ def statuses(params: QueryParams) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(known[n.lower()] for n in names))
 
 
-def continuation(request: Request) -> int:
+def continuation(token: str | None) -> int:
     """The offset a ``x-ms-continuation-token`` header continues from."""
-    token = request.headers.get(CONTINUATION_HEADER, "").strip()
+    token = (token or "").strip()
     if token in ("", "null"):
         return 0
-    if not token.isdigit():
+    if not token.isdigit() or int(token) > MAX_COUNT:
         raise HttpApiError(400, f"invalid {CONTINUATION_HEADER} header {token!r}")
     return int(token)
 
@@ -319,8 +329,26 @@ def _timestamp(value: datetime | None) -> float | None:
 
 # -- the application ------------------------------------------------------------------------
 
-app = FastAPI(title="ray-durable", docs_url=None, redoc_url=None, openapi_url=None)
+
+def _task_hub(request: Request, task_hub: TaskHub = None) -> None:
+    """Every route's ``taskHub``: another hub's name is 404, as Durable Functions answers."""
+    served = getattr(request.app.state, "hub", None)
+    if task_hub and served is not None and task_hub != served:
+        raise HttpApiError(404, f"this API serves task hub {served!r}, not {task_hub!r}")
+
+
+# The schema is served below the API's prefix (``.../durabletask/openapi.json``), behind the
+# same guard (bearer token) as every route; the interactive docs pages are not served.
+app = FastAPI(
+    title="ray-durable",
+    description="Durable Functions compatible management API of a ray-durable task hub",
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=OPENAPI_PATH,
+    dependencies=[Depends(_task_hub)],
+)
 app.add_middleware(RequestGuard)
+setattr(app, "openapi", lambda: openapi(app))  # noqa: B010 (a method FastAPI calls)
 
 
 @app.exception_handler(HttpApiError)
@@ -341,7 +369,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 @app.exception_handler(RequestValidationError)
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return HttpApiError(400, str(exc), "ValidationError").response()
+    # 400, not FastAPI's 422: Durable Functions answers a bad query value with 400.
+    return HttpApiError(400, validation_message(exc), "ValidationError").response()
 
 
 def _accepted() -> Response:
@@ -353,6 +382,26 @@ def _text(body: bytes) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise HttpApiError(400, "request content is neither JSON nor UTF-8 text") from None
+
+
+#: the operations of ``POST instances/{id}/{operation}`` (``restart`` has a route of its own)
+OPERATIONS = ("terminate", "suspend", "resume", "rewind")
+Operation = Annotated[str, Path(json_schema_extra={"enum": list(OPERATIONS)})]
+Reason = Annotated[str | None, Query(description="recorded in the history")]
+NewId = Annotated[Flag, flag("restartWithNewInstanceId", "restart under a new instance id")]
+ShowInput = Annotated[Flag, flag("showInput", "include the instance's input")]
+EVENT_BODY = body_doc("the event's data (JSON)")
+START_BODY = body_doc("the orchestration's input (JSON)")
+SIGNAL_BODY = body_doc("the operation's input (JSON, or text passed as a string)", text=True)
+PURGED_OR_ERROR = {"anyOf": [PURGED, ERROR]}
+#: What a route answers that accepts work (202 without a body) or starts an instance (202
+#: with its check-status payload); any other status is the error body (``answers``).
+ACCEPTED: dict[str, Any] = {
+    "status_code": 202,
+    "response_class": Response,
+    "responses": answers(s202=("accepted", None)),
+}
+STARTED: dict[str, Any] = {"status_code": 202, "responses": answers(s202=("started", CHECK_STATUS))}
 
 
 # Serve pickles this class when it is decorated: whatever its methods use must be defined
@@ -373,6 +422,7 @@ class DurableHttpApi:
         logs.configure()
         self.hub = hub
         self.client = DurableClient.connect(hub=hub)
+        app.state.hub = hub
         app.state.guard = GuardSettings(token_sha256, max_body_bytes)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -387,13 +437,7 @@ class DurableHttpApi:
                 logs.event(log, logging.ERROR, "request failed", exc_info=True, hub=self.hub)
             raise error from exc
 
-    def _check_hub(self, request: Request) -> None:
-        hub = request.query_params.get("taskHub")
-        if hub and hub != self.hub:
-            raise HttpApiError(404, f"this API serves task hub {self.hub!r}, not {hub!r}")
-
-    async def _record(self, request: Request, instance_id: str) -> Any:
-        self._check_hub(request)
+    async def _record(self, instance_id: str) -> Any:
         # The client's own get_status would unpickle every value; the views decode leniently.
         record, _ = await self._run(self.client.get_record_async, instance_id, False)
         if record is None:
@@ -407,72 +451,91 @@ class DurableHttpApi:
 
     # -- orchestrations -------------------------------------------------------------------
 
-    @app.post("/orchestrators/{name}")
-    async def start(self, request: Request, name: str) -> JSONResponse:
+    @app.post("/orchestrators/{name}", **STARTED, openapi_extra=START_BODY)
+    async def start(self, request: Request, name: str, version: str | None = None) -> JSONResponse:
         """Start an orchestration; 202 with the check-status payload."""
-        return await self._start(request, name, None)
+        return await self._start(request, name, None, version)
 
-    @app.post("/orchestrators/{name}/{instance_id}")
-    async def start_with_id(self, request: Request, name: str, instance_id: str) -> JSONResponse:
+    @app.post("/orchestrators/{name}/{instance_id}", **STARTED, openapi_extra=START_BODY)
+    async def start_with_id(
+        self, request: Request, name: str, instance_id: str, version: str | None = None
+    ) -> JSONResponse:
         """Start an orchestration with a chosen instance id."""
-        return await self._start(request, name, instance_id)
+        return await self._start(request, name, instance_id, version)
 
-    async def _start(self, request: Request, name: str, instance_id: str | None) -> JSONResponse:
-        self._check_hub(request)
+    async def _start(
+        self, request: Request, name: str, instance_id: str | None, version: str | None
+    ) -> JSONResponse:
         data = json_body(await request.body())
-        version = request.query_params.get("version") or None
-        iid = await self._run(self.client.start_new_async, name, data, instance_id, version)
+        iid = await self._run(self.client.start_new_async, name, data, instance_id, version or None)
         return self._check_status(request, iid)
 
-    @app.get("/instances/{instance_id}")
-    async def get_status(self, request: Request, instance_id: str) -> JSONResponse:
+    @app.get(
+        "/instances/{instance_id}",
+        responses=answers(
+            s200=("finished", STATUS),
+            s202=("still running", STATUS),
+            s500=("failed, with returnInternalServerErrorOnFailure=true", STATUS),
+        ),
+    )
+    async def get_status(
+        self,
+        request: Request,
+        instance_id: str,
+        show_history: Annotated[Flag, flag("showHistory", "include the history")] = False,
+        show_output: Annotated[Flag, flag("showHistoryOutput", "with outputs")] = False,
+        show_input: ShowInput = True,
+        failure_500: Annotated[
+            Flag, flag("returnInternalServerErrorOnFailure", "answer 500 if it failed")
+        ] = False,
+    ) -> JSONResponse:
         """An instance's status: 202 while it runs, 200 once finished, 404 if unknown."""
-        self._check_hub(request)
-        params = request.query_params
-        show_history = flag(params, "showHistory", False)
         record, history = await self._run(self.client.get_record_async, instance_id, show_history)
         if record is None:
             raise HttpApiError(404, f"no orchestration instance with id {instance_id!r}")
         body = status_payload(
-            record,
-            show_input=flag(params, "showInput", True),
-            history=history,
-            show_history_output=flag(params, "showHistoryOutput", False),
+            record, show_input=show_input, history=history, show_history_output=show_output
         )
         if is_running(record.status):
             headers = {"Location": str(request.url), "Retry-After": RETRY_AFTER_RUNNING}
             return JSONResponse(body, status_code=202, headers=headers)
         failed = record.status == OrchestrationStatus.FAILED
-        code = 500 if failed and flag(params, "returnInternalServerErrorOnFailure", False) else 200
-        return JSONResponse(body, status_code=code)
+        return JSONResponse(body, status_code=500 if failed and failure_500 else 200)
 
-    @app.get("/instances")
-    async def query(self, request: Request) -> JSONResponse:
+    @app.get("/instances", responses=answers(s200=("a page", {"type": "array", "items": STATUS})))
+    async def query(
+        self,
+        runtime_status: Statuses = None,
+        created_from: Annotated[str | None, time_query("createdTimeFrom", "from")] = None,
+        created_to: Annotated[str | None, time_query("createdTimeTo", "to")] = None,
+        prefix: Prefix = None,
+        top: PageSize = DEFAULT_PAGE_SIZE,
+        show_input: ShowInput = True,
+        token: Continuation = None,
+    ) -> JSONResponse:
         """Instances matching the filters, a page at a time (``x-ms-continuation-token``)."""
-        self._check_hub(request)
-        params = request.query_params
-        top = integer(params, "top", DEFAULT_PAGE_SIZE, low=1)
-        offset = continuation(request)
+        offset = continuation(token)
         query = InstanceQuery(
-            statuses(params),
-            _timestamp(moment(params, "createdTimeFrom")),
-            _timestamp(moment(params, "createdTimeTo")),
-            params.get("instanceIdPrefix") or None,
+            statuses(runtime_status),
+            _timestamp(moment(created_from, "createdTimeFrom")),
+            _timestamp(moment(created_to, "createdTimeTo")),
+            prefix or None,
             top + 1,  # one more than asked tells whether a next page exists
             offset,
         )
         records = await self._run(self.client.query_records_async, query)
-        show_input = flag(params, "showInput", True)
         body = [status_payload(r, show_input=show_input) for r in records[:top]]
         response = JSONResponse(body)
         if len(records) > top:
             response.headers[CONTINUATION_HEADER] = str(offset + top)
         return response
 
-    @app.post("/instances/{instance_id}/raiseEvent/{event_name}")
+    @app.post(
+        "/instances/{instance_id}/raiseEvent/{event_name}", **ACCEPTED, openapi_extra=EVENT_BODY
+    )
     async def raise_event(self, request: Request, instance_id: str, event_name: str) -> Response:
         """Send an external event (JSON body); 410 once the instance finished."""
-        record = await self._record(request, instance_id)
+        record = await self._record(instance_id)
         if not is_running(record.status):
             raise HttpApiError(410, f"instance {instance_id!r} is {record.status}")
         if _media_type(request) != "application/json":
@@ -481,109 +544,133 @@ class DurableHttpApi:
         await self._run(self.client.raise_event, instance_id, event_name, data)
         return _accepted()
 
-    @app.post("/instances/{instance_id}/{operation}")
-    async def operate(self, request: Request, instance_id: str, operation: str) -> Response:
-        """terminate, suspend, resume (202; 410 once finished), restart, rewind."""
+    @app.post("/instances/{instance_id}/restart", **STARTED)
+    async def restart(self, request: Request, instance_id: str, new_id: NewId = True) -> Response:
+        """Start a finished (or running) instance again with its input; 202 with its URLs."""
+        await self._record(instance_id)
+        iid = await self._run(self.client.restart, instance_id, new_id)
+        return self._check_status(request, iid)
+
+    @app.post("/instances/{instance_id}/{operation}", **ACCEPTED)
+    async def operate(
+        self,
+        request: Request,
+        instance_id: str,
+        operation: Operation,
+        reason: Reason = None,
+        new_id: NewId = True,
+    ) -> Response:
+        """terminate, suspend, resume (202; 410 once finished), rewind."""
         op = operation.lower()
-        if op not in ("terminate", "suspend", "resume", "restart", "rewind"):
+        if op == "restart":  # any case, as before the route of its own
+            return await self.restart(request, instance_id, new_id)
+        if op not in OPERATIONS:
             raise HttpApiError(404, f"no operation {operation!r} on instances")
-        record = await self._record(request, instance_id)
-        if op == "restart":
-            new_id = flag(request.query_params, "restartWithNewInstanceId", True)
-            iid = await self._run(self.client.restart, instance_id, new_id)
-            return self._check_status(request, iid)
+        record = await self._record(instance_id)
         if op == "rewind":
             if record.status != OrchestrationStatus.FAILED:
                 raise HttpApiError(412, f"instance {instance_id!r} is {record.status}, not Failed")
             raise HttpApiError(501, "rewind is not supported; restart the instance instead")
         if not is_running(record.status):
             raise HttpApiError(410, f"instance {instance_id!r} is {record.status}")
-        reason = request.query_params.get("reason") or ""
-        await self._run(getattr(self.client, op), instance_id, reason)
+        await self._run(getattr(self.client, op), instance_id, reason or "")
         return _accepted()
 
-    @app.delete("/instances/{instance_id}")
-    async def purge(self, request: Request, instance_id: str) -> JSONResponse:
+    @app.delete("/instances/{instance_id}", responses=answers(s200=("purged", PURGED)))
+    async def purge(self, instance_id: str) -> JSONResponse:
         """Delete a finished instance's history; 412 while it runs."""
-        record = await self._record(request, instance_id)
+        record = await self._record(instance_id)
         if is_running(record.status):
             raise HttpApiError(412, f"instance {instance_id!r} is {record.status}; terminate it")
         deleted = await self._run(self.client.purge_instance_history, instance_id)
         return JSONResponse({"instancesDeleted": deleted})
 
-    @app.delete("/instances")
-    async def purge_by(self, request: Request) -> JSONResponse:
+    @app.delete(
+        "/instances",
+        responses=answers(s200=("purged", PURGED), s404=("none matched", PURGED_OR_ERROR)),
+    )
+    async def purge_by(
+        self,
+        runtime_status: Statuses = None,
+        created_from: Annotated[str | None, time_query("createdTimeFrom", "required")] = None,
+        created_to: Annotated[str | None, time_query("createdTimeTo", "default: now")] = None,
+        prefix: Prefix = None,
+    ) -> JSONResponse:
         """Delete finished instances by filter (``createdTimeFrom`` required); 404 if none."""
-        self._check_hub(request)
-        params = request.query_params
-        created_from = moment(params, "createdTimeFrom")
-        if created_from is None:
+        since = moment(created_from, "createdTimeFrom")
+        if since is None:
             raise HttpApiError(400, "Please provide value for 'createdTimeFrom' parameter.")
-        created_to = moment(params, "createdTimeTo") or datetime.now(timezone.utc)
-        prefix = params.get("instanceIdPrefix") or None
+        until = moment(created_to, "createdTimeTo") or datetime.now(timezone.utc)
         deleted = await self._run(
             self.client.purge_instance_history_by,
-            created_from,
-            created_to,
-            statuses(params),
-            prefix,
+            since,
+            until,
+            statuses(runtime_status),
+            prefix or None,
         )
         body = {"instancesDeleted": deleted}
         return JSONResponse(body, status_code=200 if deleted else 404)
 
     # -- entities -------------------------------------------------------------------------
 
-    @app.post("/entities/{name}/{key}")
-    async def signal(self, request: Request, name: str, key: str) -> Response:
+    @app.post("/entities/{name}/{key}", **ACCEPTED, openapi_extra=SIGNAL_BODY)
+    async def signal(
+        self,
+        request: Request,
+        name: str,
+        key: str,
+        op: Annotated[str, Query(min_length=1, description="the operation (?op=add)")],
+    ) -> Response:
         """Signal an entity operation (``?op=``); 202 once it is durably applied."""
-        self._check_hub(request)
         body = await request.body()
         data: Any = None
         if body and _media_type(request) == "application/json":
             data = json_body(body)
         elif body:
             data = _text(body)  # Durable Functions passes other content as a string
-        operation = request.query_params.get("op")
-        if not operation:
-            raise HttpApiError(
-                400, "query parameter op: required, the entity operation to signal (?op=add)"
-            )
-        await self._run(self.client.signal_entity, EntityId(name, key), operation, data)
+        await self._run(self.client.signal_entity, EntityId(name, key), op, data)
         return _accepted()
 
-    @app.delete("/entities/{name}/{key}")
-    async def delete_entity(self, request: Request, name: str, key: str) -> Response:
+    @app.delete("/entities/{name}/{key}", **ACCEPTED)
+    async def delete_entity(self, name: str, key: str) -> Response:
         """Signal the entity's ``delete`` operation (as Durable Functions does)."""
-        self._check_hub(request)
         await self._run(self.client.signal_entity, EntityId(name, key), "delete", None)
         return _accepted()
 
-    @app.get("/entities/{name}/{key}")
-    async def read_entity(self, request: Request, name: str, key: str) -> JSONResponse:
+    @app.get("/entities/{name}/{key}", responses=answers(s200=("its state", {})))
+    async def read_entity(self, name: str, key: str) -> JSONResponse:
         """The entity's state as JSON; 404 if it has none."""
-        self._check_hub(request)
         eid = EntityId(name, key)
         row = await self._run(self.client.read_entity_record_async, eid)
         if row is None or not row[1]:
             raise HttpApiError(404, f"entity {eid} has no state")
         return JSONResponse(state_view(row[0]))
 
-    @app.get("/entities")
-    async def list_all_entities(self, request: Request) -> JSONResponse:
+    @app.get("/entities", responses=answers(s200=("a page", ENTITY_PAGE)))
+    async def list_all_entities(
+        self,
+        top: PageSize = DEFAULT_PAGE_SIZE,
+        state: FetchState = False,
+        token: Continuation = None,
+    ) -> JSONResponse:
         """Every stored entity, a page at a time."""
-        return await self._list_entities(request, None)
+        return await self._list_entities(None, top, state, token)
 
-    @app.get("/entities/{name}")
-    async def list_entities(self, request: Request, name: str) -> JSONResponse:
+    @app.get("/entities/{name}", responses=answers(s200=("a page", ENTITY_PAGE)))
+    async def list_entities(
+        self,
+        name: str,
+        top: PageSize = DEFAULT_PAGE_SIZE,
+        state: FetchState = False,
+        token: Continuation = None,
+    ) -> JSONResponse:
         """Stored entities of one name, a page at a time."""
-        return await self._list_entities(request, name)
+        return await self._list_entities(name, top, state, token)
 
-    async def _list_entities(self, request: Request, name: str | None) -> JSONResponse:
-        self._check_hub(request)
-        params = request.query_params
-        top = integer(params, "top", DEFAULT_PAGE_SIZE, low=1)
-        fetch_state = flag(params, "fetchState", False)
-        offset = continuation(request)
+    async def _list_entities(
+        self, name: str | None, top: int, fetch_state: bool, token: str | None
+    ) -> JSONResponse:
+        offset = continuation(token)
         page, more = await self._run(self.client.get_entities, name, top, offset)
         body = []
         for meta in page:
@@ -600,6 +687,26 @@ class DurableHttpApi:
         if more is not None:
             response.headers[CONTINUATION_HEADER] = str(more)
         return response
+
+    # -- quarantined work ----------------------------------------------------------------
+
+    @app.get("/quarantine", responses=answers(s200=("the list", QUARANTINE_LIST)))
+    async def quarantined(self) -> JSONResponse:
+        """Work set aside as poison, oldest first."""
+        items = await self._run(self.client.list_quarantined)
+        return JSONResponse([quarantined_payload(item) for item in items])
+
+    @app.post("/quarantine/{item_id}/retry", responses=answers(s200=("retried", QUARANTINED)))
+    async def retry_quarantined(self, item_id: str) -> JSONResponse:
+        """Run a quarantined item again; 404 if the list has no such id."""
+        item = await self._run(self.client.retry_quarantined, item_id)
+        return JSONResponse(quarantined_payload(item))
+
+    @app.delete("/quarantine/{item_id}", responses=answers(s200=("discarded", QUARANTINED)))
+    async def discard_quarantined(self, item_id: str) -> JSONResponse:
+        """Drop a quarantined item from the list (the instance stays Failed)."""
+        item = await self._run(self.client.discard_quarantined, item_id)
+        return JSONResponse(quarantined_payload(item))
 
 
 # -- starting and stopping ------------------------------------------------------------------

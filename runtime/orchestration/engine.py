@@ -365,7 +365,7 @@ class _EventWithTimeout(Task):
 def _name_of(target: Any, argument: str) -> str:
     expected = "a registered function or its name"
     if isinstance(target, str):
-        if not target:
+        if not target or "\x00" in target:  # a store's text cannot hold NUL (PostgreSQL)
             raise InvalidArgumentError.of(argument, expected, target)
         return target
     name = getattr(target, "name", None) or getattr(target, "__name__", None)
@@ -375,8 +375,8 @@ def _name_of(target: Any, argument: str) -> str:
 
 
 def _non_empty(argument: str, value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgumentError.of(argument, "a non-empty string", value)
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise InvalidArgumentError.of(argument, "a non-empty string without NUL", value)
 
 
 def _timedelta(argument: str, value: Any, optional: bool = False) -> None:
