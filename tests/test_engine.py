@@ -707,3 +707,14 @@ def test_a_timer_due_at_another_time_is_non_determinism_naming_both_times():
     assert "a durable timer due 2026-01-01T00:05:00+00:00" in message
     assert "schedules a durable timer due 2026-01-01T00:10:00+00:00" in message
     assert OrchestrationExecutor(sleeps(5), "i1").execute(run.history, []).status == "Running"
+
+
+def test_an_answer_repeated_while_suspended_is_recorded_once():
+    run = Run(chain, input=1)
+    run.feed(h.ExecutionSuspended("pause"))
+    run.feed(h.TaskCompleted(0, 2))
+    step = run.feed(h.TaskCompleted(0, 2))
+    assert step.new_events == [h.OrchestratorStarted(T0)]
+    assert sum(isinstance(e, h.TaskCompleted) for e in run.history) == 1
+    run.feed(h.ExecutionResumed("go"))
+    assert [e.name for e in run.scheduled()] == ["double"]

@@ -424,6 +424,7 @@ class _ExecutionState:
         self._done: Step | None = None
         self.suspended = False
         self._held: list[h.HistoryEvent] = []
+        self._held_answers: set[int] = set()
         self._continue: h.ContinuedAsNew | None = None
         #: the end the code reached while replaying, until history shows it recorded there
         self._ending: h.HistoryEvent | None = None
@@ -529,6 +530,12 @@ class OrchestrationExecutor(_ExecutionState):
     def _apply(self, event: h.HistoryEvent, replay: bool) -> bool:
         if self.suspended and not isinstance(event, _NEVER_HELD):
             # Recorded now, applied on resume: replay holds and releases them the same way.
+            if isinstance(event, h.COMPLETIONS):
+                seq = event.seq
+                late = seq not in self._scheduled or seq in self._held_answers
+                if late and not replay:
+                    return False  # a late or repeated answer: recorded once, as when running
+                self._held_answers.add(seq)
             self._held.append(event)
             return True
         handler = _HANDLERS.get(type(event))
@@ -608,6 +615,7 @@ class OrchestrationExecutor(_ExecutionState):
             return True
         self.suspended = False
         held, self._held = self._held, []
+        self._held_answers.clear()
         for waiting in held:
             if self._done is None:
                 self._apply_held(waiting, replay)
