@@ -425,11 +425,30 @@ def test_replay_from_every_committed_prefix_continues_as_the_live_run(program, d
             _check_continuation(execution, combined, k, combined.execute(prefix, following))
 
 
+def _check_well_formed(history: list[h.HistoryEvent]) -> None:
+    """Each action recorded once, each answer once and after its action, each release of a
+    lock that was asked for, and the end last."""
+    actions: dict[int, h.HistoryEvent] = {}
+    answered: set[int] = set()
+    for index, e in enumerate(history):
+        if isinstance(e, ACTIONS):
+            assert e.seq not in actions, f"action #{e.seq} recorded twice: {e}"
+            actions[e.seq] = e
+        if isinstance(e, h.COMPLETIONS):
+            assert e.seq in actions and e.seq not in answered, f"a stray or repeated {e}"
+            answered.add(e.seq)
+        if isinstance(e, h.LockReleased):
+            assert isinstance(actions.get(e.lock_seq), h.LockRequested), f"{e} of no request"
+        if isinstance(e, TERMINAL):
+            assert index == len(history) - 1, f"{e} is not the last event"
+
+
 @PROFILE
 @given(program=PROGRAMS, data=st.data())
 def test_the_stored_history_replays_to_the_same_outcome_with_nothing_new(program, data):
-    """(b) Replaying a whole history, as stored by the codec, changes nothing."""
+    """(b) A history is well formed, and replaying it as stored by the codec changes nothing."""
     for execution in World(data, program).run():
+        _check_well_formed(execution.history)
         stored = [decode_event(encode_event(e)) for e in execution.history]
         assert stored == execution.history
         replayed = OrchestrationExecutor(execution.fn, IID)
