@@ -618,3 +618,121 @@ def test_an_answered_activity_leaves_no_dispatch_target_behind():
     run.feed(h.TaskCompleted(0, 0), h.TaskCompleted(1, 1))
     assert sorted(run.ex.targets) == [2]  # a wide fan-out would keep one per answered task
     assert run.feed(h.TaskCompleted(2, 2)).output == 3 and run.ex.targets == {}
+
+
+# Found by the property tests (tests/test_engine_properties.py), one test per bug.
+
+
+def test_a_step_suspended_after_its_completion_replays_the_action_it_took():
+    # One batch: the completion runs the code (which schedules "double"), then the suspension.
+    run = Run(chain, input=1)
+    run.feed(h.TaskCompleted(0, 2), h.ExecutionSuspended("pause"))
+    assert [e.name for e in run.scheduled()] == ["double"]
+    ex, step = run.replay()
+    assert step.status == "Suspended" and step.new_events == []
+    assert [e.seq for e in ex.open_actions()] == [1]
+
+
+def test_a_first_yield_of_a_task_already_complete_goes_on():
+    def nothing_to_wait_for(ctx, _):
+        done = yield ctx.task_all([])
+        return (done, (yield ctx.call_activity("a")))
+
+    run = Run(nothing_to_wait_for)
+    assert [e.name for e in run.scheduled()] == ["a"]
+    assert run.feed(h.TaskCompleted(0, 1)).output == ([], 1)
+
+
+def locks_after_a(ctx, _):
+    yield ctx.call_activity("a")
+    with (yield ctx.lock("Counter@x")):
+        yield ctx.call_entity("Counter@x", "add", 1)
+
+
+def test_a_lock_request_that_dies_with_its_step_is_never_released():
+    # The completion makes the code ask for the lock, the termination in the same batch ends
+    # the execution: the request is never sent, so no entity waits for a release.
+    run = Run(locks_after_a)
+    step = run.feed(h.TaskCompleted(0), h.ExecutionTerminated("stop"))
+    assert step.status == "Terminated"
+    assert not [e for e in step.new_events if isinstance(e, (h.LockRequested, h.LockReleased))]
+    _, replayed = run.replay()
+    assert replayed.status == "Terminated" and replayed.new_events == []
+
+
+def test_the_release_of_a_lock_still_on_its_way_at_termination_replays():
+    run = Run(locks_after_a)
+    run.feed(h.TaskCompleted(0))
+    step = run.feed(h.ExecutionTerminated("stop"))
+    assert [e.lock_seq for e in step.new_events if isinstance(e, h.LockReleased)] == [1]
+    _, replayed = run.replay()
+    assert replayed.status == "Terminated" and replayed.new_events == []
+
+
+def test_replay_reports_the_events_continue_as_new_carried():
+    def eternal(ctx, n):
+        yield ctx.call_activity("tick")
+        ctx.continue_as_new(n + 1)
+
+    run = Run(eternal, input=0)
+    step = run.feed(h.TaskCompleted(0), h.EventRaised("later", "x"))
+    _, replayed = run.replay()
+    assert replayed.continued_as_new == step.continued_as_new
+    assert replayed.continued_as_new.carried == (h.EventRaised("later", "x"),)
+
+
+def test_code_that_now_ends_where_history_went_on_is_non_determinism():
+    def waits(ctx, _):
+        return (yield ctx.wait_for_external_event("E"))
+
+    run = Run(waits)
+    step = OrchestrationExecutor(lambda ctx: "done", "i1").execute(run.history, [])
+    assert step.failure.error_type == "NonDeterminismError", step
+    assert "ends the execution (Completed) where the history recorded it going on" in str(
+        step.failure.message
+    )
+    assert step.new_events[-1].status == "Failed"  # the instance's end is recorded
+
+    run.feed(h.EventRaised("E", 1))  # the history now ends one episode later
+    step = OrchestrationExecutor(lambda ctx: "done", "i1").execute(run.history, [])
+    assert step.failure.error_type == "NonDeterminismError", step
+
+
+def test_code_that_now_goes_on_where_history_ended_is_non_determinism():
+    run = Run(lambda ctx: "done")
+
+    def waits(ctx, _):
+        return (yield ctx.wait_for_external_event("E"))
+
+    step = OrchestrationExecutor(waits, "i1").execute(run.history, [])
+    assert step.failure.error_type == "NonDeterminismError"
+    assert "the history recorded the execution ending (Completed) but the code now goes on" in (
+        step.failure.message
+    )
+
+
+def test_a_timer_due_at_another_time_is_non_determinism_naming_both_times():
+    def sleeps(minutes):
+        def orchestrator(ctx, _):
+            yield ctx.create_timer(timedelta(minutes=minutes))
+
+        return orchestrator
+
+    run = Run(sleeps(5))
+    step = OrchestrationExecutor(sleeps(10), "i1").execute(run.history, [])
+    assert step.failure.error_type == "NonDeterminismError"
+    message = step.failure.message
+    assert "a durable timer due 2026-01-01T00:05:00+00:00" in message
+    assert "schedules a durable timer due 2026-01-01T00:10:00+00:00" in message
+    assert OrchestrationExecutor(sleeps(5), "i1").execute(run.history, []).status == "Running"
+
+
+def test_an_answer_repeated_while_suspended_is_recorded_once():
+    run = Run(chain, input=1)
+    run.feed(h.ExecutionSuspended("pause"))
+    run.feed(h.TaskCompleted(0, 2))
+    step = run.feed(h.TaskCompleted(0, 2))
+    assert step.new_events == [h.OrchestratorStarted(T0)]
+    assert sum(isinstance(e, h.TaskCompleted) for e in run.history) == 1
+    run.feed(h.ExecutionResumed("go"))
+    assert [e.name for e in run.scheduled()] == ["double"]

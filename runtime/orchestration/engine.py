@@ -428,7 +428,10 @@ class _ExecutionState:
         self._done: Step | None = None
         self.suspended = False
         self._held: list[h.HistoryEvent] = []
+        self._held_answers: set[int] = set()
         self._continue: h.ContinuedAsNew | None = None
+        #: the end the code reached while replaying, until history shows it recorded there
+        self._ending: h.HistoryEvent | None = None
         self._out: list[h.HistoryEvent] = []
 
     # -- called by the context -------------------------------------------------------
@@ -529,10 +532,14 @@ class OrchestrationExecutor(_ExecutionState):
     # -- applying events --------------------------------------------------------------
 
     def _apply(self, event: h.HistoryEvent, replay: bool) -> bool:
-        if self.suspended and not isinstance(
-            event, (h.ExecutionResumed, h.ExecutionTerminated, h.OrchestratorStarted)
-        ):
+        if self.suspended and not isinstance(event, _NEVER_HELD):
             # Recorded now, applied on resume: replay holds and releases them the same way.
+            if isinstance(event, h.COMPLETIONS):
+                seq = event.seq
+                late = seq not in self._scheduled or seq in self._held_answers
+                if late and not replay:
+                    return False  # a late or repeated answer: recorded once, as when running
+                self._held_answers.add(seq)
             self._held.append(event)
             return True
         handler = _HANDLERS.get(type(event))
@@ -617,6 +624,7 @@ class OrchestrationExecutor(_ExecutionState):
             return True
         self.suspended = False
         held, self._held = self._held, []
+        self._held_answers.clear()
         for waiting in held:
             if self._done is None:
                 self._apply_held(waiting, replay)
@@ -632,7 +640,20 @@ class OrchestrationExecutor(_ExecutionState):
             if not replay:
                 raise
 
-    def _on_history_only(self, event: h.HistoryEvent, replay: bool) -> bool:
+    def _on_ended(self, event: h.HistoryEvent, replay: bool) -> bool:
+        # Where the execution ends is checked here; how it ends (its status, its output) is
+        # the Replayer's to compare, with the code's own failure in its report.
+        ending, self._ending = self._ending, None
+        if ending is None:
+            raise NonDeterminismError(
+                f"non-deterministic orchestrator: the history recorded the execution ending "
+                f"({_end_of(event)}) but the code now goes on there. {_CAUSE}"
+            )
+        if isinstance(event, h.ContinuedAsNew) and self._done is not None:
+            if self._done.continued_as_new is not None:
+                # The record also carries what arrived after the code continued as new (see
+                # _carry_over), which replaying the code alone cannot know.
+                self._done.continued_as_new = event
         return True
 
     # -- running the generator --------------------------------------------------------
@@ -646,6 +667,7 @@ class OrchestrationExecutor(_ExecutionState):
         if inspect.isgenerator(result):
             self._gen = result
             self._advance(lambda: next(self._gen))
+            self._resume()  # its first yield may be a task complete already (task_all([]))
         else:
             self._finish(result)
 
@@ -710,17 +732,22 @@ class OrchestrationExecutor(_ExecutionState):
         # one-way messages do not: signals and the releases of critical sections (run by
         # closing the generator) were sent by the step that ends the execution.
         sent = {s: a for s, a in self._pending.items() if isinstance(a, _ONE_WAY)}
+        unsent = set(self._pending) - set(sent)
         self._pending.clear()
+        # An execution never ends holding entities, nor with a grant still on its way; a
+        # request that dies unsent with this step was never seen by its entities.
+        held = [self.held_lock] if self.held_lock is not None else []
+        asked = [r for seq, r in self._lock_requests.items() if seq not in unsent]
+        self.held_lock = None
+        self._lock_requests.clear()
+        for lock in [*held, *asked]:
+            release = self._released(lock)
+            sent[release.seq] = release
         if self.is_replaying:
             self._pending.update(sent)  # matched by the recorded events that follow
+            self._ending = event
         else:
             self._out.extend(sent[seq] for seq in sorted(sent))
-            # An execution never ends holding entities, nor with a grant still on its way.
-            held = [self.held_lock] if self.held_lock is not None else []
-            self.held_lock = None
-            for lock in [*held, *self._lock_requests.values()]:
-                self._out.append(self._released(lock))
-            self._lock_requests.clear()
             self._out.append(event)
 
     def _close_generator(self) -> None:
@@ -739,6 +766,11 @@ class OrchestrationExecutor(_ExecutionState):
         if self._pending:
             seq = min(self._pending)
             raise NonDeterminismError(_mismatch(seq, None, self._pending[seq]))
+        if self._ending is not None:
+            raise NonDeterminismError(
+                f"non-deterministic orchestrator: the code now ends the execution "
+                f"({_end_of(self._ending)}) where the history recorded it going on. {_CAUSE}"
+            )
 
     def _step(self) -> Step:
         step = self._done or Step(
@@ -752,6 +784,24 @@ class OrchestrationExecutor(_ExecutionState):
 #: Actions that are messages, not tasks: kept when the step that sends them ends the execution.
 _ONE_WAY = (h.EntitySignaled, h.LockReleased)
 
+#: What a suspension does not hold back: the client's controls, episode starts, and the
+#: records of what the code itself did (a step that is suspended after its completion ran
+#: the code still records the actions that completion caused, and replay must match them).
+_NEVER_HELD = (
+    h.ExecutionResumed,
+    h.ExecutionTerminated,
+    h.OrchestratorStarted,
+    h.TaskScheduled,
+    h.TimerCreated,
+    h.SubOrchestrationCreated,
+    h.EntityCalled,
+    h.EntitySignaled,
+    h.LockRequested,
+    h.LockReleased,
+    h.ExecutionCompleted,
+    h.ContinuedAsNew,
+)
+
 
 def _takes_input(fn: Callable[..., Any]) -> bool:
     try:
@@ -764,7 +814,8 @@ def _takes_input(fn: Callable[..., Any]) -> bool:
 
 def _key(action: Any) -> tuple[Any, ...]:
     if isinstance(action, h.TimerCreated):
-        return ()
+        # A timer due at another time diverges too: the code would go on when it did not ask.
+        return (action.fire_at,)
     if isinstance(action, (h.EntityCalled, h.EntitySignaled)):
         return (action.entity, action.operation)
     if isinstance(action, (h.LockRequested, h.LockReleased)):
@@ -774,11 +825,11 @@ def _key(action: Any) -> tuple[Any, ...]:
     return (action.name,)
 
 
-def _describe(action: Any) -> str:
+def _describe(action: Any, timed: bool = False) -> str:
     if action is None:
         return "nothing"
     if isinstance(action, h.TimerCreated):
-        return "a durable timer"
+        return f"a durable timer due {action.fire_at.isoformat()}" if timed else "a durable timer"
     if isinstance(action, h.SubOrchestrationCreated):
         return f"sub-orchestration {action.name!r} ({action.instance_id})"
     if isinstance(action, (h.EntityCalled, h.EntitySignaled)):
@@ -790,13 +841,25 @@ def _describe(action: Any) -> str:
     return f"activity {action.name!r}"
 
 
+_CAUSE = (
+    "Most likely the orchestrator's code changed after this instance started; "
+    "deploy changed code under a new version (or a new task hub) instead."
+)
+
+
 def _mismatch(seq: int, recorded: Any, now: Any) -> str:
+    timed = isinstance(recorded, h.TimerCreated) and isinstance(now, h.TimerCreated)
     return (
         f"non-deterministic orchestrator: at action #{seq} the history recorded "
-        f"{_describe(recorded)} but the code now schedules {_describe(now)}. "
-        "Most likely the orchestrator's code changed after this instance started; "
-        "deploy changed code under a new version (or a new task hub) instead."
+        f"{_describe(recorded, timed)} but the code now schedules {_describe(now, timed)}. "
+        f"{_CAUSE}"
     )
+
+
+def _end_of(event: Any) -> str:
+    if isinstance(event, h.ContinuedAsNew):
+        return str(OrchestrationStatus.CONTINUED_AS_NEW)
+    return str(event.status)
 
 
 _HANDLERS: dict[type, Callable[[OrchestrationExecutor, Any, bool], bool]] = {
@@ -822,6 +885,6 @@ _HANDLERS: dict[type, Callable[[OrchestrationExecutor, Any, bool], bool]] = {
     h.LockReleased: OrchestrationExecutor._on_scheduled,
     h.ExecutionSuspended: OrchestrationExecutor._on_suspended,
     h.ExecutionResumed: OrchestrationExecutor._on_resumed,
-    h.ExecutionCompleted: OrchestrationExecutor._on_history_only,
-    h.ContinuedAsNew: OrchestrationExecutor._on_history_only,
+    h.ExecutionCompleted: OrchestrationExecutor._on_ended,
+    h.ContinuedAsNew: OrchestrationExecutor._on_ended,
 }

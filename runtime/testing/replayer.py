@@ -161,11 +161,11 @@ def replay_events(
     if failure is not None and failure.error_type == NonDeterminismError.__name__:
         seq, recorded, now = _parse_mismatch(failure.message)
         return ReplayResult(instance_id, name, status, failure.message, seq, recorded, now)
+    # The engine checks where the execution ends (code that goes on past a recorded end is
+    # non-determinism); how it ends is compared here, with the code's failure in the report.
     expected = _recorded_end(events)
     if expected is not None and expected != status:
         shown = f"ends {status}" + (f" ({failure})" if failure is not None else "")
-        if status in (OrchestrationStatus.RUNNING, OrchestrationStatus.SUSPENDED):
-            shown = "still waits where the history ended"
         error = f"the history ended {expected}, but the code now {shown}"
         return ReplayResult(instance_id, name, status, error)
     return ReplayResult(instance_id, name, status)
