@@ -92,7 +92,8 @@ class Drivers:
                 done = False
             elif code != 0:
                 if code != -signal.SIGKILL:
-                    self.failures.append(f"driver-{n} exited {code} (see driver-{n}.log)")
+                    lines = (self.workdir / f"driver-{n}.log").read_text().strip().splitlines()
+                    self.failures.append(f"driver-{n} exited {code}: {(lines or [''])[-1]}")
                 self.start(n)
                 done = False
         return done

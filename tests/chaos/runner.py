@@ -47,6 +47,7 @@ class Report:
     violations: list[str] = field(default_factory=list)
     instances: int = 0
     signals: int = 0
+    driver_errors: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         """The report printed at the end of a run."""
@@ -65,6 +66,13 @@ class Report:
             lines.append(
                 f"  {kind}: {count} ({timed}" + (f"; {unseen} unobserved)" if unseen else ")")
             )
+        slowest = sorted(
+            (f for f in self.faults if f.recovery is not None), key=lambda f: -(f.recovery or 0)
+        )[:3]
+        lines += [
+            f"  slowest: {f.kind} {f.target} at {f.at:.3f}: {f.recovery:.2f} s" for f in slowest
+        ]
+        lines += [f"  driver error (it was started again): {e}" for e in self.driver_errors]
         if self.skipped:
             lines.append(f"  skipped: {dict(self.skipped)}")
         verdict = "PASSED" if not self.violations else f"FAILED ({len(self.violations)})"
@@ -132,6 +140,7 @@ class ChaosRun:
         report.seconds = time.time() - began
         report.faults, report.skipped = self.injector.faults, self.injector.skipped
         report.instances = len(self.planned)
+        report.driver_errors = self.drivers.failures
         report.signals = len(self.drivers.procs) * self.size.driver_ops
         ray.shutdown()
         return report
