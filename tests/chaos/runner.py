@@ -16,6 +16,7 @@ from helpers import RAY_ARGS, query_store, wait_until
 from workflows import executions
 
 from runtime import Runtime
+from runtime.errors import DurableError
 from runtime.orchestration.status import OrchestrationStatus
 from tests.chaos import invariants as inv
 from tests.chaos.faults import Drivers, Fault, FaultInjector, RecoveryClock
@@ -164,27 +165,39 @@ class ChaosRun:
             self.client.start_new(p.orchestrator, input=p.input, instance_id=p.iid)
             time.sleep(self.rng.uniform(0, 0.2))
         ids = {p.iid for p in planned}
+        stuck: list[str] = []
         while time.time() - began < WAVE_TIMEOUT_SECONDS:
             statuses = self._statuses()
             ended = [i for i in ids if OrchestrationStatus(statuses[i]).is_terminal]
             drivers_done = self.drivers.check()
             if len(ended) == len(ids) and drivers_done:
-                return []
+                return stuck
             if stop_ray_at is not None and len(ended) >= stop_ray_at * len(ids):
                 self._stop_ray(ids - set(ended))
                 stop_ray_at = None
             for iid, at in list(events.items()):
                 if time.time() >= at:
-                    event = next(p.event for p in planned if p.iid == iid)
-                    self.client.raise_event(iid, "approve", event)
                     del events[iid]
+                    refused = self._raise(iid, next(p.event for p in planned if p.iid == iid))
+                    stuck += [refused] if refused else []
             time.sleep(0.5)
         statuses = self._statuses()
-        return [
+        return stuck + [
             f"{i} still {statuses[i]} after {WAVE_TIMEOUT_SECONDS:.0f} s (stuck)"
             for i in sorted(ids)
             if not OrchestrationStatus(statuses[i]).is_terminal
         ]
+
+    def _raise(self, iid: str, data: object) -> str | None:
+        """Raise the "approve" event once; a refusal is a violation (the instance waits)."""
+        try:
+            self.client.raise_event(iid, "approve", data)
+        except DurableError as exc:
+            return (
+                f"{iid}: raise_event, called once while the instance waited for it, "
+                f"failed with {type(exc).__name__}: {exc}"
+            )
+        return None
 
     def _stop_ray(self, live: set[str]) -> None:
         """Stop the whole Ray (only ours) and start the hub again on the same store."""
