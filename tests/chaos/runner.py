@@ -165,13 +165,13 @@ class ChaosRun:
             self.client.start_new(p.orchestrator, input=p.input, instance_id=p.iid)
             time.sleep(self.rng.uniform(0, 0.2))
         ids = {p.iid for p in planned}
-        stuck: list[str] = []
+        refusals: list[str] = []
         while time.time() - began < WAVE_TIMEOUT_SECONDS:
             statuses = self._statuses()
             ended = [i for i in ids if OrchestrationStatus(statuses[i]).is_terminal]
             drivers_done = self.drivers.check()
             if len(ended) == len(ids) and drivers_done:
-                return stuck
+                return refusals
             if stop_ray_at is not None and len(ended) >= stop_ray_at * len(ids):
                 self._stop_ray(ids - set(ended))
                 stop_ray_at = None
@@ -179,10 +179,10 @@ class ChaosRun:
                 if time.time() >= at:
                     del events[iid]
                     refused = self._raise(iid, next(p.event for p in planned if p.iid == iid))
-                    stuck += [refused] if refused else []
+                    refusals += [refused] if refused else []
             time.sleep(0.5)
         statuses = self._statuses()
-        return stuck + [
+        return refusals + [
             f"{i} still {statuses[i]} after {WAVE_TIMEOUT_SECONDS:.0f} s (stuck)"
             for i in sorted(ids)
             if not OrchestrationStatus(statuses[i]).is_terminal
