@@ -116,7 +116,14 @@ class ChaosRun:
         return self.rt.client
 
     def _start(self) -> None:
-        ray.init(**RAY_ARGS)
+        for attempt in range(3):
+            try:
+                ray.init(**RAY_ARGS)
+                break
+            except Exception:  # "node timed out during startup": a machine overloaded
+                ray.shutdown()
+                if attempt == 2:
+                    raise
         self.drivers.address = ray.get_runtime_context().gcs_address
         self.rt = Runtime.start(
             hub=self.hub, store=self.store, placement=self.placement, pool_size=2, register=REGISTER
