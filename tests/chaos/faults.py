@@ -46,6 +46,8 @@ class Fault:
     target: str
     affected: set[str] = field(default_factory=set)
     recovery: float | None = None
+    #: the whole Ray was stopped before it recovered: its time would be the restart's
+    cut_short: bool = False
 
 
 class Drivers:
@@ -121,6 +123,13 @@ class RecoveryClock:
         """Time ``fault`` until one of its affected instances, entities or drivers commits."""
         with self._lock:
             self.pending.append(fault)
+
+    def cut_short(self) -> None:
+        """The whole Ray stops: what has not recovered yet is timed no further."""
+        with self._lock:
+            for fault in self.pending:
+                fault.cut_short = True
+            self.pending = []
 
     def stop(self) -> None:
         """End the polling."""

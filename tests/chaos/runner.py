@@ -63,7 +63,9 @@ class Report:
                 if times
                 else "recovery not observed"
             )
-            unseen = count - len(times)
+            cut = sum(1 for f in self.faults if f.kind == kind and f.cut_short)
+            unseen = count - len(times) - cut
+            timed += f"; {cut} cut short by the whole Ray's stop" if cut else ""
             lines.append(
                 f"  {kind}: {count} ({timed}" + (f"; {unseen} unobserved)" if unseen else ")")
             )
@@ -214,6 +216,7 @@ class ChaosRun:
                 flush=True,
             )
             self.drivers.kill_all()
+            self.recovery.cut_short()
             ray.shutdown()  # the Ray this process started, and nothing else
             at = time.time()  # every process of it is gone: recovery counts from here
             self._start()
