@@ -183,7 +183,8 @@ class FaultInjector:
     def stop(self) -> None:
         """Stop injecting (waits for the fault under way)."""
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def _run(self) -> None:
         kinds, weights = list(WEIGHTS), list(WEIGHTS.values())

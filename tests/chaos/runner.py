@@ -137,22 +137,26 @@ class ChaosRun:
         began = time.time()
         self._start()
         self.recovery = RecoveryClock(self.store, self.hub, self.drivers)
-        self.injector.start()
         try:
-            wave = 0
-            while wave == 0 or time.time() - began < self.duration:
-                report.violations += self._wave(wave)
-                wave += 1
+            self.injector.start()
+            try:
+                wave = 0
+                while wave == 0 or time.time() - began < self.duration:
+                    report.violations += self._wave(wave)
+                    wave += 1
+            finally:
+                self.injector.stop()
+            report.violations += self._check()
         finally:
-            self.injector.stop()
-        report.violations += self._check()
-        self.recovery.stop()
+            # Whatever failed: no driver process and no Ray of ours outlives the run.
+            self.drivers.kill_all()
+            self.recovery.stop()
+            ray.shutdown()
         report.seconds = time.time() - began
         report.faults, report.skipped = self.injector.faults, self.injector.skipped
         report.instances = len(self.planned)
         report.driver_errors = self.drivers.failures
         report.signals = len(self.drivers.procs) * self.size.driver_ops
-        ray.shutdown()
         return report
 
     def _statuses(self) -> dict[str, str]:
