@@ -203,7 +203,8 @@ class FaultInjector:
                 continue
             self.faults.append(fault)
             print(f"chaos: {fault.at:.3f} killed {kind} {fault.target}", flush=True)
-            self.runner.recovery.watch(fault)
+            if fault.recovery is None:  # the supervisor's is timed as it is injected
+                self.runner.recovery.watch(fault)
 
     def record(self, fault: Fault) -> None:
         """Note a fault the runner injected itself (the whole Ray)."""
