@@ -106,6 +106,25 @@ def kill_host(client, iid) -> int:
     return pid
 
 
+def entity_host_pid(client, hub: str, placement: str, eid: str, tries: int = 100) -> int:
+    """The process id of the host entity ``eid`` lives on (waiting while it restarts)."""
+    import ray
+
+    from entities import EntityId
+    from runtime.actors.routing import NAMESPACE, entity_host
+
+    if placement == "dedicated":
+        handle = ray.get_actor(entity_host(hub, EntityId.parse(eid)), namespace=NAMESPACE)
+    else:
+        handle = client._router.handle(EntityId.parse(eid)).actor
+    for _ in range(tries):
+        try:
+            return ray.get(handle.pid.remote())
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            time.sleep(0.2)  # restarting after an earlier kill
+    raise AssertionError("host never came back")
+
+
 def durable_exe() -> str:
     """The installed console script (beside this Python, else on PATH)."""
     beside = Path(sys.executable).with_name("durable")

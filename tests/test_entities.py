@@ -14,7 +14,7 @@ import time
 import entity_defs as ed
 import pytest
 import ray
-from helpers import query_store, start_ray, wait_until
+from helpers import entity_host_pid, query_store, start_ray, wait_until
 
 from entities import EntityId, InvalidEntityIdError, UnknownOperationError, entity
 from runtime import (
@@ -41,16 +41,7 @@ def ent(hub_name, store_url, placement):
 
 
 def host_pid(rt, eid: str) -> int:
-    if rt.config.placement == "dedicated":
-        handle = ray.get_actor(entity_host(rt.config.hub, EntityId.parse(eid)), namespace=NAMESPACE)
-    else:
-        handle = rt.client._router.handle(EntityId.parse(eid)).actor
-    for _ in range(100):
-        try:
-            return ray.get(handle.pid.remote())
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-            time.sleep(0.2)  # restarting after an earlier kill
-    raise AssertionError("host never came back")
+    return entity_host_pid(rt.client, rt.config.hub, rt.config.placement, eid)
 
 
 def test_counter_signal_call_and_read(ent):

@@ -219,6 +219,15 @@ def test_a_timer_recorded_twice_is_kept_once(store):
     assert store.timer_stats() == (1, 5.0)
 
 
+def test_a_checkpoint_that_ends_an_instance_drops_its_timers(store):
+    store.create_instance(record("a"), [])
+    store.create_instance(record("b"), [])
+    store.commit([Checkpoint("a", "x-a", [], 0, timers=[(1, 50.0)])])
+    store.commit([Checkpoint("b", "x-b", [], 0, timers=[(1, 60.0)])])
+    store.commit([Checkpoint("a", "x-a", [b"done"], 0, status="Completed", output=b"o")])
+    assert store.due_timers(now=100.0) == [DueTimer("b", "x-b", 1, 60.0)]
+
+
 def test_continue_as_new_replaces_the_history_and_drops_timers(store):
     store.create_instance(record("a", input=b"old"), [b"e0", b"e1"])
     store.commit([Checkpoint("a", "x-a", [], 2, output=b"out", timers=[(1, 5.0)])])

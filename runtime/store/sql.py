@@ -566,6 +566,10 @@ class _InstanceTables(_Payloads):
             "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
             [(self.hub, iid, cp.execution_id, seq, at) for seq, at in cp.timers],
         )
+        if cp.status in _TERMINAL:
+            # An ended instance's timers (a cancelled timeout) would otherwise wait in the
+            # table until they are due, hours later, only to be dropped then.
+            db.execute("DELETE FROM timers WHERE hub=? AND instance_id=?", (self.hub, iid))
         self._queue(db, cp.outgoing)
         self._add_outbox(db, iid, cp.outbox)
 
