@@ -45,3 +45,14 @@ def locks_unknown(ctx, _):
 
 
 ALL.append(locks_unknown)
+
+
+@orchestrator
+def two_events(ctx, _):
+    """The values of two external events, in arrival order."""
+    first = yield ctx.wait_for_external_event("e")
+    second = yield ctx.wait_for_external_event("e")
+    return [first, second]
+
+
+ALL.append(two_events)

@@ -127,3 +127,20 @@ def test_a_named_sender_sends_again_under_its_numbers_and_each_applies_once(hub)
     with pytest.raises(InvalidArgumentError):
         DurableClient.connect(name, sender_id="a:b")
     assert hub.client.call_entity("Counter@s", "get") == 25
+
+
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_an_event_sent_again_under_its_id_is_accepted_once(hub):
+    from runtime.actors.ray_seam import SupervisorHandle
+    from runtime.orchestration.codec import encode_event
+
+    client = hub.client
+    iid = client.start_new(eo.two_events)
+    one = encode_event(h.EventRaised("e", 1))
+    # The client's retry after an answer lost with the supervisor: the same call again.
+    for _ in range(2):
+        client._call(SupervisorHandle.deliver, iid, one, "event-1")
+    client.raise_event(iid, "e", 2)
+    assert client.wait_for_completion(iid, timeout=60).output == [1, 2]
+    client._call(SupervisorHandle.deliver, iid, one, "event-1")  # ended: still no error
+    assert_no_duplicate_completions(client, iid)

@@ -775,7 +775,7 @@ def test_a_version_2_schema_gains_the_payloads_table_when_opened(open_hub):
     store = open_hub()
     store.create_instance(record("a"), [b"e0"])
     with store._connection() as db:
-        for table in ("payloads", "crashes", "quarantine"):  # what versions 3 and 4 added
+        for table in ("payloads", "crashes", "quarantine", "delivered"):  # versions 3 and 4
             db.execute(f"DROP TABLE {table}")
         db.execute("ALTER TABLE instances DROP COLUMN start_id")
         db.execute("UPDATE schema_version SET version=2")
@@ -871,3 +871,16 @@ def test_an_entity_commit_from_a_writer_that_read_an_old_number_is_refused(store
     assert store.load_entity("Counter", "b") is None
     store.commit_entities([entity("a", seq=3, prev_seq=2)])  # the right number goes through
     assert store.load_sender("Counter", "a", "driver") == (3, b"r")
+
+
+def test_a_message_accepted_under_its_id_is_accepted_once(store):
+    store.create_instance(record("a"), [b"e0"])
+    live = ("Running",)
+    assert store.append_inbox_if("a", b"m", live, None, "id-1").status == "Running"
+    assert store.append_inbox_if("a", b"m", live, None, "id-1").status == "Running"
+    assert [m.event for m in store.load_inbox("a")] == [b"m"]
+    store.commit([Checkpoint("a", "x-a", [b"e1"], 1, status="Completed")])
+    # Ended since: the same id is still recognised (answered as taken), a new one refused.
+    assert store.append_inbox_if("a", b"m", live, None, "id-1").status == "Running"
+    assert store.append_inbox_if("a", b"m", live, None, "id-2").status == "Completed"
+    assert [m.event for m in store.load_inbox("a")] == [b"m"]

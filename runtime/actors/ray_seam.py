@@ -275,9 +275,9 @@ class SupervisorHandle:
             parent_id, seq, name, version, child_id, input_blob, start, start_id
         )
 
-    def deliver(self, instance_id: str, event_blob: bytes) -> Any:
-        """Durably accept an external event for a live instance."""
-        return self.actor.deliver.remote(instance_id, event_blob)
+    def deliver(self, instance_id: str, event_blob: bytes, message_id: str | None = None) -> Any:
+        """Durably accept an external event for a live instance (once per ``message_id``)."""
+        return self.actor.deliver.remote(instance_id, event_blob, message_id)
 
     def instance_done(self, instance_id: str, status: str, parent_id: str | None) -> Any:
         """A host reports a terminal instance."""

@@ -83,9 +83,11 @@ class Supervisor:
         """Start a sub-orchestration for a host."""
         await (await self._ready()).control.start_child(*args)
 
-    async def deliver(self, instance_id: str, event_blob: bytes) -> None:
+    async def deliver(
+        self, instance_id: str, event_blob: bytes, message_id: str | None = None
+    ) -> None:
         """Route a message to an instance."""
-        await (await self._ready()).control.deliver(instance_id, event_blob)
+        await (await self._ready()).control.deliver(instance_id, event_blob, message_id)
 
     async def terminate(self, instance_id: str, reason: str, recursive: bool = True) -> None:
         """Terminate an instance."""

@@ -714,7 +714,9 @@ class DurableClient(_EntityOperations):
         _instance_id(instance_id)
         _name(event_name, "event_name")
         event = encode_event(h.EventRaised(event_name, data), "event data")
-        self._call(SupervisorHandle.deliver, instance_id, event)
+        # One id per call, kept by its retries: the store recognises a retry whose first
+        # try landed (its answer lost with a supervisor), even once the instance has ended.
+        self._call(SupervisorHandle.deliver, instance_id, event, uuid.uuid4().hex)
 
     def suspend(self, instance_id: str, reason: str = "") -> None:
         """Pause a live instance: events and results wait until ``resume``.

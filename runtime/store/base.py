@@ -217,6 +217,7 @@ class Store(Protocol):
         event: bytes,
         statuses: tuple[str, ...],
         new_status: str | None = None,
+        message_id: str | None = None,
     ) -> InstanceRecord | None:
         """Accept a message (and set ``new_status``) only while the status is in ``statuses``.
 

@@ -50,7 +50,8 @@ T = TypeVar("T")
 OutboxRow = tuple[str, str, bytes]
 
 #: The schema this code writes. 1: the tables before versions were kept; 2: the version row;
-#: 3: out-of-line payloads; 4: crash counts, quarantined work and the id of each start.
+#: 3: out-of-line payloads; 4: crash counts, quarantined work, the id of each start and of
+#: each external event accepted.
 SCHEMA_VERSION = 4
 
 _TERMINAL = ("Completed", "Failed", "Terminated")
@@ -198,6 +199,9 @@ class Dialect:
                 "kind TEXT NOT NULL, target TEXT NOT NULL, crashes INTEGER NOT NULL, "
                 "detail TEXT NOT NULL, quarantined_at REAL NOT NULL, operation TEXT, "
                 f"sender TEXT, seq BIGINT, input {self.blob}, PRIMARY KEY (hub, id))",
+                "CREATE TABLE IF NOT EXISTS delivered (hub TEXT NOT NULL, "
+                "instance_id TEXT NOT NULL, message_id TEXT NOT NULL, "
+                "PRIMARY KEY (hub, instance_id, message_id))",
             ]
         raise NotImplementedError(f"no migration to schema version {to_version}")
 
@@ -519,7 +523,7 @@ class _InstanceTables(_Payloads):
 
     def _delete(self, db: Connection, instance_id: str) -> bool:
         key = (self.hub, instance_id)
-        for table in ("history", "inbox", "timers", "payloads"):
+        for table in ("history", "inbox", "timers", "payloads", "delivered"):
             db.execute(f"DELETE FROM {table} WHERE hub=? AND instance_id=?", key)
         return db.execute("DELETE FROM instances WHERE hub=? AND instance_id=?", key).rowcount > 0
 
@@ -561,15 +565,15 @@ class _InstanceTables(_Payloads):
             db.executemany(
                 "DELETE FROM inbox WHERE id=?", [(msg_id,) for msg_id in cp.consumed_inbox]
             )
+        if cp.status in _TERMINAL:
+            # An ended instance's earlier timers (a cancelled timeout) would otherwise wait
+            # in the table until they are due, hours later, only to be dropped then.
+            db.execute("DELETE FROM timers WHERE hub=? AND instance_id=?", (self.hub, iid))
         db.executemany(
             "INSERT INTO timers (hub, instance_id, execution_id, seq, fire_at) "
             "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
             [(self.hub, iid, cp.execution_id, seq, at) for seq, at in cp.timers],
         )
-        if cp.status in _TERMINAL:
-            # An ended instance's timers (a cancelled timeout) would otherwise wait in the
-            # table until they are due, hours later, only to be dropped then.
-            db.execute("DELETE FROM timers WHERE hub=? AND instance_id=?", (self.hub, iid))
         self._queue(db, cp.outgoing)
         self._add_outbox(db, iid, cp.outbox)
 
@@ -613,12 +617,28 @@ class _InstanceTables(_Payloads):
         event: bytes,
         statuses: tuple[str, ...],
         new_status: str | None = None,
+        message_id: str | None = None,
     ) -> InstanceRecord | None:
-        """Accept a message (and set ``new_status``) only while the status is in ``statuses``."""
+        """Accept a message (and set ``new_status``) only while the status is in ``statuses``.
+
+        A ``message_id`` already accepted for the instance is this very message again (a
+        retry): nothing is written, and the record comes back as if it took it.
+        """
         # One transaction: a completion committed by a host cannot slip between the check
         # and the write. The caller reads the answer from the record returned (as found).
         with self._write() as db:
             record = self._locked_instance(db, instance_id)
+            if record is not None and message_id is not None:
+                key = (self.hub, instance_id, message_id)
+                seen = db.execute(
+                    "SELECT 1 FROM delivered WHERE hub=? AND instance_id=? AND message_id=?", key
+                ).fetchone()
+                if seen is not None:
+                    return dataclasses.replace(record, status=statuses[0])
+                if record.status in statuses:
+                    db.execute(
+                        "INSERT INTO delivered (hub, instance_id, message_id) VALUES (?,?,?)", key
+                    )
             if record is None or record.status not in statuses:
                 return record
             if new_status is not None:

@@ -210,13 +210,16 @@ class InstanceControl:
         event_blob: bytes,
         statuses: tuple[str, ...],
         new_status: str | None = None,
+        message_id: str | None = None,
     ) -> InstanceRecord:
         """Store a message iff the instance's status is in ``statuses``, then nudge its host.
 
         Returns the instance as found: the message was written iff its status is in
         ``statuses``; otherwise nothing was (no row, no status, no last_updated_time).
         """
-        record = self.store.append_inbox_if(instance_id, event_blob, statuses, new_status)
+        record = self.store.append_inbox_if(
+            instance_id, event_blob, statuses, new_status, message_id
+        )
         if record is None:
             raise InstanceNotFoundError(instance_id)
         if record.status in statuses and record.host:
@@ -225,9 +228,11 @@ class InstanceControl:
             self.pool.poke(record.host, instance_id)
         return record
 
-    async def deliver(self, instance_id: str, event_blob: bytes) -> None:
+    async def deliver(
+        self, instance_id: str, event_blob: bytes, message_id: str | None = None
+    ) -> None:
         """Durably accept a message (external event) for a live instance, then route it."""
-        record = self.accept(instance_id, event_blob, LIVE)
+        record = self.accept(instance_id, event_blob, LIVE, None, message_id)
         if record.status not in LIVE:
             raise _ended(record, "it takes no more messages")
 
