@@ -322,3 +322,27 @@ def seed_hub(client) -> tuple[str, str]:
     client.signal_entity("Account@keep", "deposit", 7)
     wait_until(lambda: client.get_status(waiting).runtime_status == "Running", timeout=30)
     return done, waiting
+
+
+@contextmanager
+def armed_ray(directory, entries: list[str]) -> Iterator[None]:
+    """A local Ray whose processes have the fault points ``entries`` (``point@hub``) armed
+    (runtime/faults.py); the session's Ray is stopped first and the next module starts a
+    clean one."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    saved = {k: os.environ.get(k) for k in ("DURABLE_FAULTS", "DURABLE_FAULTS_DIR")}
+    os.environ["DURABLE_FAULTS"] = ",".join(entries)
+    os.environ["DURABLE_FAULTS_DIR"] = str(directory)
+    try:
+        start_ray()
+        yield
+    finally:
+        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

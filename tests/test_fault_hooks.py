@@ -4,17 +4,15 @@ hub must lose nothing and duplicate nothing."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import exactly_once_defs as eo
 import pytest
-import ray
 import workflows as wf
 from helpers import (
+    armed_ray,
     assert_no_duplicate_completions,
     query_store,
-    start_ray,
     stop_runtime,
     wait_until,
 )
@@ -35,19 +33,8 @@ ARMED = {
 def faults_dir(tmp_path_factory):
     """A Ray whose processes have every point armed, one hub per point."""
     directory = tmp_path_factory.mktemp("faults")
-    if ray.is_initialized():
-        ray.shutdown()
-    saved = {k: os.environ.get(k) for k in ("DURABLE_FAULTS", "DURABLE_FAULTS_DIR")}
-    os.environ["DURABLE_FAULTS"] = ",".join(f"{p}@faults-{h}" for h, p in ARMED.items())
-    os.environ["DURABLE_FAULTS_DIR"] = str(directory)
-    start_ray()
-    yield directory
-    ray.shutdown()  # the next module starts a Ray without armed points
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with armed_ray(directory, [f"{p}@faults-{h}" for h, p in ARMED.items()]):
+        yield directory
 
 
 @pytest.fixture

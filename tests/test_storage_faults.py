@@ -8,17 +8,15 @@ the store takes writes again. A corrupt store file is refused without being touc
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import pytest
-import ray
 import workflows as wf
 from helpers import (
+    armed_ray,
     assert_no_duplicate_completions,
     completed_seqs,
     query_store,
-    start_ray,
     stop_runtime,
     wait_until,
 )
@@ -34,20 +32,10 @@ SWITCHES = {"full": "store.full", "ro": "store.read_only"}
 
 @pytest.fixture(scope="module")
 def faults_dir(tmp_path_factory):
+    """A Ray whose processes have both switches armed, one hub per switch."""
     directory = tmp_path_factory.mktemp("storage-faults")
-    if ray.is_initialized():
-        ray.shutdown()
-    saved = {k: os.environ.get(k) for k in ("DURABLE_FAULTS", "DURABLE_FAULTS_DIR")}
-    os.environ["DURABLE_FAULTS"] = ",".join(f"{p}@storage-{h}" for h, p in SWITCHES.items())
-    os.environ["DURABLE_FAULTS_DIR"] = str(directory)
-    start_ray()
-    yield directory
-    ray.shutdown()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with armed_ray(directory, [f"{p}@storage-{h}" for h, p in SWITCHES.items()]):
+        yield directory
 
 
 def _integrity(url: str, hub: str) -> None:

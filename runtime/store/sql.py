@@ -831,6 +831,12 @@ class _EntityTables(_Payloads):
             db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
 
 
+#: The quarantine table's columns, in the order of ``Quarantined``'s fields.
+_QUARANTINE_COLUMNS = (
+    "id, kind, target, crashes, detail, quarantined_at, operation, sender, seq, input"
+)
+
+
 class _QuarantineTables(_InstanceTables, _EntityTables):
     """Crash counts of work that was running when its host died, and work set aside."""
 
@@ -865,8 +871,7 @@ class _QuarantineTables(_InstanceTables, _EntityTables):
     def _list(self, db: Connection, item: Quarantined) -> None:
         db.execute("DELETE FROM crashes WHERE hub=? AND work_id=?", (self.hub, item.id))
         db.execute(
-            "INSERT INTO quarantine (hub, id, kind, target, crashes, detail, quarantined_at, "
-            "operation, sender, seq, input) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+            f"INSERT INTO quarantine (hub, {_QUARANTINE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT (hub, id) DO NOTHING",
             (self.hub, *dataclasses.astuple(item)),
         )
@@ -874,8 +879,7 @@ class _QuarantineTables(_InstanceTables, _EntityTables):
     def list_quarantined(self) -> list[Quarantined]:
         """Quarantined work, oldest first."""
         rows = self._read(
-            "SELECT id, kind, target, crashes, detail, quarantined_at, operation, sender, seq, "
-            "input FROM quarantine WHERE hub=? ORDER BY quarantined_at, id",
+            f"SELECT {_QUARANTINE_COLUMNS} FROM quarantine WHERE hub=? ORDER BY quarantined_at, id",
             (self.hub,),
         )
         return [_quarantined(row) for row in rows]
@@ -891,8 +895,8 @@ class _QuarantineTables(_InstanceTables, _EntityTables):
         """
         with self._write() as db:
             row = db.execute(
-                "SELECT id, kind, target, crashes, detail, quarantined_at, operation, sender, "
-                f"seq, input FROM quarantine WHERE hub=? AND id=?{self.dialect.for_update}",
+                f"SELECT {_QUARANTINE_COLUMNS} FROM quarantine WHERE hub=? AND id=?"
+                f"{self.dialect.for_update}",
                 (self.hub, item_id),
             ).fetchone()
             if row is None:

@@ -153,12 +153,12 @@ class Dispatcher:
         for entity, counter in zip(action.entities, action.counters):
             try:
                 outcome = await self._send_to_entity(entity, LOCK, owner, str(sender), counter)
-                failure = None if outcome.ok else outcome.failure
+                refused, failure = not outcome.ok, outcome.failure
             except Exception as exc:
-                failure = failure_of(typed(exc))
-            if failure is not None or not outcome.ok:
-                log.warning("lock of %s for %s refused: %s", entity, iid, failure)
+                refused, failure = True, failure_of(typed(exc))
+            if refused:
                 failure = failure or failure_of(DurableError(f"{entity} refused the lock"))
+                log.warning("lock of %s for %s refused: %s", entity, iid, failure)
                 event = h.LockFailed(action.seq, failure)
                 break
         self._enqueue(Arrival(iid, execution_id, event))
