@@ -50,15 +50,20 @@ def hub(request, postgres):
         pass  # the server may be down if the test failed in the middle
 
 
-def crash_in_a_write(postgres, url: str, table: str, where: str, params: tuple) -> None:
+def crash_in_a_write(
+    postgres, url: str, table: str, where: str, params: tuple, live: str = "TRUE"
+) -> None:
     """Crash the server while a hub's write transaction is half done, then start it again.
 
     The test locks one row that the hub writes; the hub's next write of it takes the hub's
     lock, does its first statements and waits on that row: the crash cuts it in the middle.
+    ``live`` is true of the row while the hub will still write it (an instance not ended).
     """
     blocker = psycopg.connect(url, autocommit=True)
     blocker.execute("BEGIN")
-    blocker.execute(f"SELECT 1 FROM {table} WHERE {where} FOR UPDATE", params)
+    query = f"SELECT {live} FROM {table} WHERE {where} FOR UPDATE"
+    [(alive,)] = blocker.execute(query, params).fetchall()
+    assert alive, f"the hub wrote its {table} row for the last time before the test locked it"
     waiting = "SELECT count(*) FROM pg_locks WHERE locktype='transactionid' AND NOT granted"
     wait_until(lambda: blocker.execute(waiting).fetchone()[0] > 0, timeout=120)
     postgres.stop("immediate")  # as a crash: every connection of every host is cut
@@ -83,10 +88,12 @@ def test_the_database_restarting_mid_workload_loses_and_repeats_nothing(hub, pos
 
     sender = threading.Thread(target=signal, daemon=True)
     sender.start()
-    wait_until(lambda: len(completed_seqs(client, chain)) >= 1, timeout=120)
-    wait_until(lambda: len(completed_seqs(client, fan)) >= 20, timeout=120)
-    # Once in an orchestration's commit (the fan-out is far from done), once in an entity's.
-    crash_in_a_write(postgres, url, "instances", "hub=%s AND instance_id=%s", (name, fan))
+    # Once in an orchestration's commit, once in an entity's. The fan-out is locked at its
+    # first completion: far from done, and it cannot end while its row is locked (a later
+    # lock could find it ended, its row never written again).
+    wait_until(lambda: completed_seqs(client, fan), timeout=120)
+    fan_row = "hub=%s AND instance_id=%s"
+    crash_in_a_write(postgres, url, "instances", fan_row, (name, fan), "status='Running'")
     entity_row = "hub=%s AND name='Counter' AND key='pg'"
     crash_in_a_write(postgres, url, "entities", entity_row, (name,))
     after = len(futures)
