@@ -11,7 +11,9 @@ Cases (see benchmarks/README.md):
   plain Ray tasks, with the peak RSS of the orchestration's host process and the bytes of
   its history (rows and out-of-line payloads) in the store;
 - c: "HelloCities5": many orchestrations of 5 sequential activities started at once
-  (orchestrations/s) against as many concurrent chains of 5 plain Ray tasks.
+  (orchestrations/s) against as many concurrent chains of 5 plain Ray tasks;
+- i: case a with inline activities (run in the host's process, no Ray task), against the
+  same plain Ray tasks.
 
 Every durable case runs on a pooled hub and on a dedicated hub (HelloCities5 pooled only).
 Each figure is the median over ``--repeats`` repeats; plain Ray is measured in the same
@@ -53,7 +55,7 @@ CITIES = ("Tokyo", "Seattle", "London", "Cairo", "Lima")
 GREETINGS = [f"Hello {city}!" for city in CITIES]
 TIMEOUT = 1800.0
 PLACEMENTS = ("pooled", "dedicated")
-CASES = ("a", "b", "c")
+CASES = ("a", "b", "c", "i")
 
 # -- plain Ray baselines ---------------------------------------------------------------
 
@@ -99,6 +101,23 @@ def sequence(ctx: OrchestrationContext, n: int) -> Generator[Any, Any, int]:
     x = 0
     for _ in range(n):
         x = yield ctx.call_activity(inc, x)
+    return x
+
+
+@orchestrator
+def chain4_inline(ctx: OrchestrationContext, x: int) -> Generator[Any, Any, int]:
+    """Four inline activities in sequence."""
+    for _ in range(4):
+        x = yield ctx.call_activity(inc, x, inline=True)
+    return x
+
+
+@orchestrator
+def sequence_inline(ctx: OrchestrationContext, n: int) -> Generator[Any, Any, int]:
+    """n inline activities in sequence."""
+    x = 0
+    for _ in range(n):
+        x = yield ctx.call_activity(inc, x, inline=True)
     return x
 
 
@@ -207,17 +226,17 @@ def plain_chain4(x: int) -> int:
     return x
 
 
-def chain_latency(rt: Runtime, runs: int, warmup: int) -> tuple[float, float]:
+def chain_latency(rt: Runtime, runs: int, warmup: int, chain: Any = chain4) -> tuple[float, float]:
     """(plain, durable) median latency in ms of a 4-step chain over ``runs`` runs."""
     for i in range(warmup):
         plain_chain4(i)
-        run_durable(rt, chain4, i, i + 4)
+        run_durable(rt, chain, i, i + 4)
     plain = [timed(lambda i=i: plain_chain4(i)) for i in range(runs)]
-    durable = [timed(lambda i=i: run_durable(rt, chain4, i, i + 4)) for i in range(runs)]
+    durable = [timed(lambda i=i: run_durable(rt, chain, i, i + 4)) for i in range(runs)]
     return 1000 * statistics.median(plain), 1000 * statistics.median(durable)
 
 
-def sequential(rt: Runtime, n: int) -> tuple[float, float]:
+def sequential(rt: Runtime, n: int, orch: Any = sequence) -> tuple[float, float]:
     """(plain, durable) activities/s of n activities called in sequence."""
 
     def plain_run() -> None:
@@ -227,7 +246,7 @@ def sequential(rt: Runtime, n: int) -> tuple[float, float]:
         assert x == n
 
     plain = n / timed(plain_run)
-    durable = n / timed(lambda: run_durable(rt, sequence, n, n))
+    durable = n / timed(lambda: run_durable(rt, orch, n, n))
     return plain, durable
 
 
@@ -330,6 +349,8 @@ def run_placement(placement: str, args: argparse.Namespace, sizes: Sizes, tmp: s
         say(f"warm-up: {timed(lambda: warm_up(rt, hosts)):.1f} s")
         if "a" in args.only:
             rows += case_a(rt, label, args.repeats, sizes)
+        if "i" in args.only:
+            rows += case_a(rt, label, args.repeats, sizes, inline=True)
         if "b" in args.only:
             rows += case_b(rt, label, args.repeats, sizes)
         if "c" in args.only:
@@ -345,32 +366,39 @@ def run_placement(placement: str, args: argparse.Namespace, sizes: Sizes, tmp: s
     return rows
 
 
-def case_a(rt: Runtime, label: str, repeats: int, sizes: Sizes) -> list[Row]:
-    """4-step chain latency and sequential activities."""
+def case_a(rt: Runtime, label: str, repeats: int, sizes: Sizes, inline: bool = False) -> list[Row]:
+    """4-step chain latency and sequential activities (case i: inline activities)."""
+    case, kind = ("i", "inline activities") if inline else ("a", "activities")
+    chain, orch = (chain4_inline, sequence_inline) if inline else (chain4, sequence)
     lat = Row(
-        "a: 4-step chain latency",
+        f"{case}: 4-step chain latency",
         label,
         "ms",
-        goal=lambda r: r.ratio is not None and r.ratio < 3.0,
-        goal_text="< 3x slower",
+        goal=(lambda r: r.durable is not None and r.durable <= 3.0)
+        if inline
+        else (lambda r: r.ratio is not None and r.ratio < 3.0),
+        goal_text="<= 3 ms" if inline else "< 3x slower",
     )
+    least = 2_000 if inline else 400
     seq = Row(
-        f"a: {sizes.sequential} sequential activities",
+        f"{case}: {sizes.sequential} sequential {kind}",
         label,
         "/s",
-        goal=lambda r: r.durable is not None and r.durable >= 400,
-        goal_text=">= 400/s",
+        goal=lambda r: r.durable is not None and r.durable >= least,
+        goal_text=f">= {least:,}/s",
     )
     lats, seqs = [], []
     for rep in range(repeats):
-        lats.append(chain_latency(rt, sizes.chain_runs, sizes.chain_warmup))
-        say(f"a[{rep}] chain latency: plain {lats[-1][0]:.1f} ms, durable {lats[-1][1]:.1f} ms")
-        seqs.append(sequential(rt, sizes.sequential))
-        say(f"a[{rep}] sequential: plain {seqs[-1][0]:,.0f}/s, durable {seqs[-1][1]:,.0f}/s")
+        lats.append(chain_latency(rt, sizes.chain_runs, sizes.chain_warmup, chain))
+        say(
+            f"{case}[{rep}] chain latency: plain {lats[-1][0]:.1f} ms, durable {lats[-1][1]:.1f} ms"
+        )
+        seqs.append(sequential(rt, sizes.sequential, orch))
+        say(f"{case}[{rep}] sequential: plain {seqs[-1][0]:,.0f}/s, durable {seqs[-1][1]:,.0f}/s")
     lat.plain, lat.durable = median_of([p for p, _ in lats]), median_of([d for _, d in lats])
     seq.plain, seq.durable = median_of([p for p, _ in seqs]), median_of([d for _, d in seqs])
     lat.notes.append(f"median of {sizes.chain_runs} runs per repeat")
-    if label == "dedicated":
+    if label == "dedicated" and not inline:
         lat.notes.append(
             "each dedicated instance's first activity waits for a new Ray worker process "
             "(Ray does not share workers between detached actors); see benchmarks/README.md"
@@ -443,7 +471,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="ray-durable vs plain Ray benchmarks")
     add_common_options(parser, repeats_help="repeats per case (median)")
     common.add_store_option(parser)
-    parser.add_argument("--only", default="a,b,c", help="comma-separated cases: a,b,c")
+    parser.add_argument("--only", default="a,b,c,i", help="comma-separated cases: a,b,c,i")
     parser.add_argument(
         "--placements", default="pooled,dedicated", help="comma-separated: pooled,dedicated"
     )

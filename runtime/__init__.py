@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     from .entity_id import EntityId, InvalidEntityIdError
     from .errors import (
         ActivityNotFoundError,
+        ActivityTimeoutError,
         ArgumentTypeError,
         ClusterNotFoundError,
         DurableError,
@@ -69,6 +70,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ".entity_id": ("EntityId", "InvalidEntityIdError"),
     ".errors": (
         "ActivityNotFoundError",
+        "ActivityTimeoutError",
         "ArgumentTypeError",
         "ClusterNotFoundError",
         "DurableError",
@@ -109,6 +111,7 @@ _EXPORTS = {name: module for module, names in _MODULES.items() for name in names
 __all__ = [
     "Activity",
     "ActivityNotFoundError",
+    "ActivityTimeoutError",
     "ArgumentTypeError",
     "ClusterNotFoundError",
     "DurableClient",

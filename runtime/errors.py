@@ -269,6 +269,21 @@ class QuarantinedError(DurableError):
         )
 
 
+class ActivityTimeoutError(DurableError):
+    """An inline activity ran past its timeout; its thread was abandoned (it may still run)."""
+
+    def __init__(self, name: str, timeout: float) -> None:
+        super().__init__(name, timeout)
+        self.name = name
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return (
+            f"inline activity {self.name!r} ran past its timeout of {self.timeout:g} s; its "
+            "thread was abandoned (set timeout= on @activity or call_activity to allow more)"
+        )
+
+
 class QuarantineItemNotFoundError(DurableError):
     """A quarantine id names nothing on the list (retried or discarded already, or mistyped)."""
 

@@ -41,6 +41,12 @@ _SPECS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
         ("hub", "name"),
         _DURATION_BOUNDARIES,
     ),
+    "inline_activities_abandoned": (
+        "counter",
+        "Inline activities that ran past their timeout (their threads run on, abandoned)",
+        ("hub",),
+        None,
+    ),
     "entity_operations": (
         "counter",
         "Entity operations processed (repeats answered from the dedup record included)",

@@ -13,7 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
-from .errors import ActivityNotFoundError, ArgumentTypeError, NotRegisteredError
+from .errors import (
+    ActivityNotFoundError,
+    ArgumentTypeError,
+    InvalidArgumentError,
+    NotRegisteredError,
+)
 from .serialization import dumps, loads
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,13 +53,21 @@ class Orchestrator:
         return self.fn(*args, **kwargs)
 
 
+#: How long an inline activity may run when its declaration and its call set no timeout (s).
+INLINE_TIMEOUT_SECONDS = 300.0
+
+
 @dataclass
 class Activity:
-    """A registered activity: a plain function run as a Ray task."""
+    """A registered activity: a plain function run as a Ray task, or in the host (inline)."""
 
     fn: Callable[..., Any]
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    #: run in the host's process (a thread of its inline pool), not as a Ray task
+    inline: bool = False
+    #: an inline run's limit in seconds (None: ``INLINE_TIMEOUT_SECONDS``)
+    timeout: float | None = None
     kind: str = field(default="activity", init=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -70,12 +83,27 @@ class Activity:
     def __reduce__(self) -> tuple[Any, ...]:
         # Ray ships activities to its workers with its own pickler: travel in our encoding,
         # which carries the source lines, so a worker on another node shows them too.
-        return _activity_from, (dumps((self.fn, self.name, self.options), f"activity {self.name}"),)
+        fields = (self.fn, self.name, self.options, self.inline, self.timeout)
+        return _activity_from, (dumps(fields, f"activity {self.name}"),)
 
 
 def _activity_from(blob: bytes) -> Activity:
-    fn, name, options = loads(blob, "activity")
-    return Activity(fn, name, options)
+    # Blobs stored before inline activities carry three fields.
+    fn, name, options, *rest = loads(blob, "activity")
+    return Activity(fn, name, options, *rest)
+
+
+def check_inline(inline: Any, timeout: Any, where: str) -> None:
+    """ArgumentTypeError/InvalidArgumentError unless ``inline`` is a bool (or None) and
+    ``timeout`` None or a positive number of seconds."""
+    if inline is not None and not isinstance(inline, bool):
+        raise ArgumentTypeError.of(f"{where}(inline)", "True, False or None", inline)
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ArgumentTypeError.of(f"{where}(timeout)", "a number of seconds", timeout)
+    if not timeout > 0 or timeout == float("inf"):
+        raise InvalidArgumentError.of(f"{where}(timeout)", "a positive number of seconds", timeout)
 
 
 @overload
@@ -96,11 +124,26 @@ def orchestrator(fn: Any = None, *, name: str | None = None, version: str = "") 
 @overload
 def activity(fn: F) -> Activity: ...
 @overload
-def activity(*, name: str | None = None, **ray_options: Any) -> Callable[[F], Activity]: ...
+def activity(
+    *,
+    name: str | None = None,
+    inline: bool = False,
+    timeout: float | None = None,
+    **ray_options: Any,
+) -> Callable[[F], Activity]: ...
 
 
-def activity(fn: Any = None, *, name: str | None = None, **ray_options: Any) -> Any:
-    """Declare an activity: ``@activity`` or ``@activity(num_cpus=1, max_retries=3, ...)``."""
+def activity(
+    fn: Any = None,
+    *,
+    name: str | None = None,
+    inline: bool = False,
+    timeout: float | None = None,
+    **ray_options: Any,
+) -> Any:
+    """Declare an activity: ``@activity``, ``@activity(num_cpus=1, max_retries=3, ...)`` or
+    ``@activity(inline=True, timeout=10)`` (run in the host's process, not as a Ray task)."""
+    check_inline(inline, timeout, "activity")
     unknown = set(ray_options) - ACTIVITY_OPTIONS
     if unknown:
         raise ArgumentTypeError(
@@ -110,7 +153,7 @@ def activity(fn: Any = None, *, name: str | None = None, **ray_options: Any) -> 
         )
 
     def wrap(f: Callable[..., Any]) -> Activity:
-        return Activity(f, name or f.__name__, dict(ray_options))
+        return Activity(f, name or f.__name__, dict(ray_options), inline, timeout)
 
     return wrap(fn) if fn is not None else wrap
 

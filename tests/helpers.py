@@ -65,6 +65,11 @@ def start_runtime(hub_name, store_url, placement, clock=None):
     import patterns
     import workflows
 
+    return start_hub(hub_name, store_url, placement, workflows.ALL + patterns.ALL, clock=clock)
+
+
+def start_hub(hub_name, store_url, placement, register, **settings):
+    """A hub of two pool hosts with ``register`` registered, on the session's Ray."""
     from runtime import Runtime
 
     start_ray()
@@ -73,8 +78,8 @@ def start_runtime(hub_name, store_url, placement, clock=None):
         store=store_url,
         placement=placement,
         pool_size=2,
-        register=workflows.ALL + patterns.ALL,
-        clock=clock,
+        register=register,
+        **settings,
     )
 
 

@@ -9,27 +9,20 @@ import json
 import poison_defs
 import pytest
 import workflows as wf
-from helpers import assert_no_duplicate_completions, start_ray, stop_runtime, wait_until
+from helpers import assert_no_duplicate_completions, start_hub, stop_runtime, wait_until
 
-from runtime import OrchestrationStatus, QuarantinedError, QuarantineItemNotFoundError, Runtime
+from runtime import OrchestrationStatus, QuarantinedError, QuarantineItemNotFoundError
 from runtime.actors.routing import pool_index
 from runtime.driver.cli import main
 
 LIMIT = 3
+#: Pool hosts of the test hub (helpers.start_hub).
 POOL = 2
 
 
 @pytest.fixture
 def hub(hub_name, store_url, placement):
-    start_ray()
-    rt = Runtime.start(
-        hub=hub_name,
-        store=store_url,
-        placement=placement,
-        pool_size=POOL,
-        quarantine_after=LIMIT,
-        register=wf.ALL + poison_defs.ALL,
-    )
+    rt = start_hub(hub_name, store_url, placement, wf.ALL + poison_defs.ALL, quarantine_after=LIMIT)
     yield rt
     stop_runtime(rt)
 

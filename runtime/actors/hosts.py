@@ -33,6 +33,7 @@ from ..store import Checkpoint, InstanceRecord, open_store
 from ..store.payloads import DEFAULT_INLINE_LIMIT
 from .entity_host import EntityCore
 from .hosting.dispatch import Dispatcher
+from .hosting.inline import InlineRunner
 from .hosting.poison import QUARANTINE, PoisonGuard
 from .hosting.steps import Arrival, Live, checkpoint, continue_as_new, now_utc
 from .ray_seam import (
@@ -143,12 +144,18 @@ class HostCore(_Recovery):
         self._failed_commits = 0
         self._wake = asyncio.Event()
         self._loop = asyncio.get_event_loop()
-        self.dispatcher = Dispatcher(
-            hub, self.store, self.code, self.actors, self._enqueue, activity_options or {}
-        )
-        self._pump_task = asyncio.get_event_loop().create_task(self._pump())
         self.quarantine_after = quarantine_after
         self.poison = PoisonGuard(self.store, hub, store_url, self.name, quarantine_after)
+        self.dispatcher = Dispatcher(
+            hub,
+            self.store,
+            self.code,
+            self.actors,
+            self._enqueue,
+            activity_options or {},
+            InlineRunner(hub, self.poison.running_inline),
+        )
+        self._pump_task = asyncio.get_event_loop().create_task(self._pump())
         self.entities = EntityCore(
             self.store,
             self.code,

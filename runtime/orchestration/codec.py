@@ -79,6 +79,14 @@ def _strs(value: Any, what: str) -> Any:
     return tuple(str.__str__(v) for v in value)
 
 
+def _opt_bool(value: Any, what: str) -> Any:
+    return None if value is None else bool(value)
+
+
+def _opt_float(value: Any, what: str) -> Any:
+    return None if value is None else float(value)
+
+
 def _ints(value: Any, what: str) -> Any:
     return tuple(int(v) for v in value)
 
@@ -115,6 +123,8 @@ def _events_in(value: Any, what: str) -> tuple[h.HistoryEvent, ...]:
 #: listed here fails at import, so a new field's stored form is always a decision.
 _BY_ANNOTATION: dict[str, _Conv] = {
     "int": (_plain_int, _as_is),
+    "bool | None": (_opt_bool, _as_is),
+    "float | None": (_opt_float, _as_is),
     "str": (_plain_str, _as_is),
     "str | None": (_plain_str, _as_is),
     "tuple[str, ...]": (_strs, _as_is),
@@ -138,6 +148,11 @@ def _fields_of(cls: type[h.HistoryEvent]) -> tuple[tuple[str, _Conv], ...]:
 
 
 _FIELDS = {cls: _fields_of(cls) for cls in KINDS.values()}
+#: Fields added after their kind was first stored: not written while None, so the events
+#: that do not use them stay readable by the versions before (a rollback), byte for byte.
+_ADDED_LATER: dict[type[h.HistoryEvent], frozenset[str]] = {
+    h.TaskScheduled: frozenset({"inline", "timeout"}),
+}
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -152,7 +167,12 @@ def encode_event(event: h.HistoryEvent, what: str = "history event") -> bytes:
     name = _NAMES.get(type(event))
     if name is None:
         raise HistoryFormatError(f"{type(event).__name__} is not a known history event kind")
-    fields = {key: out(getattr(event, key), what) for key, (out, _) in _FIELDS[type(event)]}
+    cls, optional = type(event), _ADDED_LATER.get(type(event), frozenset())
+    fields = {}
+    for key, (out, _) in _FIELDS[cls]:
+        value = getattr(event, key)
+        if value is not None or key not in optional:
+            fields[key] = out(value, what)
     body = pickle.dumps({"kind": name, "fields": fields}, protocol=5)
     return MAGIC + bytes((FORMAT_VERSION,)) + body
 

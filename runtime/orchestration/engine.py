@@ -30,6 +30,7 @@ from ..errors import (
     NonDeterminismError,
     TaskFailedError,
 )
+from ..registry import check_inline
 from ..serialization import failure_of
 from . import history as h
 from .status import OrchestrationStatus
@@ -187,24 +188,49 @@ class OrchestrationContext:
         """Publish a value that clients see in the instance's status while it runs."""
         self._ex.custom_status = value
 
-    def call_activity(self, activity: Any, input: Any = None) -> Task:
-        """Schedule an activity (an ``@activity`` function or its registered name)."""
+    def call_activity(
+        self,
+        activity: Any,
+        input: Any = None,
+        *,
+        inline: bool | None = None,
+        timeout: float | None = None,
+    ) -> Task:
+        """Schedule an activity (an ``@activity`` function or its registered name);
+        ``inline=True`` runs it in the host's process, within ``timeout`` seconds."""
         if self._ex.activity_retry is not None:  # the hub's default policy
-            return self.call_activity_with_retry(activity, self._ex.activity_retry, input)
-        return self._schedule_activity(activity, input)
+            return self.call_activity_with_retry(
+                activity, self._ex.activity_retry, input, inline=inline, timeout=timeout
+            )
+        return self._schedule_activity(activity, input, inline, timeout)
 
-    def _schedule_activity(self, activity: Any, input: Any) -> Task:
+    def _schedule_activity(
+        self, activity: Any, input: Any, inline: bool | None, timeout: float | None
+    ) -> Task:
         name = _name_of(activity, "call_activity(activity)")
+        check_inline(inline, timeout, "call_activity")
         task = ActivityTask(name)
-        self._ex.schedule(h.TaskScheduled(self._ex.next_seq(), name, input), task, activity)
+        action = h.TaskScheduled(self._ex.next_seq(), name, input, inline, timeout)
+        self._ex.schedule(action, task, activity)
         return task
 
     def call_activity_with_retry(
-        self, activity: Any, retry_policy: RetryPolicy, input: Any = None
+        self,
+        activity: Any,
+        retry_policy: RetryPolicy,
+        input: Any = None,
+        *,
+        inline: bool | None = None,
+        timeout: float | None = None,
     ) -> Task:
         """Schedule an activity that is retried after durable waits when it fails."""
         _policy(retry_policy, "call_activity_with_retry")
-        return _RetryableTask(self, retry_policy, lambda: self._schedule_activity(activity, input))
+        check_inline(inline, timeout, "call_activity_with_retry")
+        return _RetryableTask(
+            self,
+            retry_policy,
+            lambda: self._schedule_activity(activity, input, inline, timeout),
+        )
 
     def call_sub_orchestrator(
         self,

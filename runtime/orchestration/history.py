@@ -41,11 +41,17 @@ class OrchestratorStarted(HistoryEvent):
 
 @dataclass(frozen=True)
 class TaskScheduled(HistoryEvent):
-    """The orchestrator called an activity; also the outbox entry to dispatch it."""
+    """The orchestrator called an activity; also the outbox entry to dispatch it.
+
+    ``inline`` and ``timeout`` are the call's own choice (None: as the activity was
+    declared); recorded, so a call re-run after a crash runs where it first did.
+    """
 
     seq: int
     name: str
     input: Any = None
+    inline: bool | None = None
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Dispatching a host's actions: activities as Ray tasks, messages to the supervisor and to
-entities; what comes back is handed to the host as an Arrival."""
+"""Dispatching a host's actions: activities as Ray tasks (or inline, on the host's own
+threads), messages to the supervisor and to entities; what comes back is handed to the
+host as an Arrival."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from ...faults import crash_point
 from ...messages import LockOwner, Outcome, SenderId
 from ...orchestration import history as h
 from ...orchestration.codec import encode_event
-from ...registry import Activity, CodeCache, encode_code
+from ...registry import INLINE_TIMEOUT_SECONDS, Activity, CodeCache, encode_code
 from ...serialization import dumps, failure_of
 from ...store import Store
 from ..ray_seam import ENTITY_FROM_HOST, ActorSystem, SupervisorHandle, aretry, typed
 from ..routing import EntityRouter
+from .inline import InlineRunner
 from .steps import Arrival, Live
 
 log = logging.getLogger("ray_durable.host")
@@ -45,6 +47,7 @@ class Dispatcher:
         actors: ActorSystem,
         enqueue: Callable[[Arrival], None],
         activity_options: dict[str, Any],
+        inline: InlineRunner | None = None,
     ) -> None:
         self.hub = hub
         self.store = store
@@ -53,6 +56,8 @@ class Dispatcher:
         self._enqueue = enqueue
         self.activity_options = activity_options
         self.router = EntityRouter(self._supervisor_handle)
+        self.inline = inline or InlineRunner(hub)
+        self._activities: dict[str, Activity] = {}
         self._remotes: dict[str, Any] = {}
         self._shipped: set[str] = set()
         self._supervisor: SupervisorHandle | None = None
@@ -98,7 +103,9 @@ class Dispatcher:
 
     def _submit(self, live: Live, action: h.TaskScheduled) -> None:
         try:
-            remote = self._remote_for(live, action)
+            activity = self._activity_for(live, action)
+            inline = activity.inline if action.inline is None else action.inline
+            remote = None if inline else self._remote_for(activity)
         except DurableError as exc:
             self._enqueue(
                 Arrival(
@@ -110,18 +117,36 @@ class Dispatcher:
             self._collected, live, live.execution_id, action.seq, action.name, time.perf_counter()
         )
         live.in_flight += 1
-        remote.submit(arrived, action.input)
+        if remote is not None:
+            remote.submit(arrived, action.input)
+            return
+        timeout = action.timeout or activity.timeout or INLINE_TIMEOUT_SECONDS
+        ran = asyncio.ensure_future(
+            self.inline.run(activity, action.input, timeout, live.instance_id)
+        )
 
-    def _remote_for(self, live: Live, action: h.TaskScheduled) -> Any:
-        remote = self._remotes.get(action.name)
-        if remote is None:
+        def finished(done: asyncio.Future) -> None:
+            if not done.cancelled():  # cancelled: the host stops; it re-runs when activated
+                arrived(done.exception() or done.result())
+
+        ran.add_done_callback(finished)
+
+    def _activity_for(self, live: Live, action: h.TaskScheduled) -> Activity:
+        activity = self._activities.get(action.name)
+        if activity is None:
             target = live.executor.targets.get(action.seq)
             if target is None:
                 target = self.code.get("activity", action.name)
             elif not isinstance(target, Activity):
                 target = Activity(target, action.name)
-            remote = self._remotes[action.name] = _make_remote(
-                target, self.activity_options, self.actors
+            activity = self._activities[action.name] = target
+        return activity
+
+    def _remote_for(self, activity: Activity) -> Any:
+        remote = self._remotes.get(activity.name)
+        if remote is None:
+            remote = self._remotes[activity.name] = _make_remote(
+                activity, self.activity_options, self.actors
             )
         return remote
 

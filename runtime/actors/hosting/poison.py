@@ -49,6 +49,9 @@ QUARANTINE = -1.0
 _LENGTH = struct.Struct("<I")
 #: The marker file's size: a mark longer than this is not kept (its death blames nothing).
 _MARKER_BYTES = 64 * 1024
+#: Where the marks of running inline activities start (the host's loop marks before).
+_SIDE = 32 * 1024
+_SEPARATOR = b"\x1e"
 
 
 @dataclass(frozen=True)
@@ -107,24 +110,39 @@ class CrashMarker:
 
     def previous(self) -> Work | None:
         """What the last incarnation was running when it died; the mark is cleared."""
-        (length,) = _LENGTH.unpack_from(self._map, 0)
-        work = None
-        if 0 < length <= _MARKER_BYTES - _LENGTH.size:
-            work = Work.decode(self._map[_LENGTH.size : _LENGTH.size + length])
+        data = self._read(0, _SIDE)
         self._marked = True
         self.clear()
-        return work
+        return None if data is None else Work.decode(data)
+
+    def previous_inline(self) -> list[Work]:
+        """The inline activities the last incarnation ran when it died; cleared."""
+        data = self._read(_SIDE, _MARKER_BYTES)
+        self.mark_inline([])
+        works = [] if data is None else [Work.decode(d) for d in data.split(_SEPARATOR)]
+        return [w for w in works if w is not None]
+
+    def _read(self, start: int, end: int) -> bytes | None:
+        (length,) = _LENGTH.unpack_from(self._map, start)
+        if 0 < length <= end - start - _LENGTH.size:
+            return self._map[start + _LENGTH.size : start + _LENGTH.size + length]
+        return None
 
     def mark(self, work: Work) -> None:
         """Name the work about to run (before its user code)."""
-        data = work.encode()
-        if len(data) > _MARKER_BYTES - _LENGTH.size:
-            self.clear()
-            return
-        end = _LENGTH.size + len(data)
-        self._map[_LENGTH.size : end] = data
-        _LENGTH.pack_into(self._map, 0, len(data))  # last: a cut write reads as no mark
+        self._write(0, _SIDE, work.encode())
         self._marked = True
+
+    def mark_inline(self, works: list[Work]) -> None:
+        """Name the inline activities running now (each blamed if the host dies)."""
+        self._write(_SIDE, _MARKER_BYTES, _SEPARATOR.join(w.encode() for w in works))
+
+    def _write(self, start: int, end: int, data: bytes) -> None:
+        if len(data) > end - start - _LENGTH.size:
+            data = b""  # too long to keep: its death blames nothing
+        _LENGTH.pack_into(self._map, start, 0)
+        self._map[start + _LENGTH.size : start + _LENGTH.size + len(data)] = data
+        _LENGTH.pack_into(self._map, start, len(data))  # last: a cut write reads as no mark
 
     def clear(self) -> None:
         """Nothing runs now."""
@@ -162,14 +180,21 @@ class PoisonGuard:
         self.limit = limit
         self.marker = None if host is None else CrashMarker.for_host(store_url, hub, host)
         #: what this host's predecessor died running, and how often that work killed a host
-        self.suspect = self._blame()
+        self.suspect = self._blame(None if self.marker is None else self.marker.previous())
+        #: the instances whose inline activities ran when it died: crashes by instance id
+        self.inline_suspects: dict[str, tuple[Work, int]] = {}
+        for work in [] if self.marker is None else self.marker.previous_inline():
+            if self.suspect is not None and work.id == self.suspect[0].id:
+                continue  # one death counts once against one instance
+            blamed = self._blame(work)
+            if blamed is not None:
+                self.inline_suspects[work.target] = blamed
         #: suspects waiting out their backoff
         self.held: set[str] = set()
         self._waited: set[str] = set()
 
-    def _blame(self) -> tuple[Work, int] | None:
-        """Count a crash against the work the last incarnation died running, if any."""
-        work = None if self.marker is None else self.marker.previous()
+    def _blame(self, work: Work | None) -> tuple[Work, int] | None:
+        """Count a crash against work the last incarnation died running, if any."""
         if work is None:
             return None
         try:
@@ -199,12 +224,23 @@ class PoisonGuard:
         if self.marker is not None:
             self.marker.clear()
 
+    def running_inline(self, works: list[Work]) -> None:
+        """The inline activities that run now."""
+        if self.marker is not None:
+            self.marker.mark_inline(works)
+
+    def _suspect(self, iid: str) -> tuple[Work, int] | None:
+        if self.suspect is not None and self.suspect[0].id == f"orchestration:{iid}":
+            return self.suspect
+        return self.inline_suspects.get(iid)
+
     def verdict(self, iid: str) -> float:
         """0: activate the instance now; QUARANTINE; else wait that many seconds first (the
         host's other instances go on meanwhile; ``held`` has it until ``release``)."""
-        if self.suspect is None or self.suspect[0].id != f"orchestration:{iid}":
+        suspect = self._suspect(iid)
+        if suspect is None:
             return 0.0
-        crashes = self.suspect[1]
+        crashes = suspect[1]
         if crashes >= self.limit:
             return QUARANTINE
         if iid in self._waited:
@@ -221,10 +257,11 @@ class PoisonGuard:
     def quarantine(self, record: InstanceRecord, history: list[h.HistoryEvent]) -> Checkpoint:
         """Fail the suspect (releasing its locks, answering its parent) and list it; returns
         the checkpoint. No history event: a retry resumes from the checkpoint."""
-        assert self.suspect is not None
-        work, crashes = self.suspect
-        self.suspect = None
         iid = record.instance_id
+        suspect = self._suspect(iid)
+        assert suspect is not None
+        work, crashes = suspect
+        self._forgive(iid)
         failure = failure_of(QuarantinedError(work.id, crashes, work.detail))
         cp = Checkpoint(
             iid,
@@ -254,9 +291,17 @@ class PoisonGuard:
 
     def acquit(self, committed: Iterable[str]) -> None:
         """Instances that committed a step: a suspect among them is cleared of its crashes."""
-        if self.suspect is None or self.suspect[0].kind != "orchestration":
+        if not self.inline_suspects and (
+            self.suspect is None or self.suspect[0].kind != "orchestration"
+        ):
             return
-        target = self.suspect[0].target
-        if any(iid == target for iid in committed):
-            self.store.forget_crashes(self.suspect[0].id)
+        for iid in committed:
+            suspect = self._suspect(iid)
+            if suspect is not None:
+                self.store.forget_crashes(suspect[0].id)
+                self._forgive(iid)
+
+    def _forgive(self, iid: str) -> None:
+        if self.suspect is not None and self.suspect[0].id == f"orchestration:{iid}":
             self.suspect = None
+        self.inline_suspects.pop(iid, None)
