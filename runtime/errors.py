@@ -284,6 +284,22 @@ class ActivityTimeoutError(DurableError):
         )
 
 
+class InlinePoolExhaustedError(DurableError):
+    """A host holds so many abandoned (timed-out, still running) inline activity threads
+    that it runs no new inline activity; restart the host, or fix what hangs."""
+
+    def __init__(self, name: str, stuck: int) -> None:
+        super().__init__(name, stuck)
+        self.name = name
+        self.stuck = stuck
+
+    def __str__(self) -> str:
+        return (
+            f"inline activity {self.name!r} not run: {self.stuck} timed-out inline "
+            "activities of this host still run on their abandoned threads"
+        )
+
+
 class QuarantineItemNotFoundError(DurableError):
     """A quarantine id names nothing on the list (retried or discarded already, or mistyped)."""
 

@@ -83,7 +83,9 @@ class Activity:
     def __reduce__(self) -> tuple[Any, ...]:
         # Ray ships activities to its workers with its own pickler: travel in our encoding,
         # which carries the source lines, so a worker on another node shows them too.
-        fields = (self.fn, self.name, self.options, self.inline, self.timeout)
+        fields: tuple[Any, ...] = (self.fn, self.name, self.options)
+        if self.inline or self.timeout is not None:  # else as before them: a rollback reads it
+            fields += (self.inline, self.timeout)
         return _activity_from, (dumps(fields, f"activity {self.name}"),)
 
 
@@ -144,6 +146,12 @@ def activity(
     """Declare an activity: ``@activity``, ``@activity(num_cpus=1, max_retries=3, ...)`` or
     ``@activity(inline=True, timeout=10)`` (run in the host's process, not as a Ray task)."""
     check_inline(inline, timeout, "activity")
+    if inline and ray_options:
+        raise InvalidArgumentError(
+            "activity(inline=True)",
+            "no Ray task options (an inline activity runs in the host, not as a Ray task)",
+            ", ".join(sorted(ray_options)),
+        )
     unknown = set(ray_options) - ACTIVITY_OPTIONS
     if unknown:
         raise ArgumentTypeError(

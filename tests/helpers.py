@@ -83,6 +83,16 @@ def start_hub(hub_name, store_url, placement, register, **settings):
     )
 
 
+def same_pool_host(prefix: str, count: int, pool: int = 2) -> list[str]:
+    """Instance ids that a pooled hub of ``pool`` hosts places on one host (host 0)."""
+    import itertools
+
+    from runtime.actors.routing import pool_index
+
+    ids = (f"{prefix}-{i}" for i in itertools.count())
+    return list(itertools.islice((i for i in ids if pool_index(i, pool) == 0), count))
+
+
 def stop_runtime(rt) -> None:
     """Shut a hub down, if a test has not stopped Ray itself already."""
     try:

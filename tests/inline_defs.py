@@ -123,7 +123,49 @@ def inline_steps(ctx, args):
     return out
 
 
+@activity(inline=True)
+def wait_for_file(path):
+    """Waits until ``path`` exists (at most a minute): a long inline activity."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return os.path.exists(path)
+
+
+@activity(inline=True)
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@orchestrator
+def waits_inline(ctx, path):
+    return (yield ctx.call_activity(wait_for_file, path))
+
+
+@orchestrator
+def naps(ctx, args):
+    """Inline naps in sequence: a neighbour that is often running when its host dies."""
+    count, seconds = args
+    for _ in range(count):
+        yield ctx.call_activity(nap, seconds)
+    return count
+
+
+@orchestrator
+def fan_with_poison(ctx, args):
+    """A fan-out of inline steps, one of which kills its host while the flag exists."""
+    path, flag = args
+    steps = [ctx.call_activity(step_or_die, (path, flag if i == 2 else "", i)) for i in range(4)]
+    return (yield ctx.task_all(steps))
+
+
 ALL = [
+    wait_for_file,
+    nap,
+    waits_inline,
+    naps,
+    fan_with_poison,
     add_inline,
     add_dispatched,
     too_slow,

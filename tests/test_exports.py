@@ -20,6 +20,7 @@ from runtime.driver.client import DurableClient
 RUNTIME = [
     "Activity",
     "ActivityNotFoundError",
+    "ActivityTimeoutError",
     "ArgumentTypeError",
     "ClusterNotFoundError",
     "DurableClient",
@@ -34,6 +35,7 @@ RUNTIME = [
     "HubConfig",
     "HubConfigError",
     "HubUnavailableError",
+    "InlinePoolExhaustedError",
     "InstanceExistsError",
     "InstanceNotFoundError",
     "InternalError",

@@ -8,7 +8,14 @@ from __future__ import annotations
 import inline_defs as d
 import pytest
 import workflows as wf
-from helpers import assert_no_duplicate_completions, start_hub, stop_runtime, wait_until
+from helpers import (
+    assert_no_duplicate_completions,
+    completed_seqs,
+    same_pool_host,
+    start_hub,
+    stop_runtime,
+    wait_until,
+)
 
 from runtime import OrchestrationStatus
 from runtime.orchestration import history as h
@@ -89,3 +96,42 @@ def test_an_inline_activity_that_always_kills_its_host_is_quarantined(hub, tmp_p
     [item] = client.list_quarantined()
     assert (item.target, item.crashes) == (iid, LIMIT)
     assert wf.executions(log).count("1") == LIMIT
+
+
+def test_a_long_inline_activity_holds_up_nothing_else_on_its_host(hub, tmp_path):
+    client, gate = hub.client, tmp_path / "gate"
+    waiter, other = same_pool_host("w", 2)
+    client.start_new(d.waits_inline, input=str(gate), instance_id=waiter)
+    client.start_new(d.inline_chain, input=3, instance_id=other)
+    # The other instance, on the same host, completes while the first one's activity waits.
+    _completed(client, other)
+    assert client.get_status(waiter).runtime_status == OrchestrationStatus.RUNNING
+    gate.touch()
+    assert _completed(client, waiter).output is True
+
+
+def test_a_fan_out_with_an_inline_step_that_always_kills_its_host_is_quarantined(hub, tmp_path):
+    client = hub.client
+    flag, log = tmp_path / "die", str(tmp_path / "runs")
+    flag.touch()
+    iid = client.start_new(d.fan_with_poison, input=(log, str(flag)))
+    state = client.wait_for_completion(iid, timeout=240)
+    assert state.failure_details.error_type == "QuarantinedError", state.failure_details
+    [item] = client.list_quarantined()
+    assert (item.target, item.crashes) == (iid, LIMIT)  # one death, one count
+
+
+@pytest.mark.parametrize("placement", ["pooled"])
+def test_the_neighbour_of_a_poison_inline_activity_is_not_quarantined(hub, tmp_path, placement):
+    client = hub.client
+    flag, log = tmp_path / "die", str(tmp_path / "runs")
+    flag.touch()
+    poison, neighbour = same_pool_host("n", 2)
+    client.start_new(d.naps, input=(6, 0.5), instance_id=neighbour)
+    wait_until(lambda: completed_seqs(client, neighbour), timeout=120)
+    client.start_new(d.inline_steps, input=(log, str(flag)), instance_id=poison)
+    state = client.wait_for_completion(poison, timeout=240)
+    assert state.failure_details.error_type == "QuarantinedError", state.failure_details
+    assert _completed(client, neighbour).output == 6
+    assert [item.target for item in client.list_quarantined()] == [poison]
+    assert_no_duplicate_completions(client, neighbour)

@@ -4,21 +4,25 @@ the crash marker's inline region and the host's bounded thread pool (no Ray)."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
+import uuid
 
 import cloudpickle
 import pytest
 
-from runtime import ActivityTimeoutError, activity, orchestrator
+from runtime import ActivityTimeoutError, InlinePoolExhaustedError, activity, orchestrator
+from runtime.actors.hosting import inline
 from runtime.actors.hosting.inline import InlineRunner
-from runtime.actors.hosting.poison import CrashMarker, Work
+from runtime.actors.hosting.poison import HOLD, CrashMarker, PoisonGuard, Work
+from runtime.driver.http_json import event_view
 from runtime.errors import ArgumentTypeError, InvalidArgumentError
 from runtime.orchestration import history as h
 from runtime.orchestration.codec import decode_event, encode_event
-from runtime.orchestration.engine import OrchestrationExecutor
+from runtime.orchestration.engine import OrchestrationExecutor, Step
 from runtime.registry import Activity
-from runtime.serialization import dumps
+from runtime.serialization import dumps, loads
 
 PURE = True
 
@@ -107,8 +111,9 @@ def test_the_marker_names_every_running_inline_activity_once(tmp_path):
     assert CrashMarker(path).previous_inline() == []  # too long to keep: blames nothing
 
 
-def _run(runner: InlineRunner, fn, input, timeout=5.0):
-    return runner.run(Activity(fn, fn.__name__, inline=True), input, timeout, "i")
+def _run(runner: InlineRunner, fn, input, timeout=5.0, wanted=lambda: True):
+    work = Work("orchestration", "i", f"inline activity {fn.__name__}")
+    return runner.run(Activity(fn, fn.__name__, inline=True), input, timeout, work, wanted)
 
 
 def test_the_runner_copies_values_and_turns_errors_into_failures():
@@ -125,21 +130,30 @@ def test_the_runner_copies_values_and_turns_errors_into_failures():
     def lock(_):
         return threading.Lock()
 
+    def leave(_):
+        sys.exit(3)  # on a thread of the host: it must not stop the host's loop
+
     async def main():
         return await asyncio.gather(
-            _run(runner, append, value), _run(runner, boom, 1), _run(runner, lock, 1)
+            _run(runner, append, value),
+            _run(runner, boom, 1),
+            _run(runner, lock, 1),
+            _run(runner, leave, 1),
+            _run(runner, append, [], wanted=lambda: False),
         )
 
-    (ok1, out1), (ok2, out2), (ok3, out3) = asyncio.run(main())
+    (ok1, out1), (ok2, out2), (ok3, out3), (ok4, out4), (ok5, out5) = asyncio.run(main())
     assert ok1 and out1 == ["x", "y"] and value == ["x"]
     assert not ok2 and out2.error_type == "KeyError"
     assert not ok3 and out3.error_type == "SerializationError"
-    runner.close()
+    assert not ok4 and out4.error_type == "SystemExit"
+    assert not ok5 and "its execution has ended" in out5.message  # never ran
 
 
-def test_the_runner_bounds_its_threads_and_abandons_what_runs_too_long():
+def test_the_runner_bounds_its_threads_and_abandons_what_runs_too_long(monkeypatch):
     seen: list[list[Work]] = []
     runner = InlineRunner("hub", seen.append, threads=2)
+    monkeypatch.setattr(inline, "MAX_ABANDONED", 1)
     now = {"running": 0, "most": 0}
     lock = threading.Lock()
     release = threading.Event()
@@ -158,15 +172,91 @@ def test_the_runner_bounds_its_threads_and_abandons_what_runs_too_long():
 
     async def main():
         timed_out = await _run(runner, stuck, None, timeout=0.2)
+        exhausted = await _run(runner, busy, 0)  # one stuck thread is all it allows
+        release.set()
+        while runner.stuck:
+            await asyncio.sleep(0.01)
         results = await asyncio.gather(*(_run(runner, busy, 0.05) for _ in range(6)))
-        return timed_out, results
+        return timed_out, exhausted, results
 
-    (ok, failure), results = asyncio.run(main())
-    release.set()
+    (ok, failure), (ok2, exhausted), results = asyncio.run(main())
     assert not ok and failure.error_type == ActivityTimeoutError.__name__
     assert "ran past its timeout of 0.2 s" in failure.message
-    assert runner.abandoned == 1
+    assert not ok2 and exhausted.error_type == InlinePoolExhaustedError.__name__
+    assert (runner.abandoned, runner.stuck) == (1, 0)
     assert results == [(True, 0.05)] * 6
-    assert now["most"] == 2  # the abandoned thread freed its slot; never more than two
-    assert max(len(works) for works in seen) <= 3  # two slots and the abandoned one
-    runner.close()
+    assert now["most"] == 2
+    # The marker saw each call while it ran, at most two at once, and nothing at the end.
+    assert max(len(works) for works in seen) == 2 and seen[-1] == []
+
+
+class _Crashes:
+    """The two store calls PoisonGuard makes."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    def record_crash(self, work_id):
+        self.counts[work_id] = self.counts.get(work_id, 0) + 1
+        return self.counts[work_id]
+
+    def forget_crashes(self, work_id):
+        self.counts.pop(work_id, None)
+
+
+def _death(store, host, works):
+    """A host of that name dies while ``works`` run inline; its successor's guard."""
+    guard = PoisonGuard(store, "hub", "sqlite:///x", host, 5)
+    guard.running_inline(works)
+    guard.marker.close()
+    return PoisonGuard(store, "hub", "sqlite:///x", host, 5)
+
+
+def _answered(*seqs):
+    return Step([h.TaskCompleted(s, 0) for s in seqs])
+
+
+def test_one_death_counts_once_per_instance_and_a_fan_out_is_cleared_by_all_its_answers():
+    store, host = _Crashes(), f"host-{uuid.uuid4().hex}"
+    fan = [Work("orchestration", "fan", "inline activity f", seq=n) for n in range(8)]
+    guard = _death(store, host, fan)
+    assert store.counts == {"orchestration:fan": 1}  # not 8
+    assert guard.verdict("fan") > 0  # its backoff
+    guard.acquit([("fan", _answered(0, 1, 2, 3, 4, 5, 6))])  # the killer, 7, never answers
+    assert store.counts == {"orchestration:fan": 1}
+    guard.acquit([("fan", _answered(7))])
+    assert store.counts == {}
+
+
+def test_the_instances_of_one_death_run_again_one_at_a_time():
+    store, host = _Crashes(), f"host-{uuid.uuid4().hex}"
+    both = [Work("orchestration", i, "inline activity f", seq=1) for i in ("a", "b")]
+    guard = _death(store, host, both)
+    turns: list[str] = []
+    guard.on_turn = turns.append
+    assert guard.verdict("a") > 0  # a's turn, after its backoff
+    assert guard.verdict("b") == HOLD and "b" in guard.held
+    guard.acquit([("a", _answered(1))])
+    assert turns == ["b"] and "b" not in guard.held and store.counts == {"orchestration:b": 1}
+
+
+def test_an_activity_declaration_is_stored_as_before_when_it_is_not_inline():
+    @activity
+    def plain(x):
+        return x
+
+    _, (blob,) = plain.__reduce__()
+    assert len(loads(blob)) == 3  # (fn, name, options): what versions before inline read
+    _, (blob,) = fast.__reduce__()
+    assert loads(blob)[3:] == (True, 2.5)
+
+
+def test_an_inline_activity_takes_no_ray_options():
+    with pytest.raises(InvalidArgumentError, match="no Ray task options"):
+        activity(inline=True, num_cpus=2)
+
+
+def test_the_json_view_of_a_call_without_inline_options_is_as_before():
+    view = event_view(h.TaskScheduled(1, "inc", 2))
+    assert "Inline" not in view and "Timeout" not in view
+    assert event_view(h.TaskScheduled(1, "inc", 2, True, 3.0))["Inline"] is True

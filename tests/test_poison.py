@@ -3,21 +3,23 @@ the hub goes on (real Ray, real host processes that die by ``os._exit``)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import poison_defs
 import pytest
 import workflows as wf
-from helpers import assert_no_duplicate_completions, start_hub, stop_runtime, wait_until
+from helpers import (
+    assert_no_duplicate_completions,
+    same_pool_host,
+    start_hub,
+    stop_runtime,
+    wait_until,
+)
 
 from runtime import OrchestrationStatus, QuarantinedError, QuarantineItemNotFoundError
-from runtime.actors.routing import pool_index
 from runtime.driver.cli import main
 
 LIMIT = 3
-#: Pool hosts of the test hub (helpers.start_hub).
-POOL = 2
 
 
 @pytest.fixture
@@ -25,12 +27,6 @@ def hub(hub_name, store_url, placement):
     rt = start_hub(hub_name, store_url, placement, wf.ALL + poison_defs.ALL, quarantine_after=LIMIT)
     yield rt
     stop_runtime(rt)
-
-
-def _same_pool_host(prefix: str, count: int) -> list[str]:
-    """Instance ids that a pooled hub places on one host (all of pool host 0)."""
-    ids = (f"{prefix}-{i}" for i in itertools.count())
-    return list(itertools.islice((i for i in ids if pool_index(i, POOL) == 0), count))
 
 
 @pytest.mark.parametrize("placement", ["dedicated", "pooled"])
@@ -41,7 +37,7 @@ def test_an_instance_that_kills_its_host_is_quarantined_and_its_neighbours_finis
     flag = tmp_path / "poison"
     flag.touch()
     log = str(tmp_path / "runs")
-    poison_id, good_id = _same_pool_host("p", 2)
+    poison_id, good_id = same_pool_host("p", 2)
     client.start_new(wf.slow_chain, input=(log, 6, 0.3), instance_id=good_id)
     client.start_new(poison_defs.poison_step, input=str(flag), instance_id=poison_id)
 

@@ -34,7 +34,7 @@ from ..store.payloads import DEFAULT_INLINE_LIMIT
 from .entity_host import EntityCore
 from .hosting.dispatch import Dispatcher
 from .hosting.inline import InlineRunner
-from .hosting.poison import QUARANTINE, PoisonGuard
+from .hosting.poison import HOLD, QUARANTINE, PoisonGuard
 from .hosting.steps import Arrival, Live, checkpoint, continue_as_new, now_utc
 from .ray_seam import (
     ActorSystem,
@@ -103,6 +103,11 @@ class _Recovery:
                 log.exception("host: cannot activate %s", iid)
             self._wake.set()
 
+    def _turn_of(self, iid: str) -> None:
+        """An inline suspect's turn: activated on the loop, after the commit that settled
+        the one before."""
+        self._loop.call_soon(self._release, iid)
+
     def _quarantine(self, record: InstanceRecord) -> None:
         """Fail the instance without running its code, release its locks, list it."""
         history = [decode_event(blob) for blob in self.store.load_history(record.instance_id)]
@@ -146,6 +151,7 @@ class HostCore(_Recovery):
         self._loop = asyncio.get_event_loop()
         self.quarantine_after = quarantine_after
         self.poison = PoisonGuard(self.store, hub, store_url, self.name, quarantine_after)
+        self.poison.on_turn = self._turn_of
         self.dispatcher = Dispatcher(
             hub,
             self.store,
@@ -245,6 +251,8 @@ class HostCore(_Recovery):
         if verdict == QUARANTINE:
             self._quarantine(record)
             return
+        if verdict == HOLD:
+            return  # another suspect of the same death runs first (poison.on_turn)
         if verdict > 0:
             self._loop.call_later(verdict, self._release, iid)
             return
@@ -369,7 +377,7 @@ class HostCore(_Recovery):
     def _after_commit(self, items: list[tuple[Live, Step]], outbox: bool = False) -> None:
         if outbox:
             self._outbox_committed()  # unlocks
-        self.poison.acquit(live.instance_id for live, _ in items)
+        self.poison.acquit((live.instance_id, step) for live, step in items)
         for live, step in items:
             for event in step.new_events:
                 if isinstance(event, _DISPATCHED):

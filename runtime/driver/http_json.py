@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ..errors import FailureDetails, SerializationError
-from ..orchestration.codec import decode_event
+from ..orchestration.codec import ADDED_LATER, decode_event
 from ..orchestration.status import OrchestrationStatus
 from ..serialization import loads
 from ..store import InstanceRecord, Quarantined
@@ -243,9 +243,12 @@ def event_view(event: Any, show_output: bool = False) -> dict[str, Any]:
     if not dataclasses.is_dataclass(event):
         return {"EventType": type(event).__name__, **marker(event)}
     body: dict[str, Any] = {"EventType": type(event).__name__}
+    later = ADDED_LATER.get(type(event), frozenset())  # type: ignore[arg-type]
     for field in dataclasses.fields(event):
         if field.name in OUTPUT_FIELDS and not show_output:
             continue
+        if field.name in later and getattr(event, field.name) is None:
+            continue  # the view of an event that does not use it stays as it was
         body[_pascal(field.name)] = json_view(getattr(event, field.name))
     return body
 

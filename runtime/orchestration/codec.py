@@ -150,7 +150,7 @@ def _fields_of(cls: type[h.HistoryEvent]) -> tuple[tuple[str, _Conv], ...]:
 _FIELDS = {cls: _fields_of(cls) for cls in KINDS.values()}
 #: Fields added after their kind was first stored: not written while None, so the events
 #: that do not use them stay readable by the versions before (a rollback), byte for byte.
-_ADDED_LATER: dict[type[h.HistoryEvent], frozenset[str]] = {
+ADDED_LATER: dict[type[h.HistoryEvent], frozenset[str]] = {
     h.TaskScheduled: frozenset({"inline", "timeout"}),
 }
 
@@ -167,7 +167,7 @@ def encode_event(event: h.HistoryEvent, what: str = "history event") -> bytes:
     name = _NAMES.get(type(event))
     if name is None:
         raise HistoryFormatError(f"{type(event).__name__} is not a known history event kind")
-    cls, optional = type(event), _ADDED_LATER.get(type(event), frozenset())
+    cls, optional = type(event), ADDED_LATER.get(type(event), frozenset())
     fields = {}
     for key, (out, _) in _FIELDS[cls]:
         value = getattr(event, key)

@@ -276,7 +276,10 @@ class Orchestrations:
         except DurableError as exc:
             self.deliver(iid, h.TaskFailed(action.seq, failure_of(exc)), execution)
             return
-        retries = _ray_retries(activity.options)
+        inline = activity.inline if action.inline is None else action.inline
+        # An inline activity is no Ray task: Ray's retries never apply to it. (Its timeout
+        # is not enforced here: the environment runs every activity on the caller's thread.)
+        retries = _ray_retries({} if inline else activity.options)
         calls = self._code.calls.setdefault(action.name, [])
         while True:
             calls.append(action.input)

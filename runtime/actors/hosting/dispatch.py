@@ -25,6 +25,7 @@ from ...store import Store
 from ..ray_seam import ENTITY_FROM_HOST, ActorSystem, SupervisorHandle, aretry, typed
 from ..routing import EntityRouter
 from .inline import InlineRunner
+from .poison import Work
 from .steps import Arrival, Live
 
 log = logging.getLogger("ray_durable.host")
@@ -121,8 +122,18 @@ class Dispatcher:
             remote.submit(arrived, action.input)
             return
         timeout = action.timeout or activity.timeout or INLINE_TIMEOUT_SECONDS
+        work = Work(
+            "orchestration", live.instance_id, f"inline activity {action.name}", "", action.seq
+        )
+        execution = live.execution_id
         ran = asyncio.ensure_future(
-            self.inline.run(activity, action.input, timeout, live.instance_id)
+            self.inline.run(
+                activity,
+                action.input,
+                timeout,
+                work,
+                lambda: not live.done and live.execution_id == execution,
+            )
         )
 
         def finished(done: asyncio.Future) -> None:

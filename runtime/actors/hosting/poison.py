@@ -23,7 +23,7 @@ import os
 import struct
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ... import logs, metrics
@@ -31,12 +31,15 @@ from ...errors import QuarantinedError
 from ...messages import SenderId
 from ...orchestration import history as h
 from ...orchestration.codec import encode_event
+from ...orchestration.engine import Step
 from ...orchestration.status import OrchestrationStatus
 from ...serialization import dumps, failure_of
 from ...store import Checkpoint, InstanceRecord, Quarantined, Store
 from .steps import unlock_rows
 
 log = logging.getLogger("ray_durable.host")
+
+_ANSWERS = (h.TaskCompleted, h.TaskFailed)
 
 #: The pause before a suspect instance is activated again, doubled with each crash (s).
 SUSPECT_BACKOFF_SECONDS = 0.5
@@ -45,6 +48,8 @@ SUSPECT_BACKOFF_MAX_SECONDS = 8.0
 
 #: ``PoisonGuard.verdict``: quarantine the instance instead of activating it.
 QUARANTINE = -1.0
+#: ``PoisonGuard.verdict``: not yet; another suspect of the same death runs first.
+HOLD = -2.0
 
 _LENGTH = struct.Struct("<I")
 #: The marker file's size: a mark longer than this is not kept (its death blames nothing).
@@ -83,6 +88,16 @@ class Work:
             return cls(kind, target, detail, sender, int(seq))
         except ValueError:
             return None
+
+
+@dataclass
+class _InlineSuspect:
+    """An instance whose inline activities ran when its host died."""
+
+    work: Work
+    crashes: int
+    #: those activities (their seq): it is cleared once each has its result committed
+    seqs: set[int]
 
 
 def backoff(crashes: int) -> float:
@@ -169,7 +184,13 @@ def open_locks(history: list[h.HistoryEvent]) -> list[h.LockReleased]:
 
 class PoisonGuard:
     """A host's side of poison work: it marks what runs, blames its predecessor's death on
-    what that one ran, holds the suspect back and says when to quarantine it."""
+    what that one ran, holds the suspect back and says when to quarantine it.
+
+    Several inline activities may run when a host dies: each instance among them is
+    blamed once, and they run again one instance at a time (``on_turn`` is told whose
+    turn comes next), so that the next death names the poison alone and its neighbours
+    are not blamed again with it.
+    """
 
     def __init__(
         self, store: Store, hub: str, store_url: str, host: str | None, limit: int
@@ -181,17 +202,24 @@ class PoisonGuard:
         self.marker = None if host is None else CrashMarker.for_host(store_url, hub, host)
         #: what this host's predecessor died running, and how often that work killed a host
         self.suspect = self._blame(None if self.marker is None else self.marker.previous())
-        #: the instances whose inline activities ran when it died: crashes by instance id
-        self.inline_suspects: dict[str, tuple[Work, int]] = {}
+        #: the instances whose inline activities ran when it died, by instance id
+        self.inline_suspects: dict[str, _InlineSuspect] = {}
         for work in [] if self.marker is None else self.marker.previous_inline():
             if self.suspect is not None and work.id == self.suspect[0].id:
                 continue  # one death counts once against one instance
+            known = self.inline_suspects.get(work.target)
+            if known is not None:
+                known.seqs.add(work.seq)
+                continue
             blamed = self._blame(work)
             if blamed is not None:
-                self.inline_suspects[work.target] = blamed
-        #: suspects waiting out their backoff
+                self.inline_suspects[work.target] = _InlineSuspect(work, blamed[1], {work.seq})
+        #: suspects waiting out their backoff, or their turn
         self.held: set[str] = set()
         self._waited: set[str] = set()
+        #: the inline suspect that may run now; ``on_turn`` activates the next
+        self._turn: str | None = None
+        self.on_turn: Callable[[str], None] | None = None
 
     def _blame(self, work: Work | None) -> tuple[Work, int] | None:
         """Count a crash against work the last incarnation died running, if any."""
@@ -232,17 +260,24 @@ class PoisonGuard:
     def _suspect(self, iid: str) -> tuple[Work, int] | None:
         if self.suspect is not None and self.suspect[0].id == f"orchestration:{iid}":
             return self.suspect
-        return self.inline_suspects.get(iid)
+        inline = self.inline_suspects.get(iid)
+        return None if inline is None else (inline.work, inline.crashes)
 
     def verdict(self, iid: str) -> float:
-        """0: activate the instance now; QUARANTINE; else wait that many seconds first (the
-        host's other instances go on meanwhile; ``held`` has it until ``release``)."""
+        """0: activate the instance now; QUARANTINE; HOLD (until ``on_turn`` names it);
+        else wait that many seconds first (the host's other instances go on meanwhile;
+        ``held`` has it until ``release``)."""
         suspect = self._suspect(iid)
         if suspect is None:
             return 0.0
         crashes = suspect[1]
         if crashes >= self.limit:
             return QUARANTINE
+        if iid in self.inline_suspects and self._turn not in (None, iid):
+            self.held.add(iid)
+            return HOLD
+        if iid in self.inline_suspects:
+            self._turn = iid
         if iid in self._waited:
             self.held.discard(iid)
             return 0.0
@@ -289,13 +324,20 @@ class PoisonGuard:
         metrics.inc("quarantined", {"hub": self.hub, "kind": "orchestration"})
         return cp
 
-    def acquit(self, committed: Iterable[str]) -> None:
-        """Instances that committed a step: a suspect among them is cleared of its crashes."""
+    def acquit(self, committed: Iterable[tuple[str, Step]]) -> None:
+        """Instances that committed a step: a suspect among them is cleared of its crashes
+        (an inline suspect once the activities it ran at the death have their results, or
+        its execution ended)."""
         if not self.inline_suspects and (
             self.suspect is None or self.suspect[0].kind != "orchestration"
         ):
             return
-        for iid in committed:
+        for iid, step in committed:
+            inline = self.inline_suspects.get(iid)
+            if inline is not None:
+                inline.seqs -= {e.seq for e in step.new_events if isinstance(e, _ANSWERS)}
+                if inline.seqs and not (step.is_terminal or step.continued_as_new):
+                    continue
             suspect = self._suspect(iid)
             if suspect is not None:
                 self.store.forget_crashes(suspect[0].id)
@@ -304,4 +346,11 @@ class PoisonGuard:
     def _forgive(self, iid: str) -> None:
         if self.suspect is not None and self.suspect[0].id == f"orchestration:{iid}":
             self.suspect = None
-        self.inline_suspects.pop(iid, None)
+        if self.inline_suspects.pop(iid, None) is not None and self._turn == iid:
+            self._turn = None
+            waiting = [i for i in self.inline_suspects if i in self.held]
+            if waiting and self.on_turn is not None:
+                # The most blamed first: the likeliest poison is settled soonest.
+                self._turn = max(waiting, key=lambda i: self.inline_suspects[i].crashes)
+                self.held.discard(self._turn)
+                self.on_turn(self._turn)
