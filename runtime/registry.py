@@ -76,9 +76,10 @@ class Activity:
 
     def run(self, input: Any) -> Any:
         """Run the function on one input, as a Ray task does."""
-        if _takes_argument(self.fn):
-            return self.fn(input)
-        return self.fn()
+        takes = self.__dict__.get("_takes")
+        if takes is None:  # inspect.signature costs more than a trivial activity's run
+            takes = self.__dict__["_takes"] = _takes_argument(self.fn)
+        return self.fn(input) if takes else self.fn()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Ray ships activities to its workers with its own pickler: travel in our encoding,
