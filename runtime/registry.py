@@ -8,6 +8,7 @@ module must be importable on the cluster, as for any Ray task).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,10 +77,12 @@ class Activity:
 
     def run(self, input: Any) -> Any:
         """Run the function on one input, as a Ray task does."""
-        takes = self.__dict__.get("_takes")
-        if takes is None:  # inspect.signature costs more than a trivial activity's run
-            takes = self.__dict__["_takes"] = _takes_argument(self.fn)
-        return self.fn(input) if takes else self.fn()
+        return self.fn(input) if self._takes_argument else self.fn()
+
+    @functools.cached_property
+    def _takes_argument(self) -> bool:
+        # Read once: inspect.signature costs more than a trivial activity's run.
+        return _takes_argument(self.fn)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Ray ships activities to its workers with its own pickler: travel in our encoding,

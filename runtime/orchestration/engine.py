@@ -198,17 +198,15 @@ class OrchestrationContext:
     ) -> Task:
         """Schedule an activity (an ``@activity`` function or its registered name);
         ``inline=True`` runs it in the host's process, within ``timeout`` seconds."""
+        check_inline(inline, timeout, "call_activity")
         if self._ex.activity_retry is not None:  # the hub's default policy
-            return self.call_activity_with_retry(
-                activity, self._ex.activity_retry, input, inline=inline, timeout=timeout
-            )
+            return self._retried(activity, self._ex.activity_retry, input, inline, timeout)
         return self._schedule_activity(activity, input, inline, timeout)
 
     def _schedule_activity(
         self, activity: Any, input: Any, inline: bool | None, timeout: float | None
     ) -> Task:
         name = _name_of(activity, "call_activity(activity)")
-        check_inline(inline, timeout, "call_activity")
         task = ActivityTask(name)
         action = h.TaskScheduled(self._ex.next_seq(), name, input, inline, timeout)
         self._ex.schedule(action, task, activity)
@@ -226,10 +224,18 @@ class OrchestrationContext:
         """Schedule an activity that is retried after durable waits when it fails."""
         _policy(retry_policy, "call_activity_with_retry")
         check_inline(inline, timeout, "call_activity_with_retry")
+        return self._retried(activity, retry_policy, input, inline, timeout)
+
+    def _retried(
+        self,
+        activity: Any,
+        policy: RetryPolicy,
+        input: Any,
+        inline: bool | None,
+        timeout: float | None,
+    ) -> Task:
         return _RetryableTask(
-            self,
-            retry_policy,
-            lambda: self._schedule_activity(activity, input, inline, timeout),
+            self, policy, lambda: self._schedule_activity(activity, input, inline, timeout)
         )
 
     def call_sub_orchestrator(

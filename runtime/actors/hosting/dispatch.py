@@ -48,7 +48,7 @@ class Dispatcher:
         actors: ActorSystem,
         enqueue: Callable[[Arrival], None],
         activity_options: dict[str, Any],
-        inline: InlineRunner | None = None,
+        inline: InlineRunner,
     ) -> None:
         self.hub = hub
         self.store = store
@@ -57,7 +57,7 @@ class Dispatcher:
         self._enqueue = enqueue
         self.activity_options = activity_options
         self.router = EntityRouter(self._supervisor_handle)
-        self.inline = inline or InlineRunner(hub)
+        self.inline = inline
         self._activities: dict[str, Activity] = {}
         self._remotes: dict[str, Any] = {}
         self._shipped: set[str] = set()

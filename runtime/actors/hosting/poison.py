@@ -273,10 +273,10 @@ class PoisonGuard:
         crashes = suspect[1]
         if crashes >= self.limit:
             return QUARANTINE
-        if iid in self.inline_suspects and self._turn not in (None, iid):
-            self.held.add(iid)
-            return HOLD
         if iid in self.inline_suspects:
+            if self._turn not in (None, iid):
+                self.held.add(iid)
+                return HOLD
             self._turn = iid
         if iid in self._waited:
             self.held.discard(iid)
