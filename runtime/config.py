@@ -81,6 +81,12 @@ def _str(key: str, value: Any, optional: bool = False) -> str | None:
     return value
 
 
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _expected(key, "true or false", value)
+    return value
+
+
 def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise _expected(key, "one of " + ", ".join(choices), value)
@@ -119,12 +125,15 @@ class HttpConfig:
     port: int = 8000
     token_env: str | None = None
     max_body_bytes: int = 1_048_576
+    #: the web dashboard at /dashboard/, beside the API (behind the same token)
+    dashboard: bool = True
 
     def __post_init__(self) -> None:
         _str("http.host", self.host)
         _int("http.port", self.port, 0, 65535)
         _str("http.token_env", self.token_env, optional=True)
         _int("http.max_body_bytes", self.max_body_bytes, 1)
+        _flag("http.dashboard", self.dashboard)
 
     @classmethod
     def of(cls, value: Any) -> HttpConfig:

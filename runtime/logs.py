@@ -8,6 +8,7 @@ go to stderr, which Ray forwards to the driver's console: a busy hub would drown
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -91,3 +92,37 @@ def event(
 ) -> None:
     """Log ``message`` with structured fields (hub, instance_id, execution_id, ...)."""
     logger.log(level, message, exc_info=exc_info, extra={"durable": fields})
+
+
+def instance_lines(
+    instance_id: str, hub: str | None = None, limit: int = 200, budget: int = 8 * 2**20
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """(this node's log folder, the last ``limit`` lines about one instance of ``hub`` in
+    it, oldest first). Reads at most ``budget`` bytes, from the end of each file."""
+    directory = log_dir()
+    if directory is None:
+        return None, []
+    needle = f'"instance_id": {json.dumps(instance_id)}'.encode()
+    files = sorted(glob.glob(os.path.join(directory, "*.log")))
+    share = budget // max(len(files), 1)
+    found: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            with open(path, "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - share))
+                data = handle.read(share)
+        except OSError:
+            continue  # a process's file may go while we look
+        for raw in data.splitlines():
+            if needle in raw:
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    continue  # the first line of a tail read may be cut
+                if not isinstance(line, dict) or line.get("instance_id") != instance_id:
+                    continue
+                if hub is None or line.get("hub") in (None, hub):
+                    found.append(line)
+    found.sort(key=lambda line: line.get("ts", 0))
+    return directory, found[-limit:]

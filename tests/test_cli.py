@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import types
 import uuid
@@ -18,7 +19,7 @@ import hub_defs
 import pytest
 import ray
 import workflows
-from helpers import durable_exe, one_line_error, start_ray
+from helpers import durable_exe, one_line_error, start_ray, wait_until
 
 from runtime import DurableClient, OrchestratorNotFoundError, Runtime
 from runtime.actors.routing import NAMESPACE
@@ -276,6 +277,25 @@ def test_watch_json_and_failed_instance(hub, capsys):
     hub.client.terminate(waiting)
 
 
+def test_list_watch_prints_the_table_again_at_each_change(hub, capsys):
+    prefix = f"watch-{uuid.uuid4().hex[:6]}-"
+    waiting = hub.client.start_new("flow", input="w", instance_id=prefix + "a")
+    wait_until(lambda: str(hub.client.get_status(waiting).runtime_status) == "Running")
+    stopper = threading.Timer(1.5, lambda: hub.client.terminate(waiting, "seen"))
+    stopper.start()
+    try:
+        argv = ["list", "--watch", "--prefix", prefix, "--interval", "0.2", "--timeout", "6"]
+        code, out, _ = run(capsys, *cli(hub, *argv))
+    finally:
+        stopper.cancel()
+    assert code == 0
+    # a pipe gets one table per change, each under a time stamp
+    tables = [t for t in out.split("-- ")[1:] if t.strip()]
+    assert len(tables) == 2, out
+    assert "Running" in tables[0] and "Terminated" in tables[1]
+    assert all(waiting in t and "INSTANCE ID" in t for t in tables)
+
+
 def test_config_file_and_options_after_the_command(hub, capsys, tmp_path):
     config = tmp_path / "durable.yaml"
     config.write_text(f"hub: {hub.config.hub}\nhttp: {{port: 9100}}\n")
@@ -334,6 +354,7 @@ def test_serve_registers_the_app_and_starts_the_http_api(capsys, monkeypatch, tm
                 "port": 9123,
                 "token_env": "DURABLE_TEST_TOKEN",
                 "max_body_bytes": 1_048_576,
+                "dashboard": True,
             },
             "HI!",
         )

@@ -131,7 +131,8 @@ def test_round_trip_through_dict_and_pickle(tmp_path):
         ({"http": {"host": ""}}, "http.host: expected a non-empty string"),
         ({"http": {"token_env": 1}}, "http.token_env: expected a non-empty string or null"),
         ({"http": {"max_body_bytes": 0}}, "http.max_body_bytes: expected an integer at least 1"),
-        ({"http": {"prot": 1}}, "http.prot: unknown setting; known: host, max_body_bytes, port"),
+        ({"http": {"dashboard": "yes"}}, "http.dashboard: expected true or false, got 'yes'"),
+        ({"http": {"prot": 1}}, "http.prot: unknown setting; known: dashboard, host, max_body"),
         ({"ray": {"adress": "auto"}}, "ray.adress: unknown setting; known: address, namespace"),
         ({"ray": {"namespace": 3}}, "ray.namespace: expected a non-empty string or null"),
         ({"activity_defaults": []}, "activity_defaults: expected a mapping"),
@@ -231,6 +232,7 @@ def test_runtime_start_reads_the_file_and_round_trips_through_the_supervisor(
             "port": 9000,
             "token_env": None,
             "max_body_bytes": 1_048_576,
+            "dashboard": True,
         }
         assert HubConfig.from_dict(running).activity_retry_policy().max_number_of_attempts == 4
     finally:

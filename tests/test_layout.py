@@ -14,14 +14,15 @@ MAX_FUNCTION_LINES = 60
 MAX_CLASS_LINES = 300
 SIZE_EXEMPT: set[tuple[str, str]] = set()
 
-#: Where Ray may be imported: the seam, the connection to a cluster, the CLI and HTTP
-#: server that start one (and Ray Serve's own controller calls), Ray's metrics and the
-#: session folder that logs go to.
+#: Where Ray may be imported: the seam, the connection to a cluster, the CLI and the HTTP
+#: servers (the API, the dashboard) that start one (and Ray Serve's own controller calls),
+#: Ray's metrics and the session folder that logs go to.
 RAY_IMPORTERS = {
     "runtime/actors/ray_seam.py",
     "runtime/driver/cluster.py",
     "runtime/driver/cli.py",
     "runtime/driver/http_api.py",
+    "runtime/driver/dashboard/app.py",
     "runtime/metrics.py",
     "runtime/logs.py",
 }

@@ -97,17 +97,21 @@ def test_eternal_counter_continues_as_new_with_bounded_history(runtime):
     assert client.wait_for_completion(iid, timeout=30).output == 25
 
 
+GENERATIONS = 3_000
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("placement", ["pooled"])
-def test_continue_as_new_10000_times_keeps_the_store_bounded(runtime, store_url):
+def test_continue_as_new_3000_times_keeps_the_store_bounded(runtime, store_url):
+    # 3,000 generations show a bound as well as 10,000 did, in a third of the time.
     client = runtime.client
-    iid = client.start_new(pt.ticker, input=(0, 10_000))
-    assert client.wait_for_completion(iid, timeout=600).output == 10_000
+    iid = client.start_new(pt.ticker, input=(0, GENERATIONS))
+    assert client.wait_for_completion(iid, timeout=600).output == GENERATIONS
     rows = query_store(store_url, "SELECT COUNT(*) FROM history")[0][0]
     if store_url.startswith("sqlite:///"):
         path = store_url[len("sqlite:///") :]
         size = os.path.getsize(path) + os.path.getsize(path + "-wal")
-        print(f"history rows after 10,000 continue-as-new: {rows}; store size {size} bytes")
+        print(f"history rows after {GENERATIONS} continue-as-new: {rows}; store size {size} bytes")
     assert rows < 20
 
 

@@ -362,6 +362,63 @@ def test_query_pages_with_limit_and_offset(store):
     ]
 
 
+def test_query_pages_by_keyset_in_both_orders_with_ties_and_filters(store):
+    # Ties on created_time are ordered by id, so a page boundary inside a tie loses nothing.
+    for i in range(9):
+        status = "Completed" if i % 3 == 0 else "Running"
+        store.create_instance(record(f"i{i}", status=status, created=float(i // 2)), [])
+
+    def walk(size: int, **filters) -> list[list[str]]:
+        pages, after = [], None
+        while True:
+            page = store.query(InstanceQuery(limit=size, after=after, **filters))
+            if not page:
+                return pages
+            pages.append(ids(page))
+            after = (page[-1].created_time, page[-1].instance_id)
+
+    oldest = [f"i{i}" for i in range(9)]
+    assert sum(walk(2), []) == oldest
+    assert walk(4) == [oldest[:4], oldest[4:8], oldest[8:]]
+    assert sum(walk(2, newest_first=True), []) == oldest[::-1]
+    running = [f"i{i}" for i in range(9) if i % 3]
+    assert sum(walk(2, statuses=("Running",), newest_first=True), []) == running[::-1]
+    # the keyset starts after a row that no longer exists, or one of another status
+    assert ids(store.query(InstanceQuery(after=(2.0, "i4x"), limit=2))) == ["i5", "i6"]
+
+
+def test_query_filters_by_orchestrator_name(store):
+    store.create_instance(record("a", created=1.0), [])
+    other = InstanceRecord("b", "other", "1", "Running", "x-b", 2.0, 2.0)
+    store.create_instance(other, [])
+    assert ids(store.query(InstanceQuery(name="other"))) == ["b"]
+    assert ids(store.query(InstanceQuery(name="flow"))) == ["a"]
+    assert store.query(InstanceQuery(name="nobody")) == []
+
+
+def test_overview_counts_statuses_rates_entities_hosts_and_timers(store):
+    now = 1_000_000.0 * 60  # a whole minute
+    for iid, status, created, host in [
+        ("a", "Running", now - 30, "h1"),
+        ("b", "Running", now - 90, "h1"),
+        ("c", "Completed", now - 100, "h2"),
+        ("d", "Pending", now - 5000, None),  # before the window
+    ]:
+        fields = {"host": host} if host else {}
+        store.create_instance(record(iid, status=status, created=created, **fields), [])
+    store.commit_entities([entity("k1"), entity("k2")])
+    ov = store.overview(now - 3600)
+    assert ov.by_status == {"Running": 2, "Completed": 1, "Pending": 1}
+    # per whole minute: a (now-30) in the minute before now; b and c two minutes before
+    assert ov.started_per_minute == {int(now) - 60: 1, int(now) - 120: 2}
+    assert ov.finished_per_minute == {int(now) - 120: 1}
+    assert ov.entities_by_name == {"Counter": 2}
+    assert ov.live_by_host == {"h1": 2, "": 1}
+    assert (ov.pending_timers, ov.next_timer) == (0, None)
+    assert ov.health.oldest_pending == now - 5000
+    assert ov.lease is None
+
+
 # -- entities and their senders ------------------------------------------------------------
 
 

@@ -355,6 +355,14 @@ class SupervisorHandle:
         """(state blob, exists) of an entity, or None."""
         return self.actor.read_entity.remote(eid)
 
+    def entity_record(self, eid: str) -> Any:
+        """(state blob, exists, lock owner) of an entity, or None."""
+        return self.actor.entity_record.remote(eid)
+
+    def overview(self, window: float) -> Any:
+        """The hub's HubOverview, per-minute rates over the last ``window`` seconds."""
+        return self.actor.overview.remote(window)
+
     def list_entities(self, name: str | None, limit: int, offset: int) -> Any:
         """A page of stored entities."""
         return self.actor.list_entities.remote(name, limit, offset)

@@ -129,6 +129,10 @@ class Supervisor:
         """Wait for a terminal status."""
         return await (await self._ready()).completions.wait(instance_id, timeout)
 
+    async def overview(self, window: float) -> Any:
+        """The hub's counts for the dashboard."""
+        return await (await self._ready()).completions.overview(window)
+
     async def host_of(self, instance_id: str) -> Any:
         """The host actor of an instance."""
         return await (await self._ready()).completions.host_of(instance_id)
@@ -176,6 +180,10 @@ class Supervisor:
     async def clean_entities(self) -> int:
         """Remove entities without state."""
         return await (await self._ready()).entities.clean_entities()
+
+    async def entity_record(self, eid: str) -> Any:
+        """An entity's committed state, existence and lock owner."""
+        return await (await self._ready()).entities.entity_record(eid)
 
     async def last_sequence(self, eid: str, sender: str) -> int:
         """The last number an entity recorded from a sender."""

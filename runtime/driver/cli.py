@@ -34,7 +34,13 @@ from ..orchestration import history as h
 from ..orchestration.status import OrchestrationStatus
 from . import cluster
 from .client import DurableClient, OrchestrationState
-from .http_json import entity_state_payload, json_view, quarantined_payload, state_payload
+from .http_json import (
+    activity_progress,
+    entity_state_payload,
+    json_view,
+    quarantined_payload,
+    state_payload,
+)
 
 PROG = "durable"
 KINDS = ("orchestrator", "activity", "entity")
@@ -132,6 +138,13 @@ def _hub_commands(command: Callable[..., Any]) -> None:
     _filters(sub)
     sub.add_argument("--prefix", help="only instance ids starting with this")
     sub.add_argument("--top", type=int, metavar="N", help="at most N instances")
+    sub.add_argument(
+        "--watch", action="store_true", help="a live table, redrawn until Ctrl-C (or --timeout)"
+    )
+    sub.add_argument(
+        "--interval", type=_seconds(0.0, False), default=2.0, help="seconds between redraws"
+    )
+    sub.add_argument("--timeout", type=_seconds(0.0, True), help="with --watch: stop after this")
 
 
 def _instance_commands(command: Callable[..., Any]) -> None:
@@ -418,19 +431,52 @@ def _list(args: argparse.Namespace) -> int:
     created_to = _time_arg("--to", args.created_to)
     if args.top is not None and args.top < 1:
         raise CliError(f"--top: expected a positive number, got {args.top}")
-    states = _connect(args).get_status_by(
-        runtime_status=statuses,
-        created_time_from=created_from,
-        created_time_to=created_to,
-        instance_id_prefix=args.prefix,
-        top=args.top,
-    )
-    if args.json:
-        _emit(args, [state_payload(s) for s in states], "")
+    client = _connect(args)
+
+    def listed() -> list[str]:
+        states = client.get_status_by(
+            runtime_status=statuses,
+            created_time_from=created_from,
+            created_time_to=created_to,
+            instance_id_prefix=args.prefix,
+            top=args.top,
+        )
+        if args.json:
+            return [json.dumps([state_payload(s) for s in states], default=str)]
+        return _table(states)
+
+    if not args.watch:
+        lines = listed()
+        if args.json:
+            _emit(args, json.loads(lines[0]), "")
+        else:
+            print("\n".join(lines), flush=True)
         return 0
+    # A terminal redraws the table in place; a pipe or a file gets the table at each change.
+    tty = sys.stdout.isatty() and not args.json
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    last = None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            lines = listed()
+            if lines != last:
+                stamp = time.strftime("%H:%M:%S")
+                if tty:
+                    print("\033[H\033[J" + f"{stamp}  (Ctrl-C to stop)", flush=True)
+                elif not args.json:
+                    print(f"-- {stamp}", flush=True)
+                print("\n".join(lines), flush=True)
+                last = lines
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _table(states: list[Any]) -> list[str]:
+    """The lines of ``durable list``'s table."""
     if not states:
-        print("no instances", flush=True)
-        return 0
+        return ["no instances"]
     table = [("INSTANCE ID", "NAME", "STATUS", "CREATED", "LAST UPDATED")]
     table += [
         (
@@ -443,10 +489,7 @@ def _list(args: argparse.Namespace) -> int:
         for s in states
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    sys.stdout.flush()
-    return 0
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
 
 
 def _raise(args: argparse.Namespace) -> int:
@@ -544,10 +587,7 @@ def _quarantine(args: argparse.Namespace) -> int:
 
 def progress(history: list[h.HistoryEvent]) -> tuple[int, int, int]:
     """(scheduled, completed, failed) activities of a history."""
-    scheduled = sum(isinstance(e, h.TaskScheduled) for e in history)
-    completed = sum(isinstance(e, h.TaskCompleted) for e in history)
-    failed = sum(isinstance(e, h.TaskFailed) for e in history)
-    return scheduled, completed, failed
+    return activity_progress(type(e).__name__ for e in history)
 
 
 def progress_bar(done: int, total: int, width: int = 30) -> str:
@@ -662,12 +702,13 @@ def _serve(args: argparse.Namespace) -> int:
             port=config.http.port,
             token_env=config.http.token_env,
             max_body_bytes=config.http.max_body_bytes,
+            dashboard=config.http.dashboard,
         )
         # Only now is the hub served: the CLI's default cluster, and the API answers.
         record = cluster.write_record(
             config.hub, runtime.config.store or "", http_url=str(url), log_dir=log_dir
         )
-        print(f"HTTP API on {url} (Ctrl-C to stop)", flush=True)
+        _say_served(url)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -684,6 +725,12 @@ def _serve(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
         print(f"stopped hub {config.hub!r}; its instances resume at the next start", flush=True)
     return 0
+
+
+def _say_served(url: Any) -> None:
+    print(f"HTTP API on {url} (Ctrl-C to stop)", flush=True)
+    if getattr(url, "dashboard", None):
+        print(f"dashboard on {url.dashboard}", flush=True)
 
 
 def _on_sigterm_interrupt() -> Any:

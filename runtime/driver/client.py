@@ -53,7 +53,7 @@ from ..states import (
     OrchestrationState,
     state_of,
 )
-from ..store import InstanceQuery, InstanceRecord, Quarantined
+from ..store import HubOverview, InstanceQuery, InstanceRecord, Quarantined
 
 P = ParamSpec("P")
 
@@ -610,6 +610,16 @@ class DurableClient(_EntityOperations):
     ) -> tuple[bytes | None, bool] | None:
         """An entity's stored ``(state blob, exists)``, or None if never stored, awaited."""
         return await self._read_async(SupervisorHandle.read_entity, str(EntityId.of(entity_id)))
+
+    async def entity_row_async(
+        self, entity_id: EntityId | str
+    ) -> tuple[bytes | None, bool, str | None] | None:
+        """An entity's stored ``(state blob, exists, lock owner)``, or None, awaited."""
+        return await self._read_async(SupervisorHandle.entity_record, str(EntityId.of(entity_id)))
+
+    async def overview_async(self, window: float = 3600.0) -> HubOverview:
+        """The hub's counts (the dashboard's overview), per-minute over ``window`` seconds."""
+        return await self._read_async(SupervisorHandle.overview, float(window))
 
     def _start_args(
         self, orchestrator: Any, input: Any, instance_id: str | None, version: str | None

@@ -27,7 +27,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any, cast
@@ -67,6 +67,8 @@ from .http_json import (
     entity_payload,
     is_running,
     management_urls,
+    page_token,
+    parse_page_token,
     quarantined_payload,
     state_view,
     status_payload,
@@ -100,6 +102,8 @@ __all__ = ["APP_NAME", "BASE_PATH", "HttpApiError", "HttpApiUrl", "serve_http", 
 
 #: The Serve application's name (one per Ray cluster).
 APP_NAME = "ray-durable-http"
+#: The dashboard's Serve application (``runtime.driver.dashboard.app``), beside the API.
+DASHBOARD_APP = "ray-durable-dashboard"
 #: Page size of instance and entity listings when ``top`` is not given (as Durable Functions).
 DEFAULT_PAGE_SIZE = 100
 #: Seconds a poller is asked to wait: after a start (10) and while an instance runs (5).
@@ -211,7 +215,7 @@ class RequestGuard:
         if len(path) > 1 and path.endswith("/"):
             # Durable Functions trims slashes: ``instances/`` is ``instances``.
             scope = {**scope, "path": path.rstrip("/")}
-        await self.app(scope, _replay(body or b"", receive), send)
+        await self.app(scope, replay_body(body or b"", receive), send)
 
     @staticmethod
     def _refusal(settings: GuardSettings | None, headers: Headers) -> HttpApiError | None:
@@ -244,7 +248,8 @@ def _too_large(limit: int) -> HttpApiError:
     return HttpApiError(413, f"request body larger than the limit of {limit} bytes")
 
 
-def _replay(body: bytes, receive: Callable) -> Callable:
+def replay_body(body: bytes, receive: Callable) -> Callable:
+    """An ASGI receive that hands out ``body`` whole first, then what ``receive`` gives."""
     sent = False
 
     async def replay() -> dict:
@@ -319,6 +324,13 @@ def continuation(token: str | None) -> int:
     return int(token)
 
 
+def instance_continuation(token: str | None) -> tuple[int, tuple[float, str] | None]:
+    """(offset, keyset) an instance listing's token continues from: a keyset token (what
+    this API hands out) or a bare offset (what it handed out before)."""
+    key = parse_page_token((token or "").strip())
+    return (0, key) if key is not None else (continuation(token), None)
+
+
 def _origin(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}"
 
@@ -373,6 +385,61 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return HttpApiError(400, validation_message(exc), "ValidationError").response()
 
 
+async def run_client(hub: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a client call (awaited if async, else in a thread); map its errors to HTTP."""
+    try:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(*args)
+        return await run_in_threadpool(fn, *args)
+    except Exception as exc:
+        error = error_of(exc)
+        if error.status >= 500:
+            logs.event(log, logging.ERROR, "request failed", exc_info=True, hub=hub)
+        raise error from exc
+
+
+async def instance_action(
+    client: DurableClient,
+    instance_id: str,
+    action: str,
+    *,
+    reason: str = "",
+    new_id: bool = True,
+    event: tuple[str, Callable[[], Awaitable[Any]]] | None = None,
+) -> Any:
+    """One management action on an instance, checked as Durable Functions checks it.
+
+    ``action`` is one of terminate, suspend, resume, restart, purge, rewind or raiseEvent
+    (with ``event``: its name and a coroutine giving its data, read once the instance is
+    known to run). The API's routes and the dashboard's buttons both come here.
+    """
+
+    async def run(fn: Callable[..., Any], *args: Any) -> Any:
+        return await run_client(client.hub, fn, *args)
+
+    record, _ = await run(client.get_record_async, instance_id, False)
+    if record is None:
+        raise HttpApiError(404, f"no orchestration instance with id {instance_id!r}")
+    if action == "restart":
+        return await run(client.restart, instance_id, new_id)
+    if action == "purge":
+        if is_running(record.status):
+            raise HttpApiError(412, f"instance {instance_id!r} is {record.status}; terminate it")
+        return await run(client.purge_instance_history, instance_id)
+    if action == "rewind":
+        if record.status != OrchestrationStatus.FAILED:
+            raise HttpApiError(412, f"instance {instance_id!r} is {record.status}, not Failed")
+        raise HttpApiError(501, "rewind is not supported; restart the instance instead")
+    if not is_running(record.status):
+        raise HttpApiError(410, f"instance {instance_id!r} is {record.status}")
+    if action == "raiseEvent" and event is not None:
+        name, data = event
+        return await run(client.raise_event, instance_id, name, await data())
+    if action not in OPERATIONS:
+        raise HttpApiError(404, f"no operation {action!r} on instances")
+    return await run(getattr(client, action), instance_id, reason)
+
+
 def _accepted() -> Response:
     return Response(status_code=202)
 
@@ -404,16 +471,20 @@ ACCEPTED: dict[str, Any] = {
 STARTED: dict[str, Any] = {"status_code": 202, "responses": answers(s202=("started", CHECK_STATUS))}
 
 
-# Serve pickles this class when it is decorated: whatever its methods use must be defined
-# above this line.
-@serve.deployment(
-    # No CPU: the replica waits on the hub; its access log goes to Serve's files only.
-    ray_actor_options={
+#: The Serve deployment options of the API's and the dashboard's replicas. No CPU: a
+#: replica waits on the hub; its access log goes to Serve's files only.
+REPLICA_OPTIONS: dict[str, Any] = {
+    "ray_actor_options": {
         "num_cpus": 0,
         "runtime_env": {"env_vars": {"RAY_SERVE_LOG_TO_STDERR": "0"}},
     },
-    max_ongoing_requests=32,
-)
+    "max_ongoing_requests": 32,
+}
+
+
+# Serve pickles this class when it is decorated: whatever its methods use must be defined
+# above this line.
+@serve.deployment(**REPLICA_OPTIONS)
 @serve.ingress(app)
 class DurableHttpApi:
     """The Serve replica: routes of the management API over one DurableClient."""
@@ -426,23 +497,7 @@ class DurableHttpApi:
         app.state.guard = GuardSettings(token_sha256, max_body_bytes)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a client call (awaited if async, else in a thread); map its errors to HTTP."""
-        try:
-            if inspect.iscoroutinefunction(fn):
-                return await fn(*args)
-            return await run_in_threadpool(fn, *args)
-        except Exception as exc:
-            error = error_of(exc)
-            if error.status >= 500:
-                logs.event(log, logging.ERROR, "request failed", exc_info=True, hub=self.hub)
-            raise error from exc
-
-    async def _record(self, instance_id: str) -> Any:
-        # The client's own get_status would unpickle every value; the views decode leniently.
-        record, _ = await self._run(self.client.get_record_async, instance_id, False)
-        if record is None:
-            raise HttpApiError(404, f"no orchestration instance with id {instance_id!r}")
-        return record
+        return await run_client(self.hub, fn, *args)
 
     def _check_status(self, request: Request, instance_id: str) -> JSONResponse:
         payload = management_urls(_origin(request), instance_id, self.hub)
@@ -514,7 +569,7 @@ class DurableHttpApi:
         token: Continuation = None,
     ) -> JSONResponse:
         """Instances matching the filters, a page at a time (``x-ms-continuation-token``)."""
-        offset = continuation(token)
+        offset, after = instance_continuation(token)
         query = InstanceQuery(
             statuses(runtime_status),
             _timestamp(moment(created_from, "createdTimeFrom")),
@@ -522,12 +577,14 @@ class DurableHttpApi:
             prefix or None,
             top + 1,  # one more than asked tells whether a next page exists
             offset,
+            after,
         )
         records = await self._run(self.client.query_records_async, query)
         body = [status_payload(r, show_input=show_input) for r in records[:top]]
         response = JSONResponse(body)
         if len(records) > top:
-            response.headers[CONTINUATION_HEADER] = str(offset + top)
+            # Keyset, not offset: the next page costs the same however deep it is.
+            response.headers[CONTINUATION_HEADER] = page_token(records[top - 1])
         return response
 
     @app.post(
@@ -535,20 +592,19 @@ class DurableHttpApi:
     )
     async def raise_event(self, request: Request, instance_id: str, event_name: str) -> Response:
         """Send an external event (JSON body); 410 once the instance finished."""
-        record = await self._record(instance_id)
-        if not is_running(record.status):
-            raise HttpApiError(410, f"instance {instance_id!r} is {record.status}")
-        if _media_type(request) != "application/json":
-            raise HttpApiError(400, "Only application/json request content is supported")
-        data = json_body(await request.body())
-        await self._run(self.client.raise_event, instance_id, event_name, data)
+
+        async def data() -> Any:
+            if _media_type(request) != "application/json":
+                raise HttpApiError(400, "Only application/json request content is supported")
+            return json_body(await request.body())
+
+        await instance_action(self.client, instance_id, "raiseEvent", event=(event_name, data))
         return _accepted()
 
     @app.post("/instances/{instance_id}/restart", **STARTED)
     async def restart(self, request: Request, instance_id: str, new_id: NewId = True) -> Response:
         """Start a finished (or running) instance again with its input; 202 with its URLs."""
-        await self._record(instance_id)
-        iid = await self._run(self.client.restart, instance_id, new_id)
+        iid = await instance_action(self.client, instance_id, "restart", new_id=new_id)
         return self._check_status(request, iid)
 
     @app.post("/instances/{instance_id}/{operation}", **ACCEPTED)
@@ -566,23 +622,13 @@ class DurableHttpApi:
             return await self.restart(request, instance_id, new_id)
         if op not in OPERATIONS:
             raise HttpApiError(404, f"no operation {operation!r} on instances")
-        record = await self._record(instance_id)
-        if op == "rewind":
-            if record.status != OrchestrationStatus.FAILED:
-                raise HttpApiError(412, f"instance {instance_id!r} is {record.status}, not Failed")
-            raise HttpApiError(501, "rewind is not supported; restart the instance instead")
-        if not is_running(record.status):
-            raise HttpApiError(410, f"instance {instance_id!r} is {record.status}")
-        await self._run(getattr(self.client, op), instance_id, reason or "")
+        await instance_action(self.client, instance_id, op, reason=reason or "")
         return _accepted()
 
     @app.delete("/instances/{instance_id}", responses=answers(s200=("purged", PURGED)))
     async def purge(self, instance_id: str) -> JSONResponse:
         """Delete a finished instance's history; 412 while it runs."""
-        record = await self._record(instance_id)
-        if is_running(record.status):
-            raise HttpApiError(412, f"instance {instance_id!r} is {record.status}; terminate it")
-        deleted = await self._run(self.client.purge_instance_history, instance_id)
+        deleted = await instance_action(self.client, instance_id, "purge")
         return JSONResponse({"instancesDeleted": deleted})
 
     @app.delete(
@@ -715,6 +761,9 @@ class DurableHttpApi:
 class HttpApiUrl(str):
     """The API's base URL (a str); ``stop()`` stops the API, for callers that hold on to it."""
 
+    #: the dashboard's URL when it is served too (None: not served)
+    dashboard: str | None = None
+
     def stop(self) -> None:
         """Stop the HTTP API (``stop_http``)."""
         stop_http()
@@ -728,15 +777,24 @@ def serve_http(
     token_env: str | None = None,
     max_body_bytes: int = 1_048_576,
     hub: str | None = None,
+    dashboard: bool = True,
 ) -> str:
     """Serve a running hub's management API with Ray Serve; returns its base URL.
 
     ``client_or_hub`` is a DurableClient (or Runtime) or a hub name; ``hub`` names it
     instead. ``port=0`` picks a free port. With ``token_env``, the environment variable
     it names holds a token every request must present as ``Authorization: Bearer``.
+    With ``dashboard``, the web dashboard is served too, at ``/dashboard/`` on the same
+    host and port, behind the same token (``HttpApiUrl.dashboard`` is its address).
     """
     hub_name = _hub_of(client_or_hub, hub)
-    HttpConfig(host=host, port=port, token_env=token_env, max_body_bytes=max_body_bytes)
+    HttpConfig(
+        host=host,
+        port=port,
+        token_env=token_env,
+        max_body_bytes=max_body_bytes,
+        dashboard=dashboard,
+    )
     token = _token(token_env)
     if not isinstance(client_or_hub, DurableClient):
         DurableClient.connect(hub=hub_name)  # a clear error now if the hub is not running
@@ -756,8 +814,17 @@ def serve_http(
         name=APP_NAME,
         route_prefix=BASE_PATH,
     )
-    url = HttpApiUrl(f"http://{_url_host(host)}:{port}{BASE_PATH}/")
-    _wait_until_served(url, token)
+    origin = f"http://{_url_host(host)}:{port}"
+    url = HttpApiUrl(f"{origin}{BASE_PATH}/")
+    _wait_until_served(url + "instances?top=1", token)
+    if dashboard:
+        from .dashboard.app import ROOT, deploy  # the dashboard imports this module
+
+        deploy(hub_name, digest, max_body_bytes)
+        url.dashboard = f"{origin}{ROOT}/"
+        _wait_until_served(url.dashboard + "static/dashboard.css", token)
+    elif DASHBOARD_APP in serve.status().applications:
+        serve.delete(DASHBOARD_APP)
     return url
 
 
@@ -766,9 +833,10 @@ def stop_http() -> None:
     if not ray.is_initialized():
         return
     applications = serve.status().applications
-    if APP_NAME in applications:
-        serve.delete(APP_NAME)
-        applications = serve.status().applications
+    for name in (DASHBOARD_APP, APP_NAME):
+        if name in applications:
+            serve.delete(name)
+    applications = serve.status().applications
     if not applications:
         _shutdown_serve()
 
@@ -873,8 +941,8 @@ def _serve_address() -> tuple[str, int] | None:
 
 
 def _wait_until_served(url: str, token: str | None) -> None:
-    """Block until the proxy routes requests to the new application."""
-    probe = urllib.request.Request(url + "instances?top=1")
+    """Block until the proxy routes requests to ``url``'s application."""
+    probe = urllib.request.Request(url)
     if token is not None:
         probe.add_header("Authorization", f"Bearer {token}")
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS

@@ -16,10 +16,14 @@ value that cannot be unpickled in the API's process shows as ``{"$unreadable": "
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
+import json
 import math
 import types
+from collections import Counter
+from collections.abc import Iterable
 from datetime import date, datetime, time, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -257,6 +261,13 @@ def _pascal(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
+def activity_progress(event_types: Iterable[str]) -> tuple[int, int, int]:
+    """(scheduled, completed, failed) activities of a history, from its events' type names
+    (``durable watch`` and the dashboard count with this one function)."""
+    counts = Counter(event_types)
+    return counts["TaskScheduled"], counts["TaskCompleted"], counts["TaskFailed"]
+
+
 def is_running(status: str) -> bool:
     """True while an instance may still change by itself (HTTP 202 while polling)."""
     return not OrchestrationStatus(status).is_terminal
@@ -276,6 +287,37 @@ def management_urls(origin: str, instance_id: str, hub: str) -> dict[str, str]:
         "suspendPostUri": f"{prefix}/suspend?reason={{text}}&{suffix}",
         "resumePostUri": f"{prefix}/resume?reason={{text}}&{suffix}",
     }
+
+
+#: A keyset page token starts with this (a bare number is an offset, as tokens once were).
+KEYSET_PREFIX = "k."
+
+
+#: The longest token read: ids have no length limit of their own, headers do (64 KiB).
+MAX_TOKEN = 65536
+
+
+def page_token(record: InstanceRecord) -> str:
+    """The opaque token of the page after ``record``: its (created time, instance id)."""
+    key = json.dumps([record.created_time, record.instance_id], ensure_ascii=False)
+    return KEYSET_PREFIX + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def parse_page_token(token: str) -> tuple[float, str] | None:
+    """The (created time, instance id) a token made by ``page_token`` names; None if it is
+    not such a token."""
+    if not token.startswith(KEYSET_PREFIX) or len(token) > MAX_TOKEN:
+        return None
+    text = token[len(KEYSET_PREFIX) :]
+    try:
+        key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        created, iid = key
+        if isinstance(created, (int, float)) and not isinstance(created, bool):
+            if math.isfinite(created) and isinstance(iid, str):
+                return float(created), iid
+    except Exception:  # anything a crafted token makes json or math raise: not a token
+        pass
+    return None
 
 
 def entity_payload(

@@ -79,7 +79,7 @@ Continuation = Annotated[
     str | None,
     Header(
         alias="x-ms-continuation-token",
-        description="the offset of the page to read, from the previous page's answer",
+        description="the token of the page to read, from the previous page's answer",
     ),
 ]
 

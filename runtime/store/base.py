@@ -116,6 +116,25 @@ class HubHealth:
 
 
 @dataclass(frozen=True)
+class HubOverview:
+    """What a hub holds, counted by the store for the dashboard's overview."""
+
+    #: instances by runtime status
+    by_status: dict[str, int]
+    #: per minute (epoch seconds of its start) since the asked time: started, finished
+    started_per_minute: dict[int, int]
+    finished_per_minute: dict[int, int]
+    #: stored entities (with state) by name
+    entities_by_name: dict[str, int]
+    #: unfinished instances by the host that holds them ("" for none yet)
+    live_by_host: dict[str, int]
+    pending_timers: int
+    next_timer: float | None
+    health: HubHealth
+    lease: Lease | None
+
+
+@dataclass(frozen=True)
 class OutboxMessage:
     """A message committed by an operation, delivered after the commit (transactional outbox)."""
 
@@ -155,6 +174,12 @@ class InstanceQuery:
     prefix: str | None = None
     limit: int | None = None
     offset: int = 0
+    #: keyset paging: only instances after this (created_time, instance_id) in the order
+    after: tuple[float, str] | None = None
+    #: newest first (the dashboard's order) instead of oldest first
+    newest_first: bool = False
+    #: the orchestrator's name
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -344,6 +369,9 @@ class Store(Protocol):
     ) -> Quarantined | None:
         """Drop an item from the list; with ``resend``, let its work run again (an entity
         operation's rows to queue in the outbox come from ``resend``). None: unknown."""
+
+    def overview(self, since: float) -> HubOverview:
+        """Counts for the dashboard's overview; per-minute rates from ``since`` on."""
 
     def health(self) -> HubHealth:
         """Counts for the hub's health gauges."""

@@ -231,6 +231,8 @@ class PostgresDialect(Dialect):
 
     for_update = " FOR UPDATE"
     blob = "BYTEA"
+    # A double cast to BIGINT rounds here, so the floor is taken first.
+    minute = "CAST(FLOOR({} / 60) AS BIGINT) * 60"
 
     def __init__(self, url: str, hub: str) -> None:
         self.url = url

@@ -35,6 +35,7 @@ from .base import (
     DueTimer,
     EntityCheckpoint,
     HubHealth,
+    HubOverview,
     InboxMessage,
     InstanceQuery,
     InstanceRecord,
@@ -51,8 +52,9 @@ OutboxRow = tuple[str, str, bytes]
 
 #: The schema this code writes. 1: the tables before versions were kept; 2: the version row;
 #: 3: out-of-line payloads; 4: crash counts, quarantined work, the id of each start and of
-#: each external event accepted.
-SCHEMA_VERSION = 4
+#: each external event accepted; 5: the indexes of instance listings (keyset paging by
+#: creation time, with or without a status filter).
+SCHEMA_VERSION = 5
 
 _TERMINAL = ("Completed", "Failed", "Terminated")
 
@@ -137,6 +139,9 @@ class Dialect:
     for_update = ""
     #: The column type of bytes.
     blob = "BLOB"
+    #: The whole minute (epoch seconds) of a time column, ``{}`` standing for the column:
+    #: SQLite truncates a positive REAL cast to INTEGER, which is its floor.
+    minute = "CAST({} / 60 AS INTEGER) * 60"
 
     def connect(self) -> Connection:
         """A connection to the database (autocommit: the store begins its transactions)."""
@@ -202,6 +207,15 @@ class Dialect:
                 "CREATE TABLE IF NOT EXISTS delivered (hub TEXT NOT NULL, "
                 "instance_id TEXT NOT NULL, message_id TEXT NOT NULL, "
                 "PRIMARY KEY (hub, instance_id, message_id))",
+            ]
+        if to_version == 5:
+            # (hub, status, ...) serves every lookup the old (hub, status) index did.
+            return [
+                "CREATE INDEX IF NOT EXISTS instances_by_created "
+                "ON instances (hub, created_time, instance_id)",
+                "CREATE INDEX IF NOT EXISTS instances_by_status_created "
+                "ON instances (hub, status, created_time, instance_id)",
+                "DROP INDEX IF EXISTS instances_by_status",
             ]
         raise NotImplementedError(f"no migration to schema version {to_version}")
 
@@ -476,9 +490,20 @@ class _InstanceTables(_Payloads):
         if query.prefix:
             where.append("substr(instance_id, 1, ?) = ?")
             params.extend([len(query.prefix), query.prefix])
+        if query.name is not None:
+            where.append("name = ?")
+            params.append(query.name)
+        # Keyset paging: the next page starts after the last row's (created_time, id),
+        # which the (hub, [status,] created_time, instance_id) indexes find without a scan.
+        order = "DESC" if query.newest_first else "ASC"
+        if query.after is not None:
+            # A row value, which both databases seek on (an OR of the two walks the index).
+            beyond = "<" if query.newest_first else ">"
+            where.append(f"(created_time, instance_id) {beyond} (?, ?)")
+            params.extend(query.after)
         sql = (
             f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE {' AND '.join(where)} "
-            "ORDER BY created_time, instance_id"
+            f"ORDER BY created_time {order}, instance_id {order}"
         )
         if query.limit is not None:
             sql += f" LIMIT {int(query.limit)} OFFSET {int(query.offset)}"
@@ -1054,6 +1079,44 @@ class _HubTables(_SqlBase):
 
 class SqlStore(_QuarantineTables, _HubTables):
     """A hub's store on a SQL database; the dialect adapts it to one database."""
+
+    def overview(self, since: float) -> HubOverview:
+        """Counts for the dashboard's overview; per-minute rates from ``since`` on."""
+        key = (self.hub,)
+        by_status = self._read(
+            "SELECT status, COUNT(*) FROM instances WHERE hub=? GROUP BY status", key
+        )
+        minute = self.dialect.minute
+        started = self._read(
+            f"SELECT {minute.format('created_time')}, COUNT(*) FROM instances "
+            "WHERE hub=? AND created_time >= ? GROUP BY 1",
+            (self.hub, since),
+        )
+        finished = self._read(
+            f"SELECT {minute.format('last_updated_time')}, COUNT(*) FROM instances "
+            f"WHERE hub=? AND last_updated_time >= ? AND status IN (?,?,?) GROUP BY 1",
+            (self.hub, since, *_TERMINAL),
+        )
+        entities = self._read(
+            "SELECT name, COUNT(*) FROM entities WHERE hub=? AND exists_=1 GROUP BY name", key
+        )
+        hosts = self._read(
+            "SELECT COALESCE(host, ''), COUNT(*) FROM instances "
+            "WHERE hub=? AND status NOT IN (?,?,?) GROUP BY 1",
+            (self.hub, *_TERMINAL),
+        )
+        pending, next_timer = self.timer_stats()
+        return HubOverview(
+            by_status={str(s): int(n) for s, n in by_status},
+            started_per_minute={int(m): int(n) for m, n in started},
+            finished_per_minute={int(m): int(n) for m, n in finished},
+            entities_by_name={str(e): int(n) for e, n in entities},
+            live_by_host={str(h): int(n) for h, n in hosts},
+            pending_timers=int(pending),
+            next_timer=next_timer,
+            health=self.health(),
+            lease=self.load_lease(),
+        )
 
 
 def _record_values(record: InstanceRecord, history_length: int) -> tuple[object, ...]:

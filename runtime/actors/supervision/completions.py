@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from ...config import HubConfig
 from ...errors import InstanceNotFoundError
 from ...orchestration.status import OrchestrationStatus
-from ...store import InstanceQuery, InstanceRecord, Store
+from ...store import HubOverview, InstanceQuery, InstanceRecord, Store
 from .pool import HostPool
 
 #: The longest a waiter trusts the hosts' reports before it reads the store again (seconds).
@@ -69,6 +70,13 @@ class Completions:
     async def query(self, query: InstanceQuery) -> list[InstanceRecord]:
         """Instances matching a query."""
         return self.store.query(query)
+
+    async def overview(self, window: float) -> HubOverview:
+        """The store's counts for the dashboard, with per-minute rates over ``window`` s;
+        every host this supervisor runs is listed, idle ones with 0."""
+        ov = self.store.overview(time.time() - window)
+        hosts = {name: 0 for name in self.pool.hosts}
+        return dataclasses.replace(ov, live_by_host={**hosts, **ov.live_by_host})
 
     async def host_of(self, instance_id: str) -> object:
         """The raw actor handle of an instance's host (tests kill it); None once retired."""

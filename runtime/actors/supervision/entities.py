@@ -51,6 +51,11 @@ class EntityDirectory:
         row = self.store.load_entity(entity.name, entity.key)
         return None if row is None else (row[0], row[1])
 
+    async def entity_record(self, eid: str) -> tuple[bytes | None, bool, str | None] | None:
+        """(state, exists, lock owner) of an entity as last committed."""
+        entity = EntityId.parse(eid)
+        return self.store.load_entity(entity.name, entity.key)
+
     async def last_sequence(self, eid: str, sender: str) -> int:
         """The last number the entity recorded from ``sender`` (0: none)."""
         entity = EntityId.parse(eid)
