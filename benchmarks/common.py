@@ -77,6 +77,7 @@ def start_hub(
     args: argparse.Namespace,
     placement: str = "pooled",
     register: Sequence[Any] = (),
+    **settings: Any,
 ) -> Runtime:
     """A hub on its own store in ``tmp`` (see ``store_dir``), sized by the common options."""
     return Runtime.start(
@@ -86,6 +87,7 @@ def start_hub(
         pool_size=args.pool_size,
         durability=args.durability,
         register=list(register),
+        **settings,
     )
 
 

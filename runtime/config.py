@@ -6,6 +6,7 @@ so a typo in a YAML file is found at start, not when the first request arrives.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -29,7 +30,9 @@ STORE_SCHEMES = SCHEMES
 #: The file ``Runtime.start(config=...)`` and the ``durable`` CLI read by convention.
 DEFAULT_CONFIG_FILE = "durable.yaml"
 #: Settings whose value is a mapping; keyword overrides merge into them key by key.
-SECTIONS = ("http", "ray", "activity_defaults")
+SECTIONS = ("http", "ray", "activity_defaults", "tracing")
+#: Where ``tracing.exporter`` sends spans (``none``: tracing off).
+TRACE_EXPORTERS = ("none", "console", "jsonl", "otlp")
 #: Keys of ``activity_defaults.retry`` (seconds for intervals, as in YAML).
 RETRY_KEYS = (
     "first_retry_interval",
@@ -162,6 +165,68 @@ class RayConfig:
         return cls(**_mapping("ray", value, _field_names(cls)))
 
 
+#: What each exporter imports (the ``otel`` extra); a JSON-lines file needs nothing.
+_NEEDS = {
+    "console": ("opentelemetry.sdk",),
+    "otlp": ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"),
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    """OpenTelemetry traces of orchestrations.
+
+    ``exporter``: ``otlp`` (OTLP over HTTP to ``endpoint``, e.g.
+    ``http://127.0.0.1:4318/v1/traces``) and ``console`` (each process's standard output)
+    need ``pip install 'ray-durable[otel]'``; ``jsonl`` (a span a line, in the fields of
+    OpenTelemetry's SDK, appended to ``path`` by every process: one machine or a shared
+    disk) needs nothing more; ``none`` turns tracing off.
+    """
+
+    exporter: str = "none"
+    endpoint: str | None = None
+    path: str | None = None
+    service_name: str = "ray-durable"
+
+    def __post_init__(self) -> None:
+        _choice("tracing.exporter", self.exporter, TRACE_EXPORTERS)
+        _str("tracing.endpoint", self.endpoint, optional=True)
+        _str("tracing.path", self.path, optional=True)
+        _str("tracing.service_name", self.service_name)
+        if self.exporter == "otlp" and self.endpoint is None:
+            raise HubConfigError("tracing.endpoint: required by the otlp exporter")
+        if self.exporter == "jsonl":
+            if self.path is None:
+                raise HubConfigError("tracing.path: required by the jsonl exporter")
+            # Every process appends to one file: the same one whatever its working directory.
+            object.__setattr__(self, "path", os.path.abspath(self.path))
+        for module in _NEEDS.get(self.exporter, ()):
+            if not _installed(module):
+                raise HubConfigError(
+                    f"tracing.exporter: {self.exporter!r} needs {module}; "
+                    "install it with pip install 'ray-durable[otel]'"
+                )
+
+    @property
+    def enabled(self) -> bool:
+        """True when spans are exported."""
+        return self.exporter != "none"
+
+    @classmethod
+    def of(cls, value: Any) -> TracingConfig:
+        """From a TracingConfig, a mapping or None (tracing off)."""
+        if isinstance(value, cls):
+            return value
+        return cls(**_mapping("tracing", value, _field_names(cls)))
+
+
 def _retry(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -263,6 +328,7 @@ class HubConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     activity_defaults: dict[str, Any] = field(default_factory=dict)
     ray: RayConfig = field(default_factory=RayConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.hub, str) or not self.hub or "/" in self.hub:
@@ -279,6 +345,7 @@ class HubConfig:
             "passivate_after": _seconds("passivate_after", self.passivate_after),
             "http": HttpConfig.of(self.http),
             "ray": RayConfig.of(self.ray),
+            "tracing": TracingConfig.of(self.tracing),
             "activity_defaults": _activity_defaults(self.activity_defaults),
         }
         for name, value in normalised.items():
@@ -381,7 +448,7 @@ def merge_settings(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
     merged = dict(base)
     for key, value in overrides.items():
         old = merged.get(key)
-        if isinstance(old, (HttpConfig, RayConfig)):
+        if isinstance(old, (HttpConfig, RayConfig, TracingConfig)):
             old = asdict(old)
         if key in SECTIONS and isinstance(value, Mapping) and isinstance(old, Mapping):
             merged[key] = {**old, **value}

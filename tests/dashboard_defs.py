@@ -13,6 +13,24 @@ def square(x: int) -> int:
     return x * x
 
 
+@activity
+def blocked(marker: str) -> bool:
+    """Waits (up to a minute) for its marker file: an activity that stays in flight."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
+
+
+@orchestrator
+def held(ctx, args):
+    width, marker = args
+    return all((yield ctx.task_all([ctx.call_activity(blocked, marker) for _ in range(width)])))
+
+
 @orchestrator
 def fan_out(ctx, width: int):
     results = yield ctx.task_all([ctx.call_activity(square, i) for i in range(width)])
@@ -48,4 +66,4 @@ def Counter(ctx: EntityContext):
         ctx.set_state(0)
 
 
-ALL = [square, fan_out, chain, waiter, fails, Counter]
+ALL = [square, blocked, held, fan_out, chain, waiter, fails, Counter]

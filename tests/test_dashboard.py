@@ -299,6 +299,22 @@ def test_the_overview_counts_what_the_hub_holds(rt, url, page, tmp_path):
     shot(page, tmp_path, "overview")
 
 
+def test_the_overview_counts_the_activities_in_flight(rt, url, page, tmp_path):
+    marker = tmp_path / "release"
+    iid = rt.client.start_new(dashboard_defs.held, (3, str(marker)))
+
+    def shown() -> str:
+        page.goto(url)
+        return page.locator("p.in-flight").inner_text()
+
+    try:
+        wait_until(lambda: shown().startswith("3 activities in flight"), timeout=60, every=0.3)
+    finally:
+        marker.touch()
+    assert done(rt, iid).output is True
+    wait_until(lambda: shown().startswith("0 activities in flight"), timeout=60, every=0.3)
+
+
 def test_without_a_token_configured_the_dashboard_needs_none(rt, url):
     port = int(url.split(":")[2].split("/")[0])
     plain = serve_http(rt.client, port=port)

@@ -243,3 +243,35 @@ def test_a_session_cookie_holds_only_for_its_key_and_its_time():
     forged = "2000." + cookie.split(".")[1]  # a later time under the old MAC
     for bad in [forged, "", ".", "abc", cookie + "0", "1000.é" + cookie[6:], "9" * 500]:
         assert not session_valid(key, bad, 1_060)
+
+
+def test_a_continued_execution_says_which_generation_it_is():
+    events = views_of(at(0), ExecutionStarted("eternal", 7, generation=3), TaskScheduled(0, "tick"))
+    line = timeline.build(events, T0.timestamp() - 600, T0.timestamp() + 1)
+    assert [(p.kind, p.name) for p in line.points] == [
+        ("continued", "generation 3: continued as new")
+    ]
+    assert "generation 3: continued as new" in timeline.svg(line)
+    first = views_of(at(0), ExecutionStarted("eternal", 7), TaskScheduled(0, "tick"))
+    assert timeline.build(first, T0.timestamp(), T0.timestamp() + 1).points == []
+
+
+def test_the_overview_counts_activities_in_flight_and_hosts_that_did_not_answer():
+    from runtime.store import HubHealth, HubOverview
+
+    ov = HubOverview(
+        {"Running": 2},
+        {},
+        {},
+        {},
+        {"hub/host-a": 1, "hub/host-b": 1},
+        0,
+        None,
+        HubHealth(0, 0, None),
+        None,
+        {"hub/host-a": 40, "hub/host-b": None},
+    )
+    html = views.overview("hub", ov, T0.timestamp())
+    assert "40 activities in flight (1 host(s) did not answer)" in html
+    assert "<td>hub/host-a</td><td>1</td><td>40</td>" in html
+    assert "<td>hub/host-b</td><td>1</td><td>no answer</td>" in html

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 
 import http_defs
 import pytest
-from helpers import NO_BODY, http_request, start_ray
+from helpers import NO_BODY, http_request, start_ray, wait_until
 
 from runtime import DurableError, HubConfigError, Runtime
 from runtime.driver.http_api import serve_http, stop_http
@@ -35,13 +35,16 @@ TIME_FORMAT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory):
     start_ray()
-    store = tmp_path_factory.mktemp("http") / "hub.db"
+    folder = tmp_path_factory.mktemp("http")
+    # Traced, so every request of the module runs with tracing on (and one reads the spans).
+    tracing = {"exporter": "jsonl", "path": str(folder / "spans.jsonl")}
     runtime = Runtime.start(
         hub=f"http-{uuid.uuid4().hex[:8]}",
-        store=f"sqlite:///{store}",
+        store=f"sqlite:///{folder / 'hub.db'}",
         placement="pooled",
         pool_size=2,
         register=http_defs.ALL,
+        tracing=tracing,
     )
     yield runtime
     runtime.shutdown()
@@ -160,6 +163,28 @@ def test_start_returns_check_status_payload_and_polling_ends_with_output(base, r
     assert body["customStatus"] == {"greeted": 2}
     assert TIME_FORMAT.match(body["createdTime"]) and TIME_FORMAT.match(body["lastUpdatedTime"])
     assert body["historyEvents"] is None
+
+
+def test_a_start_with_a_traceparent_joins_the_callers_trace(base, rt):
+    parent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    iid = uid("traced")
+    url = base + f"orchestrators/hello_http/{iid}"
+    status, _, payload = call("POST", url, ["Oslo"], headers={"traceparent": parent})
+    assert status == 202
+    assert poll(payload["statusQueryGetUri"])[0] == 200
+    path = rt.config.tracing.path
+
+    def spans() -> list[dict]:
+        with open(path) as lines:
+            found = [json.loads(line) for line in lines]
+        return [s for s in found if s["attributes"].get("durable.instance_id") == iid]
+
+    found = wait_until(lambda: any(s["name"] == "orchestration hello_http" for s in spans()))
+    assert found
+    mine = spans()
+    (start,) = [s for s in mine if s["name"] == "start_new hello_http"]
+    assert (start["trace_id"], start["parent_span_id"]) == ("ab" * 16, "cd" * 8)
+    assert {s["trace_id"] for s in mine} == {"ab" * 16}
 
 
 def test_running_instance_answers_202_until_its_event_arrives(base):

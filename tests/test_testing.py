@@ -260,6 +260,7 @@ def test_continue_as_new_starts_a_fresh_history_for_the_same_instance():
     history = env.get_status(state.instance_id, show_history=True).history
     assert sum(isinstance(e, h.ExecutionStarted) for e in history) == 1
     assert history[1].input == (2, 3)
+    assert history[1].generation == 3  # the third execution, numbered as hosts number it
 
 
 def test_events_raised_across_continue_as_new_are_carried_over():

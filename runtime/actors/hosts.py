@@ -21,12 +21,14 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .. import logs, metrics
+from .. import logs, metrics, tracing
+from ..config import TracingConfig
 from ..errors import FencedError, StoreUnavailableError
 from ..faults import crash_point
 from ..orchestration import history as h
 from ..orchestration.codec import decode_event
 from ..orchestration.engine import OrchestrationExecutor, Step
+from ..orchestration.spans import InstanceTrace
 from ..orchestration.status import OrchestrationStatus
 from ..registry import CodeCache
 from ..store import Checkpoint, InstanceRecord, open_store
@@ -59,7 +61,40 @@ _DISPATCHED = (
 )
 
 
-class _Recovery:
+class _Telling:
+    """What a host tells the supervisor: outbox rows to deliver, instances that ended."""
+
+    hub: str
+    live: dict[str, Live]
+    dispatcher: Dispatcher
+    tracer: tracing.Tracer | None
+    dedicated: bool
+
+    def _outbox_committed(self) -> None:
+        self.dispatcher.tell_supervisor(lambda s: s.flush_outbox())
+
+    def _notify_done(self, live: Live, step: Step) -> None:
+        logs.event(
+            log,
+            logging.INFO,
+            "instance finished",
+            hub=self.hub,
+            instance_id=live.instance_id,
+            execution_id=live.execution_id,
+            name=live.name,
+            status=str(step.status),
+        )
+        metrics.inc(
+            "instances_finished", {"hub": self.hub, "name": live.name, "status": str(step.status)}
+        )
+        if self.tracer is not None and self.dedicated and not self.live:
+            # A dedicated host is killed once it says so: send the spans it holds first.
+            self.tracer.flush()
+        done = (live.instance_id, str(step.status), live.parent_instance_id)
+        self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done))
+
+
+class _Recovery(_Telling):
     """HostCore's ways back: instances re-activated from the store after a failed commit,
     suspects of poison released after their backoff or quarantined."""
 
@@ -71,9 +106,6 @@ class _Recovery:
     _wake: asyncio.Event
 
     def _activate(self, iid: str) -> None:
-        raise NotImplementedError
-
-    def _outbox_committed(self) -> None:
         raise NotImplementedError
 
     def _reactivate(self, instance_ids: set[str], attempt: int) -> None:
@@ -132,9 +164,13 @@ class HostCore(_Recovery):
         actors: ActorSystem | None = None,
         payload_inline_limit: int = DEFAULT_INLINE_LIMIT,
         quarantine_after: int = 5,
+        tracing_config: TracingConfig | None = None,
+        dedicated: bool = False,
     ) -> None:
         self.hub = hub
+        self.dedicated = dedicated
         self.passivate_after = passivate_after
+        self.tracer = tracing.tracer_for(tracing_config)
         self.name = current_actor_name()
         self.actors = actors or ActorSystem(hub)
         self._commit_tags = {"hub": hub, "kind": "orchestration"}
@@ -270,6 +306,8 @@ class HostCore(_Recovery):
         )
         self.live[iid] = live
         history = [decode_event(blob) for blob in self.store.load_history(iid)]
+        if self.tracer is not None:  # replayed steps sent their spans when committed
+            live.trace = InstanceTrace.resumed(iid, live.execution_id, history)
         step = live.executor.execute(history, [])
         self.poison.clear()
         logs.event(
@@ -378,6 +416,8 @@ class HostCore(_Recovery):
         if outbox:
             self._outbox_committed()  # unlocks
         self.poison.acquit((live.instance_id, step) for live, step in items)
+        if self.tracer is not None:
+            self.tracer.export_of(live for live, _ in items)
         for live, step in items:
             for event in step.new_events:
                 if isinstance(event, _DISPATCHED):
@@ -388,28 +428,6 @@ class HostCore(_Recovery):
                 live.done = True
                 self.live.pop(live.instance_id, None)
                 self._notify_done(live, step)
-
-    def _outbox_committed(self) -> None:
-        self.dispatcher.tell_supervisor(lambda s: s.flush_outbox())
-
-    # -- talking to the supervisor -------------------------------------------------------
-
-    def _notify_done(self, live: Live, step: Step) -> None:
-        logs.event(
-            log,
-            logging.INFO,
-            "instance finished",
-            hub=self.hub,
-            instance_id=live.instance_id,
-            execution_id=live.execution_id,
-            name=live.name,
-            status=str(step.status),
-        )
-        metrics.inc(
-            "instances_finished", {"hub": self.hub, "name": live.name, "status": str(step.status)}
-        )
-        done = (live.instance_id, str(step.status), live.parent_instance_id)
-        self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done))
 
 
 @actor_class
@@ -446,6 +464,10 @@ class Host:
     async def live_instances(self) -> list[str]:
         """Ids of the instances in memory."""
         return list(self.core.live)
+
+    async def activities_in_flight(self) -> int:
+        """Activities submitted and not answered yet, and those waiting for a slot."""
+        return sum(live.in_flight + len(live.waiting) for live in self.core.live.values())
 
     async def live_entities(self) -> list[str]:
         """Ids of the entities in memory."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Concatenate, NoReturn, ParamSpec
 
+from .. import tracing
 from ..actors.ray_seam import (
     ACTOR_LOST,
     ENTITY_HOST_RESTART,
@@ -27,11 +29,13 @@ from ..actors.ray_seam import (
     typed,
 )
 from ..actors.routing import EntityRouter
+from ..config import TracingConfig
 from ..entity_id import EntityId
 from ..errors import (
     ArgumentTypeError,
     DurableError,
     EntityUnavailableError,
+    HubConfigError,
     HubUnavailableError,
     InstanceExistsError,
     InternalError,
@@ -54,6 +58,8 @@ from ..states import (
     state_of,
 )
 from ..store import HubOverview, InstanceQuery, InstanceRecord, Quarantined
+
+log = logging.getLogger("ray_durable.client")
 
 P = ParamSpec("P")
 
@@ -505,6 +511,11 @@ class _EntityOperations(_HubCalls):
             self._refused("entity routing", exc)
 
 
+def _start_span_of(args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+    """The name and attributes of a client's span of one start (``_start_args``)."""
+    return f"start_new {args[0]}", {"durable.instance_id": args[4], "durable.orchestrator": args[0]}
+
+
 class DurableClient(_EntityOperations):
     """A handle on one task hub; cheap to create, safe to share across threads."""
 
@@ -531,6 +542,8 @@ class DurableClient(_EntityOperations):
         #: operations per entity type, as the hub last said (None: a function entity)
         self._operations: dict[str, tuple[str, ...] | None] = {}
         self._batcher = _SignalBatcher(self)
+        #: the hub's tracing: Runtime.start and connect set it from the hub's config
+        self.tracer: tracing.Tracer | None = None
 
     @classmethod
     def connect(
@@ -553,7 +566,13 @@ class DurableClient(_EntityOperations):
                 f"no running task hub named {hub!r} on the Ray cluster at {current_address()}; "
                 f"start it with Runtime.start(hub={hub!r})"
             ) from None
-        return cls(hub, handle, sender_id)
+        client = cls(hub, handle, sender_id)
+        settings = client._call(SupervisorHandle.hub_config)
+        try:
+            client.tracer = tracing.tracer_for(TracingConfig.of(settings.get("tracing")))
+        except HubConfigError as exc:  # e.g. the hub traces, this driver lacks the extra
+            log.warning("this driver's starts are not traced: %s", exc)
+        return client
 
     def register(self, *objects: Any) -> None:
         """Ship orchestrators, activities and entities to the hub, recorded durably."""
@@ -577,7 +596,11 @@ class DurableClient(_EntityOperations):
         version: str | None = None,
     ) -> str:
         """Start an orchestration (a registered object or name); returns its instance id."""
-        return self._start(self._start_args(orchestrator, input, instance_id, version), True)
+        span = tracing.begin(self.tracer, "start_new")
+        args = self._start_args(orchestrator, input, instance_id, version, tracing.under(span))
+        started = self._start(args, True)
+        tracing.end(self.tracer, span, *_start_span_of(args))
+        return started
 
     async def start_new_async(
         self,
@@ -587,8 +610,13 @@ class DurableClient(_EntityOperations):
         version: str | None = None,
     ) -> str:
         """``start_new`` for code on an event loop: awaits the hub instead of blocking."""
-        args = self._start_args(orchestrator, input, instance_id, version)
-        return await self._await(SupervisorHandle.start_new, args, lambda: self._start(args, False))
+        span = tracing.begin(self.tracer, "start_new")
+        args = self._start_args(orchestrator, input, instance_id, version, tracing.under(span))
+        started = await self._await(
+            SupervisorHandle.start_new, args, lambda: self._start(args, False)
+        )
+        tracing.end(self.tracer, span, *_start_span_of(args))
+        return str(started)
 
     # The raw reads below serve views that decode leniently (runtime.driver.http_api): a value this
     # process cannot unpickle shows as a marker there instead of failing the whole answer.
@@ -622,7 +650,12 @@ class DurableClient(_EntityOperations):
         return await self._read_async(SupervisorHandle.overview, float(window))
 
     def _start_args(
-        self, orchestrator: Any, input: Any, instance_id: str | None, version: str | None
+        self,
+        orchestrator: Any,
+        input: Any,
+        instance_id: str | None,
+        version: str | None,
+        trace: str | None = None,
     ) -> tuple[str, str | None, bytes, bytes, str, str]:
         if instance_id is not None:
             _instance_id(instance_id)
@@ -638,7 +671,7 @@ class DurableClient(_EntityOperations):
         iid = instance_id or uuid.uuid4().hex
         input_blob = dumps(input, "orchestration input")
         start_blob = encode_event(
-            h.ExecutionStarted(name, input, version or ""), "orchestration input"
+            h.ExecutionStarted(name, input, version or "", trace=trace), "orchestration input"
         )
         # One id per call, kept by its retries: a retry after a lost answer is recognised as
         # this start even once the instance has ended (it never runs twice).

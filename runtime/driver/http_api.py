@@ -41,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import logs
+from .. import logs, tracing
 from ..actors.ray_seam import ACTOR_LOST
 from ..config import HttpConfig
 from ..entity_id import EntityId, InvalidEntityIdError
@@ -522,7 +522,11 @@ class DurableHttpApi:
         self, request: Request, name: str, instance_id: str | None, version: str | None
     ) -> JSONResponse:
         data = json_body(await request.body())
-        iid = await self._run(self.client.start_new_async, name, data, instance_id, version or None)
+        # A caller's W3C trace context: the start, and the instance's spans, join its trace.
+        with tracing.activated(request.headers.get("traceparent")):
+            iid = await self._run(
+                self.client.start_new_async, name, data, instance_id, version or None
+            )
         return self._check_status(request, iid)
 
     @app.get(

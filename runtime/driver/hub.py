@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
+from .. import tracing
 from ..actors.ray_seam import (
     SupervisorHandle,
     TaskError,
@@ -36,6 +37,7 @@ class Runtime:
         #: The supervisor's raw Ray actor handle (tests and tools call it directly).
         self.supervisor = supervisor.actor
         self.client = DurableClient(config.hub, supervisor)
+        self.client.tracer = tracing.tracer_for(config.tracing)
 
     @classmethod
     def start(

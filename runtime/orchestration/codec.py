@@ -83,6 +83,10 @@ def _opt_bool(value: Any, what: str) -> Any:
     return None if value is None else bool(value)
 
 
+def _opt_int(value: Any, what: str) -> Any:
+    return None if value is None else int(value)
+
+
 def _opt_float(value: Any, what: str) -> Any:
     return None if value is None else float(value)
 
@@ -123,6 +127,7 @@ def _events_in(value: Any, what: str) -> tuple[h.HistoryEvent, ...]:
 #: listed here fails at import, so a new field's stored form is always a decision.
 _BY_ANNOTATION: dict[str, _Conv] = {
     "int": (_plain_int, _as_is),
+    "int | None": (_opt_int, _as_is),
     "bool | None": (_opt_bool, _as_is),
     "float | None": (_opt_float, _as_is),
     "str": (_plain_str, _as_is),
@@ -151,7 +156,8 @@ _FIELDS = {cls: _fields_of(cls) for cls in KINDS.values()}
 #: Fields added after their kind was first stored: not written while None, so the events
 #: that do not use them stay readable by the versions before (a rollback), byte for byte.
 ADDED_LATER: dict[type[h.HistoryEvent], frozenset[str]] = {
-    h.TaskScheduled: frozenset({"inline", "timeout"}),
+    h.TaskScheduled: frozenset({"inline", "timeout", "attempt"}),
+    h.ExecutionStarted: frozenset({"trace", "generation"}),
 }
 
 

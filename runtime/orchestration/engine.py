@@ -113,7 +113,7 @@ class _RetryableTask(Task):
     """An activity or child with retries; each attempt and wait is its own action."""
 
     def __init__(
-        self, ctx: OrchestrationContext, policy: RetryPolicy, attempt: Callable[[], Task]
+        self, ctx: OrchestrationContext, policy: RetryPolicy, attempt: Callable[[int], Task]
     ) -> None:
         super().__init__()
         self._ctx = ctx
@@ -125,7 +125,7 @@ class _RetryableTask(Task):
 
     def _next(self) -> None:
         self._attempts += 1
-        child = self._start_attempt()
+        child = self._start_attempt(self._attempts)
         child._parents.append(self)  # type: ignore[arg-type]
         if child.is_complete:
             self._on_child_done(child)
@@ -204,11 +204,16 @@ class OrchestrationContext:
         return self._schedule_activity(activity, input, inline, timeout)
 
     def _schedule_activity(
-        self, activity: Any, input: Any, inline: bool | None, timeout: float | None
+        self,
+        activity: Any,
+        input: Any,
+        inline: bool | None,
+        timeout: float | None,
+        attempt: int | None = None,
     ) -> Task:
         name = _name_of(activity, "call_activity(activity)")
         task = ActivityTask(name)
-        action = h.TaskScheduled(self._ex.next_seq(), name, input, inline, timeout)
+        action = h.TaskScheduled(self._ex.next_seq(), name, input, inline, timeout, attempt)
         self._ex.schedule(action, task, activity)
         return task
 
@@ -234,9 +239,12 @@ class OrchestrationContext:
         inline: bool | None,
         timeout: float | None,
     ) -> Task:
-        return _RetryableTask(
-            self, policy, lambda: self._schedule_activity(activity, input, inline, timeout)
-        )
+        def attempt(number: int) -> Task:
+            # The first try is recorded as an unretried call is (no attempt field).
+            tried = number if number > 1 else None
+            return self._schedule_activity(activity, input, inline, timeout, tried)
+
+        return _RetryableTask(self, policy, attempt)
 
     def call_sub_orchestrator(
         self,
@@ -270,7 +278,7 @@ class OrchestrationContext:
         if instance_id is not None:
             _non_empty("call_sub_orchestrator_with_retry(instance_id)", instance_id)
 
-        def attempt() -> Task:
+        def attempt(number: int) -> Task:
             child_id = None if instance_id is None else f"{instance_id}:{self._ex.seq}"
             return self.call_sub_orchestrator(orchestrator, input, child_id)
 
@@ -455,6 +463,8 @@ class _ExecutionState:
         self.held_lock: h.LockRequested | None = None
         self._lock_requests: dict[int, h.LockRequested] = {}
         self.activity_retry: Any = None
+        #: which execution of the instance this is (ExecutionStarted.generation)
+        self.generation = 1
         self._waiters: dict[str, deque[ExternalEventTask]] = {}
         self._inbox: dict[str, deque[h.EventRaised]] = {}
         self._done: Step | None = None
@@ -582,6 +592,7 @@ class OrchestrationExecutor(_ExecutionState):
     def _on_execution_started(self, event: h.ExecutionStarted, replay: bool) -> bool:
         self.input = event.input
         self.activity_retry = event.activity_retry
+        self.generation = event.generation or 1
         self._start()
         return True
 

@@ -30,6 +30,11 @@ class ExecutionStarted(HistoryEvent):
     #: The hub's ``activity_defaults.retry`` when the execution started; recorded here so
     #: replay sees the policy the first run used, whatever the hub's settings are now.
     activity_retry: Any = None
+    #: W3C traceparent of the span that started this execution (a client's start_new,
+    #: a parent's sub-orchestration call): the execution's span is its child.
+    trace: str | None = None
+    #: which execution of the instance this is: 2 after the first continue-as-new (None: 1)
+    generation: int | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class TaskScheduled(HistoryEvent):
 
     ``inline`` and ``timeout`` are the call's own choice (None: as the activity was
     declared); recorded, so a call re-run after a crash runs where it first did.
+    ``attempt`` numbers the tries of a retried call (None: not retried, or the first).
     """
 
     seq: int
@@ -52,6 +58,7 @@ class TaskScheduled(HistoryEvent):
     input: Any = None
     inline: bool | None = None
     timeout: float | None = None
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,9 @@ class HubOverview:
     next_timer: float | None
     health: HubHealth
     lease: Lease | None
+    #: activities submitted and not answered, by host (the supervisor asks the hosts;
+    #: None: the host did not answer in time)
+    in_flight_by_host: dict[str, int | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

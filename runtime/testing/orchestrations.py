@@ -162,6 +162,7 @@ class Orchestrations:
             live.orchestrator.version,
             record.parent_instance_id,
             previous.activity_retry,
+            generation=previous.generation + 1,
         )
         self._store.update(
             live.instance_id,

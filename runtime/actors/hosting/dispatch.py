@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ... import metrics
+from ... import metrics, tracing
 from ...entity import LOCK
 from ...entity_id import EntityId
 from ...errors import DurableError
@@ -69,8 +69,12 @@ class Dispatcher:
             self._dispatch_activity(live, action)
         elif isinstance(action, h.SubOrchestrationCreated):
             self._register_child_code(live, action)
+            # The child's execution span hangs under this call's span (spans.py).
+            under = None if live.trace is None else live.trace.context_of(action.seq)
             start = encode_event(
-                h.ExecutionStarted(action.name, action.input, action.version, live.instance_id)
+                h.ExecutionStarted(
+                    action.name, action.input, action.version, live.instance_id, trace=under
+                )
             )
             args = (live.instance_id, action.seq, action.name, action.version)
             # The start's id: one per parent execution and step, so a re-dispatch is
@@ -119,7 +123,12 @@ class Dispatcher:
         )
         live.in_flight += 1
         if remote is not None:
-            remote.submit(arrived, action.input)
+            if live.trace is None:
+                remote.submit(arrived, action.input)
+                return
+            # The task runs inside its span: the user's own spans there are its children.
+            ref = remote.submit(arrived, action.input, live.trace.context_of(action.seq))
+            live.trace.ray_tasks[action.seq] = ref.task_id().hex()
             return
         timeout = action.timeout or activity.timeout or INLINE_TIMEOUT_SECONDS
         work = Work(
@@ -253,9 +262,12 @@ class Dispatcher:
 
 
 def _make_remote(activity: Activity, defaults: dict[str, Any], actors: ActorSystem) -> Any:
-    def run(input: Any) -> tuple[bool, Any]:
+    def run(input: Any, trace: str | None = None) -> tuple[bool, Any]:
         try:
-            return True, activity.run(input)
+            if trace is None:
+                return True, activity.run(input)
+            with tracing.activated(trace):
+                return True, activity.run(input)
         except Exception as exc:
             return False, failure_of(exc)
 

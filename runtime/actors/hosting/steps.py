@@ -18,6 +18,7 @@ from ...messages import LockOwner, OrderedSignal, SenderId, Unlock, encode_messa
 from ...orchestration import history as h
 from ...orchestration.codec import encode_event
 from ...orchestration.engine import OrchestrationExecutor, Step
+from ...orchestration.spans import InstanceTrace, SpanRecord
 from ...orchestration.status import OrchestrationStatus
 from ...serialization import dumps, failure_of
 from ...store import Checkpoint
@@ -41,6 +42,14 @@ class Live:
     #: activities submitted to Ray and not answered yet, and those waiting for a slot
     in_flight: int = 0
     waiting: deque[h.TaskScheduled] = field(default_factory=deque)
+    #: the execution's spans when tracing is on, and those its uncommitted steps finished
+    trace: InstanceTrace | None = None
+    spans: list[SpanRecord] = field(default_factory=list)
+
+    def traced(self, events: list[h.HistoryEvent]) -> None:
+        """Build the spans ``events`` finish (exported once their step is committed)."""
+        if self.trace is not None:
+            self.spans += self.trace.observe(events)
 
 
 @dataclass
@@ -64,7 +73,12 @@ def continue_as_new(live: Live, step: Step, clock: Callable[[], float] | None) -
         cont = step.continued_as_new
         # The ending execution's messages are sent by its id, so compute them now.
         live.unlocks.extend(outbox_rows(live, step.new_events, final=True))
+        live.traced(step.new_events)
         live.execution_id = uuid.uuid4().hex
+        under = None
+        if live.trace is not None:  # the next execution is a sibling in the same trace
+            under = live.trace.started_under
+            live.trace = InstanceTrace(live.instance_id, live.execution_id)
         live.history_length = 0
         live.waiting.clear()  # the ended execution's activities are never needed now
         previous = live.executor
@@ -79,6 +93,8 @@ def continue_as_new(live: Live, step: Step, clock: Callable[[], float] | None) -
                 live.version,
                 live.parent_instance_id,
                 previous.activity_retry,
+                under,
+                previous.generation + 1,
             ),
             *cont.carried,
         ]
@@ -107,6 +123,7 @@ def checkpoint(live: Live, step: Step, consumed: list[int]) -> Checkpoint:
         step.continued_as_new = None
         events = [encode_event(step.new_events[0])]
         custom, output = None, dumps(None)
+    live.traced(step.new_events)
     cp = Checkpoint(
         instance_id=live.instance_id,
         execution_id=live.execution_id,

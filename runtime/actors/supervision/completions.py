@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from typing import Any
 
 from ...config import HubConfig
 from ...errors import InstanceNotFoundError
@@ -14,6 +15,8 @@ from .pool import HostPool
 
 #: The longest a waiter trusts the hosts' reports before it reads the store again (seconds).
 RECHECK_SECONDS = 5.0
+#: How long the overview waits for a host's count of activities in flight.
+ASK_SECONDS = 1.0
 
 
 class Completions:
@@ -76,7 +79,23 @@ class Completions:
         every host this supervisor runs is listed, idle ones with 0."""
         ov = self.store.overview(time.time() - window)
         hosts = {name: 0 for name in self.pool.hosts}
-        return dataclasses.replace(ov, live_by_host={**hosts, **ov.live_by_host})
+        in_flight = await self._in_flight()
+        return dataclasses.replace(
+            ov, live_by_host={**hosts, **ov.live_by_host}, in_flight_by_host=in_flight
+        )
+
+    async def _in_flight(self) -> dict[str, int | None]:
+        """Each host's activities in flight, asked of all at once; None: no answer in time."""
+
+        async def ask(handle: Any) -> int | None:
+            try:
+                return int(await asyncio.wait_for(handle.activities_in_flight(), ASK_SECONDS))
+            except Exception:
+                return None  # restarting, or busy: the page says so rather than wait
+
+        names = list(self.pool.hosts)
+        counts = await asyncio.gather(*(ask(self.pool.hosts[n]) for n in names))
+        return dict(zip(names, counts))
 
     async def host_of(self, instance_id: str) -> object:
         """The raw actor handle of an instance's host (tests kill it); None once retired."""

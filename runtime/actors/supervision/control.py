@@ -299,9 +299,11 @@ class InstanceControl:
         if not statuses:
             return 0
         count = 0
-        for record in self.store.query(
-            InstanceQuery(statuses, query.created_from, query.created_to, query.prefix)
-        ):
+        # Only the filters: a page (top, skip, after) of the query would purge a page only.
+        only = InstanceQuery(
+            statuses, query.created_from, query.created_to, query.prefix, name=query.name
+        )
+        for record in self.store.query(only):
             try:
                 count += await self.purge(record.instance_id)
             except (InvalidOperationError, InstanceNotFoundError):

@@ -128,6 +128,8 @@ class SupervisorCore:
             None,  # the host's own ActorSystem
             self.config.payload_inline_limit,
             self.config.quarantine_after,
+            self.config.tracing,
+            self.config.placement == "dedicated",  # retired once its instance ends
         )
 
     async def _host_failed(self, name: str) -> None:

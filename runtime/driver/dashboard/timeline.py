@@ -154,6 +154,10 @@ def build(events: list[dict[str, Any]], started: float, now: float) -> Timeline:
             line.spans.append(span)
         elif kind in _CLOSES and isinstance(seq, int) and seq in spans:
             spans[seq].end, spans[seq].state = clock, _CLOSES[kind]
+        elif kind == "ExecutionStarted" and (event.get("Generation") or 1) > 1:
+            # The history holds this execution only; the point says the earlier ones were.
+            label = f"generation {event['Generation']}: continued as new"
+            line.points.append(Point("continued", label, clock))
         elif kind in _POINTS:
             label = event.get("Name") or event.get("Status") or event.get("Reason") or ""
             if kind == "EntitySignaled":

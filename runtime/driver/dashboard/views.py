@@ -154,19 +154,35 @@ def overview(hub: str, ov: HubOverview, now: float) -> str:
             for n, c in sorted(ov.entities_by_name.items())
         ],
     )
-    hosts = _rows(
-        ("host", "unfinished instances on it"),
-        [(_e(h or "(not placed yet)"), str(c)) for h, c in sorted(ov.live_by_host.items())],
-    )
+    in_flight, hosts = _hosts(ov)
     body = (
         f'<section class="cards">{cards}</section>'
         f"<h2>Started and finished per minute, last hour</h2>{chart}"
         f'<h2>Needs a person</h2><ul class="attention">{needs}</ul>'
         f"<h2>Supervisor</h2><p>{_e(holder)}</p>"
         f"<h2>Durable timers</h2><p>{timers}</p>"
+        f'<h2>Activities</h2><p class="in-flight">{_e(in_flight)}</p>'
         f"<h2>Entities by name</h2>{entities}<h2>Hosts</h2>{hosts}"
     )
     return body
+
+
+def _hosts(ov: HubOverview) -> tuple[str, str]:
+    """The activities in flight (a sentence) and the table of hosts."""
+    flying = ov.in_flight_by_host
+    known = [c for c in flying.values() if c is not None]
+    in_flight = f"{sum(known)} activities in flight"
+    if len(known) < len(flying):
+        in_flight += f" ({len(flying) - len(known)} host(s) did not answer)"
+    rows = [
+        (_e(h or "(not placed yet)"), str(c), _count(flying.get(h, 0)))
+        for h, c in sorted(ov.live_by_host.items())
+    ]
+    return in_flight, _rows(("host", "unfinished instances on it", "activities in flight"), rows)
+
+
+def _count(value: int | None) -> str:
+    return "no answer" if value is None else str(value)
 
 
 def _rate_chart(minutes: list[int], started: list[int], finished: list[int]) -> str:
