@@ -186,8 +186,8 @@ class TracingConfig:
     ``exporter``: ``otlp`` (OTLP over HTTP to ``endpoint``, e.g.
     ``http://127.0.0.1:4318/v1/traces``) and ``console`` (each process's standard output)
     need ``pip install 'ray-durable[otel]'``; ``jsonl`` (a span a line, in the fields of
-    OpenTelemetry's SDK, appended to ``path`` by every process: one machine or a shared
-    disk) needs nothing more; ``none`` turns tracing off.
+    OpenTelemetry's SDK, appended to ``path`` by every process of one machine) needs
+    nothing more; ``none`` turns tracing off.
     """
 
     exporter: str = "none"

@@ -26,6 +26,12 @@ from .orchestration.spans import CLIENT, PRODUCER, SpanRecord, parse_traceparent
 
 log = logging.getLogger("ray_durable.tracing")
 
+#: Spans a process holds for its exporter thread; a 10,000-wide fan-out fits (past it the
+#: SDK drops spans rather than grow without bound).
+QUEUE_SPANS = 65536
+#: How long a retiring host waits for its spans to leave.
+FLUSH_SECONDS = 5.0
+
 _tracers: dict[TracingConfig, Tracer] = {}
 _lock = threading.Lock()
 
@@ -37,7 +43,11 @@ def tracer_for(config: TracingConfig | None) -> Tracer | None:
     with _lock:
         tracer = _tracers.get(config)
         if tracer is None:
-            tracer = _tracers[config] = Tracer(config)
+            try:
+                tracer = _tracers[config] = Tracer(config)
+            except ImportError as exc:  # this node lacks the otel extra: it runs untraced
+                log.warning("tracing off in this process: %s", exc)
+                return None
         return tracer
 
 
@@ -88,13 +98,12 @@ def activated(value: str | None) -> Iterator[None]:
     """Run the block with the span of traceparent ``value`` as the current context, so
     spans the user's code starts there (an activity's) are its children."""
     ids = parse_traceparent(value)
-    if ids is None:
-        yield
-        return
     try:
         from opentelemetry import context, trace
         from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
     except ImportError:
+        ids = None  # (outside the handler: the block's own errors chain nothing of this)
+    if ids is None:
         yield
         return
     span = SpanContext(int(ids[0], 16), int(ids[1], 16), True, TraceFlags(TraceFlags.SAMPLED))
@@ -118,7 +127,9 @@ class Tracer:
 
             self._resource = Resource.create({"service.name": config.service_name})
             # The network and the console get a thread of their own; flush sends the rest.
-            self._processor = BatchSpanProcessor(_exporter(config), schedule_delay_millis=500)
+            self._processor = BatchSpanProcessor(
+                _exporter(config), max_queue_size=QUEUE_SPANS, schedule_delay_millis=500
+            )
             atexit.register(self.shutdown)
 
     def export(self, records: Sequence[SpanRecord]) -> None:
@@ -127,12 +138,14 @@ class Tracer:
             return
         try:
             if self._file is not None:
-                # A batch of spans in one write, in the committing thread: a span is on disk
-                # once its step is, and lines of processes sharing the file never interleave.
+                # A batch of spans in one append, in the committing thread: a span is on disk
+                # once its step is, and on a local disk the lines of processes sharing the
+                # file never interleave.
                 data = "".join(self._line(r) for r in records).encode("utf-8")
                 fd = os.open(self._file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
-                    os.write(fd, data)
+                    while data:  # a local file takes it in one write; loop for the rest
+                        data = data[os.write(fd, data) :]
                 finally:
                     os.close(fd)
                 return
@@ -152,7 +165,7 @@ class Tracer:
     def flush(self) -> None:
         """Send what the exporter holds (a host about to be retired calls this)."""
         if self._processor is not None:
-            self._processor.force_flush()
+            self._processor.force_flush(int(FLUSH_SECONDS * 1000))
 
     def shutdown(self) -> None:
         """Flush and close the exporter (at exit)."""

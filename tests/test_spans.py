@@ -107,3 +107,11 @@ def test_traceparent_reads_only_valid_w3c_values():
     ):
         assert parse_traceparent(bad) is None  # type: ignore[arg-type]
     assert derived_id("x") != derived_id("y") and len(derived_id("x", length=32)) == 32
+
+
+def test_events_of_one_name_in_one_step_are_spans_of_their_own_and_replay_agrees():
+    events = [at(0), h.ExecutionStarted("order"), h.EventRaised("go"), h.EventRaised("go")]
+    first = [s.span_id for s in InstanceTrace("i1", "e1").observe(events)]
+    assert len(first) == len(set(first)) == 2
+    resumed = InstanceTrace.resumed("i1", "e1", events[:3])
+    assert [s.span_id for s in resumed.observe(events[3:])] == first[1:]

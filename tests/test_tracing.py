@@ -134,6 +134,22 @@ def test_each_execution_of_continue_as_new_is_a_span_of_the_one_trace(traced_hub
     assert len({s["attributes"]["durable.execution_id"] for s in executions}) == 3
     assert sorted(s["attributes"]["durable.generation"] for s in executions) == [1, 2, 3]
     assert len({s["parent_span_id"] for s in spans if s["name"] == "activity double"}) == 3
+    # A restart is a new run: its first execution, in a trace of its own.
+    again = rt.client.restart(iid)
+    assert rt.client.wait_for_completion(again, timeout=120, raise_on_failure=True).output == 2
+    history = rt.client.get_status(again, show_history=True).history
+    (start,) = [e for e in history if type(e).__name__ == "ExecutionStarted"]
+    # (restarted with the latest input, 2: one execution, the first of its own)
+    assert (start.generation, start.trace) == (None, None)
+    restarted = wait_until(
+        lambda: [
+            x
+            for x in _spans(path)
+            if x["name"] == "orchestration generations"
+            and x["attributes"]["durable.instance_id"] == again
+        ]
+    )
+    assert {x["trace_id"] for x in restarted}.isdisjoint({x["trace_id"] for x in spans})
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -69,6 +69,7 @@ class _Telling:
     dispatcher: Dispatcher
     tracer: tracing.Tracer | None
     dedicated: bool
+    _loop: asyncio.AbstractEventLoop
 
     def _outbox_committed(self) -> None:
         self.dispatcher.tell_supervisor(lambda s: s.flush_outbox())
@@ -87,11 +88,18 @@ class _Telling:
         metrics.inc(
             "instances_finished", {"hub": self.hub, "name": live.name, "status": str(step.status)}
         )
-        if self.tracer is not None and self.dedicated and not self.live:
-            # A dedicated host is killed once it says so: send the spans it holds first.
-            self.tracer.flush()
         done = (live.instance_id, str(step.status), live.parent_instance_id)
-        self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done))
+
+        def tell(*_: Any) -> None:
+            self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done))
+
+        if self.tracer is None or not self.dedicated or self.live:
+            tell()
+            return
+        # A dedicated host is killed once it says so: send the spans it holds first, on a
+        # thread (a slow collector must not stall the loop), bounded by FLUSH_SECONDS.
+        flushed = self._loop.run_in_executor(None, self.tracer.flush)
+        flushed.add_done_callback(tell)
 
 
 class _Recovery(_Telling):

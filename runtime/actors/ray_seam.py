@@ -363,9 +363,10 @@ class SupervisorHandle:
         """(state blob, exists, lock owner) of an entity, or None."""
         return self.actor.entity_record.remote(eid)
 
-    def overview(self, window: float) -> Any:
-        """The hub's HubOverview, per-minute rates over the last ``window`` seconds."""
-        return self.actor.overview.remote(window)
+    def overview(self, window: float, ask_hosts: bool = True) -> Any:
+        """The hub's HubOverview, per-minute rates over the last ``window`` seconds; with
+        ``ask_hosts``, each host's activities in flight."""
+        return self.actor.overview.remote(window, ask_hosts)
 
     def list_entities(self, name: str | None, limit: int, offset: int) -> Any:
         """A page of stored entities."""

@@ -129,9 +129,9 @@ class Supervisor:
         """Wait for a terminal status."""
         return await (await self._ready()).completions.wait(instance_id, timeout)
 
-    async def overview(self, window: float) -> Any:
-        """The hub's counts for the dashboard."""
-        return await (await self._ready()).completions.overview(window)
+    async def overview(self, window: float, ask_hosts: bool = True) -> Any:
+        """The hub's counts for the dashboard (with activities in flight: ``ask_hosts``)."""
+        return await (await self._ready()).completions.overview(window, ask_hosts)
 
     async def host_of(self, instance_id: str) -> Any:
         """The host actor of an instance."""

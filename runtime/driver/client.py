@@ -35,7 +35,6 @@ from ..errors import (
     ArgumentTypeError,
     DurableError,
     EntityUnavailableError,
-    HubConfigError,
     HubUnavailableError,
     InstanceExistsError,
     InternalError,
@@ -511,6 +510,16 @@ class _EntityOperations(_HubCalls):
             self._refused("entity routing", exc)
 
 
+def _hub_tracer(client: DurableClient) -> tracing.Tracer | None:
+    """This driver's tracer for the hub's ``tracing`` settings (None: off, or not here)."""
+    try:
+        settings = client._call(SupervisorHandle.hub_config)
+        return tracing.tracer_for(TracingConfig.of(settings.get("tracing")))
+    except DurableError as exc:  # e.g. the hub traces, this driver lacks the extra
+        log.warning("this driver's starts are not traced: %s", exc)
+        return None
+
+
 def _start_span_of(args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
     """The name and attributes of a client's span of one start (``_start_args``)."""
     return f"start_new {args[0]}", {"durable.instance_id": args[4], "durable.orchestrator": args[0]}
@@ -567,11 +576,7 @@ class DurableClient(_EntityOperations):
                 f"start it with Runtime.start(hub={hub!r})"
             ) from None
         client = cls(hub, handle, sender_id)
-        settings = client._call(SupervisorHandle.hub_config)
-        try:
-            client.tracer = tracing.tracer_for(TracingConfig.of(settings.get("tracing")))
-        except HubConfigError as exc:  # e.g. the hub traces, this driver lacks the extra
-            log.warning("this driver's starts are not traced: %s", exc)
+        client.tracer = _hub_tracer(client)
         return client
 
     def register(self, *objects: Any) -> None:
@@ -598,9 +603,10 @@ class DurableClient(_EntityOperations):
         """Start an orchestration (a registered object or name); returns its instance id."""
         span = tracing.begin(self.tracer, "start_new")
         args = self._start_args(orchestrator, input, instance_id, version, tracing.under(span))
-        started = self._start(args, True)
-        tracing.end(self.tracer, span, *_start_span_of(args))
-        return started
+        try:
+            return self._start(args, True)
+        finally:  # a start that failed may still have been stored: its span is sent too
+            tracing.end(self.tracer, span, *_start_span_of(args))
 
     async def start_new_async(
         self,
@@ -612,10 +618,12 @@ class DurableClient(_EntityOperations):
         """``start_new`` for code on an event loop: awaits the hub instead of blocking."""
         span = tracing.begin(self.tracer, "start_new")
         args = self._start_args(orchestrator, input, instance_id, version, tracing.under(span))
-        started = await self._await(
-            SupervisorHandle.start_new, args, lambda: self._start(args, False)
-        )
-        tracing.end(self.tracer, span, *_start_span_of(args))
+        try:
+            started = await self._await(
+                SupervisorHandle.start_new, args, lambda: self._start(args, False)
+            )
+        finally:
+            tracing.end(self.tracer, span, *_start_span_of(args))
         return str(started)
 
     # The raw reads below serve views that decode leniently (runtime.driver.http_api): a value this
@@ -645,9 +653,10 @@ class DurableClient(_EntityOperations):
         """An entity's stored ``(state blob, exists, lock owner)``, or None, awaited."""
         return await self._read_async(SupervisorHandle.entity_record, str(EntityId.of(entity_id)))
 
-    async def overview_async(self, window: float = 3600.0) -> HubOverview:
-        """The hub's counts (the dashboard's overview), per-minute over ``window`` seconds."""
-        return await self._read_async(SupervisorHandle.overview, float(window))
+    async def overview_async(self, window: float = 3600.0, ask_hosts: bool = True) -> HubOverview:
+        """The hub's counts (the dashboard's overview), per-minute over ``window`` seconds;
+        ``ask_hosts``: with each host's activities in flight."""
+        return await self._read_async(SupervisorHandle.overview, float(window), bool(ask_hosts))
 
     def _start_args(
         self,

@@ -90,6 +90,7 @@ class InstanceTrace:
         self.generation = 1
         self.started: float | None = None
         self.now = 0.0
+        self._events = 0
         self._open: dict[int, _Open] = {}
         #: Ray task ids of dispatched activities, recorded as the dispatcher learns them
         self.ray_tasks: dict[int, str] = {}
@@ -126,8 +127,10 @@ class InstanceTrace:
                 self._started(event)  # type: ignore[arg-type]
             elif emit and kind is h.EntitySignaled:
                 out.append(self._point(event, f"signal {event.operation}", PRODUCER))  # type: ignore[attr-defined]
-            elif emit and kind is h.EventRaised:
-                out.append(self._point(event, f"event {event.name}", INTERNAL))  # type: ignore[attr-defined]
+            elif kind is h.EventRaised:
+                self._events += 1  # counted in replay too: the n-th event's id is stable
+                if emit:
+                    out.append(self._point(event, f"event {event.name}", INTERNAL))  # type: ignore[attr-defined]
             elif emit and kind in (h.ExecutionCompleted, h.ContinuedAsNew):
                 out.append(self._execution_span(event))
         return out
@@ -192,8 +195,8 @@ class InstanceTrace:
         if seq is not None:
             attributes["durable.seq"], attributes["durable.entity"] = seq, event.entity
             span_id = self.child_id(seq)
-        else:  # an external event has no seq: its id is its place among this step's
-            span_id = derived_id("event", self.instance_id, self.execution_id, name, str(self.now))
+        else:  # an external event has no seq: its id is its place among the execution's
+            span_id = derived_id("event", self.instance_id, self.execution_id, str(self._events))
         return SpanRecord(
             name,
             self.trace_id,

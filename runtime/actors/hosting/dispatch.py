@@ -128,7 +128,10 @@ class Dispatcher:
                 return
             # The task runs inside its span: the user's own spans there are its children.
             ref = remote.submit(arrived, action.input, live.trace.context_of(action.seq))
-            live.trace.ray_tasks[action.seq] = ref.task_id().hex()
+            try:
+                live.trace.ray_tasks[action.seq] = ref.task_id().hex()
+            except Exception:  # only an attribute of the span: never a failed dispatch
+                log.debug("no Ray task id for %s", action.name, exc_info=True)
             return
         timeout = action.timeout or activity.timeout or INLINE_TIMEOUT_SECONDS
         work = Work(

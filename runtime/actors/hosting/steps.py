@@ -107,6 +107,7 @@ def continue_as_new(live: Live, step: Step, clock: Callable[[], float] | None) -
 
 def checkpoint(live: Live, step: Step, consumed: list[int]) -> Checkpoint:
     """The checkpoint of one step: events, status, timers, outbox, the answer to a parent."""
+    ran = step.new_events
     try:
         events = [encode_event(e) for e in step.new_events]
         custom = dumps(step.custom_status, "custom status")
@@ -123,6 +124,8 @@ def checkpoint(live: Live, step: Step, consumed: list[int]) -> Checkpoint:
         step.continued_as_new = None
         events = [encode_event(step.new_events[0])]
         custom, output = None, dumps(None)
+    if ran is not step.new_events:  # the execution span still starts where the step did
+        live.traced([e for e in ran if isinstance(e, _OPENING)])
     live.traced(step.new_events)
     cp = Checkpoint(
         instance_id=live.instance_id,
@@ -148,6 +151,10 @@ def checkpoint(live: Live, step: Step, consumed: list[int]) -> Checkpoint:
         cp.outgoing.append((live.parent_instance_id, answer))
     live.history_length = cp.first_index + len(events)
     return cp
+
+
+#: What a step that fails on an unpicklable value keeps of itself, for its trace.
+_OPENING = (h.OrchestratorStarted, h.ExecutionStarted)
 
 
 def outbox_rows(

@@ -74,12 +74,14 @@ class Completions:
         """Instances matching a query."""
         return self.store.query(query)
 
-    async def overview(self, window: float) -> HubOverview:
+    async def overview(self, window: float, ask_hosts: bool = True) -> HubOverview:
         """The store's counts for the dashboard, with per-minute rates over ``window`` s;
-        every host this supervisor runs is listed, idle ones with 0."""
+        every host this supervisor runs is listed, idle ones with 0. ``ask_hosts``: one
+        call to each host for its activities in flight (a dedicated hub has a host per
+        running instance: pages that do not show them pass False)."""
         ov = self.store.overview(time.time() - window)
         hosts = {name: 0 for name in self.pool.hosts}
-        in_flight = await self._in_flight()
+        in_flight = await self._in_flight() if ask_hosts else {}
         return dataclasses.replace(
             ov, live_by_host={**hosts, **ov.live_by_host}, in_flight_by_host=in_flight
         )

@@ -176,7 +176,10 @@ class InstanceControl:
         new run replaces (a live one is refused with InstanceExistsError, nothing written).
         """
         record = self.require(instance_id)
-        start = self._start_event(record)
+        started = decode_event(self._start_event(record))
+        assert isinstance(started, h.ExecutionStarted)  # _start_event found one
+        # A new run: the first execution (generation 1) of a trace of its own.
+        start = encode_event(dataclasses.replace(started, trace=None, generation=None))
         target = new_instance_id or instance_id
         input_blob = record.input if record.input is not None else dumps(None)
         return await self.start_new(record.name, record.version, input_blob, start, target)

@@ -325,7 +325,7 @@ class DurableDashboard:
         if offset < 0:
             raise HttpApiError(400, "offset must be 0 or more")
         page, more = await self._run(self.client.get_entities, name or None, PAGE_SIZE, offset)
-        ov = await self._run(self.client.overview_async, 60.0)
+        ov = await self._run(self.client.overview_async, 60.0, False)  # the names only
         rows = [
             (m.entity_id.name, m.entity_id.key, m.last_modified_time.timestamp())
             for m in page

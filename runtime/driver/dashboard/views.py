@@ -175,7 +175,7 @@ def _hosts(ov: HubOverview) -> tuple[str, str]:
     if len(known) < len(flying):
         in_flight += f" ({len(flying) - len(known)} host(s) did not answer)"
     rows = [
-        (_e(h or "(not placed yet)"), str(c), _count(flying.get(h, 0)))
+        (_e(h or "(not placed yet)"), str(c), _count(flying[h]) if h in flying else "-")
         for h, c in sorted(ov.live_by_host.items())
     ]
     return in_flight, _rows(("host", "unfinished instances on it", "activities in flight"), rows)
