@@ -127,8 +127,10 @@ class Tracer:
 
             self._resource = Resource.create({"service.name": config.service_name})
             # The network and the console get a thread of their own; flush sends the rest.
+            # The SDK's 5 s between exports: at 0.5 s the exports' CPU cost the pooled
+            # 4-step chain 22% (bench_tracing), at 5 s 7%.
             self._processor = BatchSpanProcessor(
-                _exporter(config), max_queue_size=QUEUE_SPANS, schedule_delay_millis=500
+                _exporter(config), max_queue_size=QUEUE_SPANS, schedule_delay_millis=5000
             )
             atexit.register(self.shutdown)
 
