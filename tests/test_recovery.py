@@ -56,6 +56,41 @@ def test_host_killed_mid_fan_out_resumes_and_reruns_only_unfinished(runtime, tmp
     assert_no_duplicate_completions(client, iid)
 
 
+@pytest.mark.parametrize("placement", ["dedicated"])
+def test_keeper_killed_its_hosts_die_and_come_back_from_the_store(runtime, tmp_path):
+    """A dedicated host is owned by its node's keeper (so that its activities share the
+    keeper's workers): the keeper's death takes the host with it, and nothing is lost."""
+    from runtime.actors.ray_seam import NAMESPACE, keeper_name
+
+    log = str(tmp_path / "runs")
+    client = runtime.client
+    iid = client.start_new(wf.slow_chain, input=(log, 6, 0.3))
+    wait_until(lambda: len(completed_seqs(client, iid)) >= 2)
+    host_pid = ray.get(client.host_of(iid).pid.remote())
+    node = ray.get_runtime_context().get_node_id()
+    keeper = ray.get_actor(keeper_name(runtime.config.hub, node), namespace=NAMESPACE)
+    done_before = completed_seqs(client, iid)
+    os.kill(ray.get(keeper.pid.remote()), signal.SIGKILL)
+
+    wait_until(lambda: not _alive(host_pid), timeout=30)  # fate-shared with its owner
+    state = client.wait_for_completion(iid, timeout=120)
+    assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
+    assert state.output == list(range(6))
+    runs = Counter(wf.executions(log))
+    assert all(runs[str(i)] == 1 for i in done_before), runs
+    assert_no_duplicate_completions(client, iid)
+    again = client.start_new(wf.chain, input=1)  # the restarted keeper creates hosts
+    assert client.wait_for_completion(again, timeout=60).output == 4
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("placement", ["pooled"])
 def test_supervisor_killed_instances_complete_and_clients_reconnect(runtime, tmp_path):
     log = str(tmp_path / "runs")

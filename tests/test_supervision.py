@@ -73,7 +73,9 @@ class FakeActors:
         self.created: list[str] = []
         self.killed: list[str] = []
 
-    def host(self, host_class: Any, name: str, resources: Any, *args: Any) -> FakeHost:
+    def host(
+        self, host_class: Any, name: str, resources: Any, *args: Any, kept: bool = False
+    ) -> FakeHost:
         if name not in self.live:
             self.live[name] = FakeHost(name)
             self.created.append(name)
@@ -82,6 +84,9 @@ class FakeActors:
     def kill(self, name: str, handle: Any = None) -> None:
         self.killed.append(name)
         self.live.pop(name, None)
+
+    def stop_keepers(self) -> None:
+        self.keepers_stopped = True
 
 
 def run(coro: Any) -> Any:
@@ -140,6 +145,27 @@ def test_pooled_placement_is_stable_and_dedicated_takes_the_warm_spare_first(par
     assert fresh.startswith(f"{pool.config.hub}/host-") and fresh != spare
     pool.unplace(fresh)
     assert pool.spares == [fresh]
+
+
+@pytest.mark.parametrize("parts", ["dedicated"], indirect=True)
+def test_a_dedicated_host_whose_instance_ended_is_the_next_spare_up_to_warm_hosts(parts):
+    pool, control, completions, actors, store, _ = parts
+    start(control, "i1")  # a new host; a warm spare is started beside it
+    first = store.load_instance("i1").host
+    run(settle())
+    assert len(pool.spares) == 1 and pool.spares[0] in actors.created
+    pool.recycle(first)  # i1 still runs there: it stays i1's
+    assert first not in pool.spares and first not in actors.killed
+    store.set_status("i1", "Completed")
+    pool.recycle(first)
+    assert pool.spares[0] == first  # first in line: its process is up
+    assert store.get_meta("spares").split(",")[0] == first
+    start(control, "i2")
+    assert store.load_instance("i2").host == first and actors.created.count(first) == 1
+    store.set_status("i2", "Completed")
+    pool.spares.append(f"{pool.config.hub}/host-extra")  # more than warm_hosts spares
+    pool.recycle(first)
+    assert first in actors.killed and first not in pool.spares
 
 
 def test_a_host_that_dies_is_revived_with_every_instance_the_store_places_there(parts):

@@ -7,12 +7,12 @@
 Each seed starts a Ray of its own (``ray.init(address="local")``: other Rays on the
 machine are never touched), a hub on a fresh store (a SQLite file in a temporary
 directory, or a throw-away PostgreSQL server), runs waves of the mixed workload (one, or
-more until ``--duration`` seconds have passed) while the seeded injector kills hosts,
-entity hosts, the supervisor, activity workers and driver processes, stops the whole Ray
-once per wave and starts the hub again on the same store, then checks every invariant of
-tests/chaos/invariants.py. It prints the seed first, each fault as it happens, and at the
-end the faults per kind with their recovery times and every violation. Exit status 1 if
-any seed found a violation.
+more until ``--duration`` seconds have passed) while the seeded injector kills hosts, the
+keepers of dedicated hosts, entity hosts, the supervisor, activity workers and driver
+processes, stops the whole Ray once per wave and starts the hub again on the same store,
+then checks every invariant of tests/chaos/invariants.py. It prints the seed first, each
+fault as it happens, and at the end the faults per kind with their recovery times and every
+violation. Exit status 1 if any seed found a violation.
 """
 
 from __future__ import annotations

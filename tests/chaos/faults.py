@@ -32,6 +32,7 @@ WEIGHTS = {
     "supervisor": 1.0,
     "activity worker": 2.0,
     "driver": 1.5,
+    "keeper": 1.0,  # dedicated placement only: its hosts die with it
 }
 #: Kills of one instance's or entity's host at most: more would be poison (quarantine).
 MAX_KILLS_PER_TARGET = 2
@@ -237,6 +238,25 @@ class FaultInjector:
         at = time.time()
         affected = {i for i, h in self._live() if h == host}  # what the kill interrupted
         return Fault("host", at, f"{host} (pid {pid}, holding {iid})", affected)
+
+    def _keeper(self) -> Fault | None:
+        import ray
+
+        from runtime.actors.ray_seam import NAMESPACE, keeper_name
+
+        live = self._live()
+        if self.runner.placement != "dedicated" or not live:
+            return None
+        if any(self.kills[iid] >= MAX_KILLS_PER_TARGET for iid, _ in live):
+            return None  # one more host death for each of them: some would be poison
+        for iid, _ in live:
+            self.kills[iid] += 1
+        node = ray.get_runtime_context().get_node_id()
+        keeper = ray.get_actor(keeper_name(self.runner.hub, node), namespace=NAMESPACE)
+        pid = ray.get(keeper.pid.remote(), timeout=10)
+        at = time.time()
+        os.kill(pid, signal.SIGKILL)
+        return Fault("keeper", at, f"pid {pid}, owner of {len(live)} hosts", {i for i, _ in live})
 
     def _entity_host(self) -> Fault | None:
         eid = self.rng.choice(self.runner.entities)

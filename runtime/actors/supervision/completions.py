@@ -40,7 +40,7 @@ class Completions:
         if self.config.placement == "dedicated":
             record = self.store.load_instance(instance_id)
             if record is not None and record.host:
-                self.pool.kill(record.host)
+                self.pool.recycle(record.host)
 
     async def wait(self, instance_id: str, timeout: float | None) -> InstanceRecord | None:
         """The instance once terminal; None if ``timeout`` seconds pass first."""

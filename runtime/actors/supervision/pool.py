@@ -62,12 +62,38 @@ class HostPool:
             name = self.spares.pop(0)
             self._save_spares()
             return name
+        return self._dedicated_name()
+
+    def _dedicated_name(self) -> str:
         return f"{self.config.hub}/host-{uuid.uuid4().hex[:12]}"
+
+    def _kept(self, name: str) -> bool:
+        """A dedicated orchestration host: created by its node's keeper (ActorSystem)."""
+        return name.startswith(f"{self.config.hub}/host-")
 
     def unplace(self, name: str) -> None:
         """A start refused after ``place``: its dedicated host goes back to the spares."""
         if self.config.placement == "dedicated":
             self.spares.insert(0, name)
+
+    def recycle(self, name: str) -> None:
+        """A dedicated host whose instance ended: back to the spares, or stopped.
+
+        Kept while the spares number at most ``warm_hosts``: the next instance then finds
+        a live process whose code and workers are warm (Azure Functions keeps its workers
+        warm across invocations the same way), and a chain of starts one after another
+        makes no new process at all. Still one instance per host at a time: it is a spare
+        only once no live instance is placed on it.
+        """
+        if name in self.spares or name in self.retired:
+            return
+        if self.store.active_instances(host=name):
+            return  # placed again meanwhile: it hosts that instance now
+        if len(self.spares) > self.config.warm_hosts:
+            self.kill(name)
+            return
+        self.spares.insert(0, name)  # ready now, unlike a spare still starting
+        self._save_spares()
 
     def refill_spares(self) -> None:
         """Keep ``warm_hosts`` dedicated hosts started ahead of need."""
@@ -75,7 +101,7 @@ class HostPool:
         if self.config.placement != "dedicated":
             return
         while len(self.spares) < self.config.warm_hosts:
-            name = f"{self.config.hub}/host-{uuid.uuid4().hex[:12]}"
+            name = self._dedicated_name()
             self.host(name)
             self.spares.append(name)
         self._save_spares()
@@ -100,7 +126,9 @@ class HostPool:
         handle = self.hosts.get(name)
         if handle is None:
             self.retired.discard(name)
-            handle = self.actors.host(self.host_class, name, resources, *self.host_args())
+            handle = self.actors.host(
+                self.host_class, name, resources, *self.host_args(), kept=self._kept(name)
+            )
             self.hosts[name] = handle
             asyncio.get_event_loop().create_task(self._watch(name, handle))
         return handle
@@ -184,3 +212,4 @@ class HostPool:
             self.kill(name)
         self.spares.clear()
         self._save_spares()
+        self.actors.stop_keepers()
