@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from collections import Counter
+
 import ray
 import workflows as wf
-from helpers import start_runtime, stop_runtime, wait_until
+from helpers import completed_seqs, start_runtime, stop_runtime, wait_until
 
 from runtime import OrchestrationStatus
 from runtime.actors.ray_seam import find_actor, keeper_name
@@ -50,3 +54,22 @@ def test_stopping_the_hub_stops_its_keepers_and_a_new_start_makes_new_ones(hub_n
     finally:
         stop_runtime(rt)
     wait_until(lambda: find_actor(name) is None, timeout=30)
+
+
+def test_a_supervisor_crash_leaves_the_dedicated_hosts_running(hub_name, tmp_path):
+    """Hosts are owned by their keeper, not by the supervisor: the same process finishes the
+    instance, and no activity runs twice."""
+    log = str(tmp_path / "runs")
+    rt = start_runtime(hub_name, f"sqlite:///{tmp_path / 'hub.db'}", "dedicated")
+    try:
+        client = rt.client
+        iid = client.start_new(wf.slow_chain, input=(log, 8, 0.3))
+        wait_until(lambda: len(completed_seqs(client, iid)) >= 2)
+        host = _host_pid(client, iid)
+        os.kill(client.supervisor_pid(), signal.SIGKILL)
+        state = client.wait_for_completion(iid, timeout=120)
+        assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
+        assert _host_pid(client, iid) == host  # the same process all along
+        assert all(n == 1 for n in Counter(wf.executions(log)).values())  # nothing re-ran
+    finally:
+        stop_runtime(rt)

@@ -158,7 +158,7 @@ def test_hosts_killed_during_a_burst_of_starts_leave_no_instance_pending(runtime
                 os.kill(pid, signal.SIGKILL)
                 kills += 1
             except ProcessLookupError:
-                pass  # a dedicated host retired since (its instance completed)
+                pass  # a dedicated host stopped since (its instance completed)
         started.extend(client.start_new(wf.chain, input=i) for i in range(size))
         time.sleep(0.3)
 

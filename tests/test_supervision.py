@@ -166,6 +166,12 @@ def test_a_dedicated_host_whose_instance_ended_is_the_next_spare_up_to_warm_host
     pool.spares.append(f"{pool.config.hub}/host-extra")  # more than warm_hosts spares
     pool.recycle(first)
     assert first in actors.killed and first not in pool.spares
+    pool.spares.clear()
+    start(control, "i3")  # a new host, as no spare is left
+    third = store.load_instance("i3").host
+    store.set_status("i3", "Completed")
+    run(completions.instance_done("i3", "Completed", None, third, False))
+    assert third in actors.killed and third not in pool.spares  # inline work still ran there
 
 
 def test_a_host_that_dies_is_revived_with_every_instance_the_store_places_there(parts):

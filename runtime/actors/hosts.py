@@ -65,6 +65,7 @@ class _Telling:
     """What a host tells the supervisor: outbox rows to deliver, instances that ended."""
 
     hub: str
+    name: str | None
     live: dict[str, Live]
     dispatcher: Dispatcher
     tracer: tracing.Tracer | None
@@ -88,7 +89,11 @@ class _Telling:
         metrics.inc(
             "instances_finished", {"hub": self.hub, "name": live.name, "status": str(step.status)}
         )
-        done = (live.instance_id, str(step.status), live.parent_instance_id)
+        # A dedicated host may serve the next instance unless work of this one still runs
+        # on its inline threads (they would hold its slots, or exhaust it).
+        reusable = not self.live and self.dispatcher.inline.idle
+        host = self.name if self.dedicated else None
+        done = (live.instance_id, str(step.status), live.parent_instance_id, host, reusable)
 
         def tell(*_: Any) -> None:
             self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done))
@@ -96,7 +101,7 @@ class _Telling:
         if self.tracer is None or not self.dedicated or self.live:
             tell()
             return
-        # A dedicated host is killed once it says so: send the spans it holds first, on a
+        # A dedicated host may be killed once it says so: send the spans it holds first, on a
         # thread (a slow collector must not stall the loop), bounded by FLUSH_SECONDS.
         flushed = self._loop.run_in_executor(None, self.tracer.flush)
         flushed.add_done_callback(tell)
@@ -153,8 +158,9 @@ class _Recovery(_Telling):
         history = [decode_event(blob) for blob in self.store.load_history(record.instance_id)]
         if self.poison.quarantine(record, history).outbox:
             self._outbox_committed()
+        host = self.name if self.dedicated else None  # not reused: poison work ran here
         done = (record.instance_id, str(OrchestrationStatus.FAILED), record.parent_instance_id)
-        self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done))
+        self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done, host, False))
 
 
 class HostCore(_Recovery):

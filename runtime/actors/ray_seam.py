@@ -221,9 +221,11 @@ class HostHandle:
     the supervisor, the only place that creates hosts.
     """
 
-    def __init__(self, actor: Any, creating: Any = None) -> None:
+    def __init__(self, actor: Any, creating: Any = None, keeper: Any = None) -> None:
         self.actor = actor
         self._creating = creating
+        #: The Keeper that owns the host (None: a detached host).
+        self.keeper = keeper
 
     async def created(self) -> HostHandle:
         """This handle, once its actor exists (HostNotCreated if its keeper failed)."""
@@ -324,9 +326,16 @@ class SupervisorHandle:
         """Durably accept an external event for a live instance (once per ``message_id``)."""
         return self.actor.deliver.remote(instance_id, event_blob, message_id)
 
-    def instance_done(self, instance_id: str, status: str, parent_id: str | None) -> Any:
-        """A host reports a terminal instance."""
-        return self.actor.instance_done.remote(instance_id, status, parent_id)
+    def instance_done(
+        self,
+        instance_id: str,
+        status: str,
+        parent_id: str | None,
+        host: str | None = None,
+        reusable: bool = False,
+    ) -> Any:
+        """A host reports a terminal instance (and whether it may serve another)."""
+        return self.actor.instance_done.remote(instance_id, status, parent_id, host, reusable)
 
     def get_status(self, instance_id: str, show_history: bool) -> Any:
         """(record, history blobs or None)."""
@@ -620,10 +629,19 @@ class Keeper:
         # Given once: a class in each call would be unpickled anew, and Ray would pickle and
         # export it again for every host (a tenth of a second each).
         self.host_class = host_class
+        #: A handle of each host: Ray collects a non-detached actor once no handle is left,
+        #: and the supervisor's copies go with a supervisor crash.
+        self.hosts: dict[str, Any] = {}
 
     def host(self, name: str, options: dict[str, Any], args: tuple[Any, ...]) -> list[Any]:
         """The host of that name, created or found (in a list: Ray passes the handle on)."""
-        return [self.host_class.options(name=name, **options).remote(*args)]
+        handle = self.host_class.options(name=name, **options).remote(*args)
+        self.hosts[name] = handle
+        return [handle]
+
+    def forget(self, name: str) -> None:
+        """The host was stopped for good: drop its handle."""
+        self.hosts.pop(name, None)
 
     def pid(self) -> int:
         """The keeper's process id (failure tests kill it)."""
@@ -658,7 +676,7 @@ class ActorSystem:
         if kept and node is not None:
             options = {**KEPT_OPTIONS, **pinned(node)}
             keeper = self._keeper(node, host_class)
-            return HostHandle(None, keeper.host.remote(name, options, args))
+            return HostHandle(None, keeper.host.remote(name, options, args), keeper)
         where = {} if node is None else pinned(node)
         options = {**needs, **DETACHED_OPTIONS, **where}
         return HostHandle(host_class.options(name=name, **options).remote(*args))
@@ -698,10 +716,27 @@ class ActorSystem:
 
     def kill(self, name: str, handle: HostHandle | None = None) -> None:
         """Stop a host for good (a no-op if it is gone)."""
-        if handle is None or handle.actor is None:
-            if handle is not None:
-                self._keepers.clear()  # its keeper failed: find each by name again
+        if handle is None:
             kill_named(name)
+            return
+        if handle.keeper is not None:
+            try:
+                handle.keeper.forget.remote(name)
+            except Exception:
+                pass  # the keeper is gone, and its hosts with it
+        if handle.actor is None:  # its keeper has not answered yet: kill what it creates
+            asyncio.ensure_future(self._kill_once_created(handle)).add_done_callback(_retrieved)
+            return
+        try:
+            kill(handle.actor)
+        except Exception:
+            pass  # already gone
+
+    async def _kill_once_created(self, handle: HostHandle) -> None:
+        try:
+            await handle.created()
+        except HostNotCreated:
+            self._keepers.clear()  # its keeper failed: find each by name again
             return
         try:
             kill(handle.actor)

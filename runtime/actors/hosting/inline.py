@@ -65,6 +65,12 @@ class InlineRunner:
         self.abandoned = 0
         self.stuck = 0
 
+    @property
+    def idle(self) -> bool:
+        """No inline activity runs, not even one given up on."""
+        with self._lock:
+            return not self._running and self.stuck == 0
+
     async def run(
         self,
         activity: Activity,

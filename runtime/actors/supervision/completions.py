@@ -11,6 +11,7 @@ from ...config import HubConfig
 from ...errors import InstanceNotFoundError
 from ...orchestration.status import OrchestrationStatus
 from ...store import HubOverview, InstanceQuery, InstanceRecord, Store
+from ..ray_seam import HostNotCreated
 from .pool import HostPool
 
 #: The longest a waiter trusts the hosts' reports before it reads the store again (seconds).
@@ -29,18 +30,26 @@ class Completions:
         self.waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     async def instance_done(
-        self, instance_id: str, status: str, parent_id: str | None = None
+        self,
+        instance_id: str,
+        status: str,
+        parent_id: str | None = None,
+        host: str | None = None,
+        reusable: bool = False,
     ) -> None:
-        """A host reports an instance reached a terminal status."""
+        """An instance reached a terminal status; ``host``: the dedicated host that says so
+        (``reusable``: it may serve the next instance)."""
         for future in self.waiters.pop(instance_id, []):
             if not future.done():
                 future.set_result(None)
         if parent_id is not None:
             self.pool.poke_instance(parent_id)
         if self.config.placement == "dedicated":
-            record = self.store.load_instance(instance_id)
-            if record is not None and record.host:
-                self.pool.recycle(record.host)
+            if host is None:  # not the host's own word: the host the store names now
+                record = self.store.load_instance(instance_id)
+                host = None if record is None else record.host
+            if host:
+                self.pool.recycle(host, reusable)
 
     async def wait(self, instance_id: str, timeout: float | None) -> InstanceRecord | None:
         """The instance once terminal; None if ``timeout`` seconds pass first."""
@@ -106,4 +115,9 @@ class Completions:
             return None
         # Only look: creating the host of a finished dedicated instance would leak an actor.
         handle = self.pool.hosts.get(record.host)
-        return None if handle is None else handle.actor
+        if handle is None:
+            return None
+        try:
+            return (await handle.created()).actor
+        except HostNotCreated:
+            return None

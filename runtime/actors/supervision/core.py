@@ -129,7 +129,7 @@ class SupervisorCore:
             self.config.payload_inline_limit,
             self.config.quarantine_after,
             self.config.tracing,
-            self.config.placement == "dedicated",  # retired once its instance ends
+            self.config.placement == "dedicated",  # recycled or retired once its instance ends
         )
 
     async def _host_failed(self, name: str) -> None:

@@ -75,8 +75,9 @@ class HostPool:
         """A start refused after ``place``: its dedicated host goes back to the spares."""
         if self.config.placement == "dedicated":
             self.spares.insert(0, name)
+            self._save_spares()
 
-    def recycle(self, name: str) -> None:
+    def recycle(self, name: str, reusable: bool = True) -> None:
         """A dedicated host whose instance ended: back to the spares, or stopped.
 
         Kept while the spares number at most ``warm_hosts``: the next instance then finds
@@ -89,7 +90,7 @@ class HostPool:
             return
         if self.store.active_instances(host=name):
             return  # placed again meanwhile: it hosts that instance now
-        if len(self.spares) > self.config.warm_hosts:
+        if not reusable or len(self.spares) > self.config.warm_hosts:
             self.kill(name)
             return
         self.spares.insert(0, name)  # ready now, unlike a spare still starting

@@ -54,7 +54,8 @@ class QuarantineDesk:
             record = self.store.load_instance(item.target)
             if record is not None and record.status == "Running":
                 host = record.host
-                if host is None or host in self.pool.retired:  # a dedicated host, stopped
+                # A dedicated host stopped, or a spare now: the instance needs a host again.
+                if host is None or host in self.pool.retired or host in self.pool.spares:
                     host = self.pool.place(item.target)
                     self.store.set_host(item.target, host)
                 asyncio.get_event_loop().create_task(self.pool.activate_on(host, [item.target]))
