@@ -140,7 +140,8 @@ def test_a_chain_runs_its_activities_commits_its_history_and_reports_the_end(hos
     kinds = [type(decode_event(b)).__name__ for b in store.load_history(iid)]
     assert kinds.count("TaskScheduled") == 2 and kinds.count("TaskCompleted") == 2
     assert kinds[-1] == "ExecutionCompleted"
-    assert ("instance_done", (iid, "Completed", None)) in actors.sup.told
+    # Pooled: no host name; its inline threads are idle, so it could serve again.
+    assert ("instance_done", (iid, "Completed", None, None, True)) in actors.sup.told
     assert store.load_inbox(iid) == []  # the start was consumed by the first checkpoint
 
 
