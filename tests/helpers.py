@@ -112,11 +112,16 @@ def wait_until(predicate: Callable[[], T], timeout: float = 60.0, every: float =
     raise AssertionError("condition not reached in time")
 
 
-def kill_host(client, iid) -> int:
-    """SIGKILL the host process of instance ``iid``; returns its pid."""
+def host_pid(client, iid) -> int:
+    """The process id of instance ``iid``'s host."""
     import ray
 
-    pid = ray.get(client.host_of(iid).pid.remote())
+    return ray.get(client.host_of(iid).pid.remote())
+
+
+def kill_host(client, iid) -> int:
+    """SIGKILL the host process of instance ``iid``; returns its pid."""
+    pid = host_pid(client, iid)
     os.kill(pid, signal.SIGKILL)
     return pid
 

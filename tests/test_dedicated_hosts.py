@@ -8,14 +8,10 @@ from collections import Counter
 
 import ray
 import workflows as wf
-from helpers import completed_seqs, start_runtime, stop_runtime, wait_until
+from helpers import completed_seqs, host_pid, start_runtime, stop_runtime, wait_until
 
 from runtime import OrchestrationStatus
 from runtime.actors.ray_seam import find_actor, keeper_name
-
-
-def _host_pid(client, iid: str) -> int:
-    return ray.get(client.host_of(iid).pid.remote())
 
 
 def test_instances_one_after_another_run_on_one_host_process(hub_name, tmp_path):
@@ -29,7 +25,7 @@ def test_instances_one_after_another_run_on_one_host_process(hub_name, tmp_path)
             wait_until(
                 lambda iid=iid: client.get_status(iid).runtime_status == OrchestrationStatus.RUNNING
             )
-            pids.append(_host_pid(client, iid))
+            pids.append(host_pid(client, iid))
             state = client.wait_for_completion(iid, timeout=60)
             assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
         # Without recycling each instance is a new process: three pids. With it, each runs
@@ -65,11 +61,11 @@ def test_a_supervisor_crash_leaves_the_dedicated_hosts_running(hub_name, tmp_pat
         client = rt.client
         iid = client.start_new(wf.slow_chain, input=(log, 8, 0.3))
         wait_until(lambda: len(completed_seqs(client, iid)) >= 2)
-        host = _host_pid(client, iid)
+        host = host_pid(client, iid)
         os.kill(client.supervisor_pid(), signal.SIGKILL)
         state = client.wait_for_completion(iid, timeout=120)
         assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
-        assert _host_pid(client, iid) == host  # the same process all along
+        assert host_pid(client, iid) == host  # the same process all along
         assert all(n == 1 for n in Counter(wf.executions(log)).values())  # nothing re-ran
     finally:
         stop_runtime(rt)

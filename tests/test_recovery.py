@@ -13,6 +13,7 @@ import workflows as wf
 from helpers import (
     assert_no_duplicate_completions,
     completed_seqs,
+    host_pid,
     kill_host,
     start_ray,
     wait_until,
@@ -66,13 +67,13 @@ def test_keeper_killed_its_hosts_die_and_come_back_from_the_store(runtime, tmp_p
     client = runtime.client
     iid = client.start_new(wf.slow_chain, input=(log, 6, 0.3))
     wait_until(lambda: len(completed_seqs(client, iid)) >= 2)
-    host_pid = ray.get(client.host_of(iid).pid.remote())
+    pid = host_pid(client, iid)
     node = ray.get_runtime_context().get_node_id()
     keeper = ray.get_actor(keeper_name(runtime.config.hub, node), namespace=NAMESPACE)
     done_before = completed_seqs(client, iid)
     os.kill(ray.get(keeper.pid.remote()), signal.SIGKILL)
 
-    wait_until(lambda: not _alive(host_pid), timeout=30)  # fate-shared with its owner
+    wait_until(lambda: not _alive(pid), timeout=30)  # fate-shared with its owner
     state = client.wait_for_completion(iid, timeout=120)
     assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
     assert state.output == list(range(6))

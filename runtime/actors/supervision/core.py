@@ -240,9 +240,7 @@ class SupervisorCore:
         )
         for task in self._loops[:2]:
             task.cancel()
-        for name in list(self.pool.hosts) + self.pool.spares:
-            self.pool.kill(name)  # no store write: this supervisor is fenced
-        self.pool.actors.stop_keepers()
+        self.pool.kill_all(save=False)
         stop_this_actor(asyncio.get_event_loop())
 
     async def shutdown(self) -> None:

@@ -207,10 +207,14 @@ class HostPool:
         self.retired.add(name)
         self.actors.kill(name, self.hosts.pop(name, None))
 
-    def kill_all(self) -> None:
-        """Stop every host, spares included (the store keeps everything)."""
+    def kill_all(self, save: bool = True) -> None:
+        """Stop every host, spares included, and the keepers (the store keeps everything).
+
+        ``save=False``: write nothing to the store (a fenced supervisor may not).
+        """
         for name in list(self.hosts) + self.spares:
             self.kill(name)
         self.spares.clear()
-        self._save_spares()
+        if save:
+            self._save_spares()
         self.actors.stop_keepers()
