@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from typing import Any
 
 from dbos import DBOS
@@ -161,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                     results.setdefault(key, []).append(value)
         finally:
             DBOS.destroy()
-    print(json.dumps({"engine": "dbos", "variants": {"dbos": results}}), flush=True)
+    found = f"dbos {version('dbos')}"
+    print(
+        json.dumps({"engine": "dbos", "version": found, "variants": {"dbos": results}}), flush=True
+    )
     return 0
 
 
