@@ -26,6 +26,7 @@ from importlib.metadata import version
 from typing import Any
 
 from dbos import DBOS
+from peer_args import parse_args
 
 CITIES = ("Tokyo", "Seattle", "London", "Cairo", "Lima")
 GREETINGS = [f"Hello {city}!" for city in CITIES]
@@ -125,22 +126,9 @@ def repeat(args: argparse.Namespace) -> dict[str, float]:
     }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The sizes, as run.py passes them."""
-    parser = argparse.ArgumentParser(description="the peer shapes on DBOS")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--chain-runs", type=int, default=50)
-    parser.add_argument("--chain-warmup", type=int, default=5)
-    parser.add_argument("--sequential", type=int, default=200)
-    parser.add_argument("--fan-out", type=int, default=1_000)
-    parser.add_argument("--orchestrations", type=int, default=1_000)
-    parser.add_argument("--threads", type=int, default=16)
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Launch DBOS on a temporary SQLite file, run the repeats, print the JSON."""
-    args = parse_args(argv)
+    args = parse_args("the peer shapes on DBOS", argv)
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-dbos-") as tmp:
         config: Any = {

