@@ -11,7 +11,8 @@ import workflows as wf
 from helpers import completed_seqs, host_pid, start_runtime, stop_runtime, wait_until
 
 from runtime import OrchestrationStatus
-from runtime.actors.ray_seam import find_actor, keeper_name
+from runtime.actors.ray_seam import find_actor, keeper_name, supervisor_name
+from runtime.store import open_store
 
 
 def test_instances_one_after_another_run_on_one_host_process(hub_name, tmp_path):
@@ -59,13 +60,61 @@ def test_a_supervisor_crash_leaves_the_dedicated_hosts_running(hub_name, tmp_pat
     rt = start_runtime(hub_name, f"sqlite:///{tmp_path / 'hub.db'}", "dedicated")
     try:
         client = rt.client
-        iid = client.start_new(wf.slow_chain, input=(log, 8, 0.3))
+        iid = client.start_new(wf.slow_chain_then_go, input=(log, 4, 0.3))
         wait_until(lambda: len(completed_seqs(client, iid)) >= 2)
-        host = host_pid(client, iid)
-        os.kill(client.supervisor_pid(), signal.SIGKILL)
+        host = client.host_of(iid)  # this handle reaches a new incarnation too (a new pid)
+        pid = ray.get(host.pid.remote())
+        old = client.supervisor_pid()
+        os.kill(old, signal.SIGKILL)
+        # The event waits for the new supervisor, so the instance outlives its recovery.
+        wait_until(lambda: _answers(client) not in (None, old), timeout=120)
+        client.raise_event(iid, "go", "went")
         state = client.wait_for_completion(iid, timeout=120)
         assert state.runtime_status == OrchestrationStatus.COMPLETED, state.failure_details
-        assert host_pid(client, iid) == host  # the same process all along
+        assert ray.get(host.pid.remote()) == pid  # the same process all along, a spare now
         assert all(n == 1 for n in Counter(wf.executions(log)).values())  # nothing re-ran
     finally:
         stop_runtime(rt)
+
+
+def test_a_host_whose_instance_ended_while_no_supervisor_ran_is_stopped(hub_name, tmp_path):
+    """Its report of the end reached nobody: the next supervisor finds it through its keeper."""
+    store = f"sqlite:///{tmp_path / 'hub.db'}"
+    rt = start_runtime(hub_name, store, "dedicated")
+    try:
+        client = rt.client
+        iid = client.start_new(wf.slow_chain, input=(str(tmp_path / "runs"), 3, 0.3))
+        wait_until(lambda: len(completed_seqs(client, iid)) >= 1)
+        host = client.host_of(iid)
+        ray.kill(find_actor(supervisor_name(rt.config.hub)), no_restart=True)
+        wait_until(lambda: _status(store, rt.config.hub, iid) == OrchestrationStatus.COMPLETED)
+        assert not _gone(host)  # it finished the instance with no supervisor, and told nobody
+        rt = start_runtime(hub_name, store, "dedicated")  # a new supervisor: recovery
+        wait_until(lambda: _gone(host), timeout=60)
+    finally:
+        stop_runtime(rt)
+
+
+def _answers(client) -> int | None:
+    """The supervisor's pid, or None while it restarts."""
+    try:
+        return client.supervisor_pid()
+    except Exception:
+        return None
+
+
+def _status(store: str, hub: str, iid: str) -> OrchestrationStatus | None:
+    db = open_store(store, hub)
+    try:
+        record = db.load_instance(iid)
+        return None if record is None else OrchestrationStatus(record.status)
+    finally:
+        db.close()
+
+
+def _gone(handle) -> bool:
+    try:
+        ray.get(handle.pid.remote(), timeout=10)
+        return False
+    except ray.exceptions.RayActorError:
+        return True

@@ -88,6 +88,9 @@ class FakeActors:
     def stop_keepers(self) -> None:
         self.keepers_stopped = True
 
+    async def kept_hosts(self) -> list[str]:
+        return [name for name in self.live if "/host-" in name]
+
 
 def run(coro: Any) -> Any:
     return asyncio.get_event_loop().run_until_complete(coro)
@@ -172,6 +175,22 @@ def test_a_dedicated_host_whose_instance_ended_is_the_next_spare_up_to_warm_host
     store.set_status("i3", "Completed")
     run(completions.instance_done("i3", "Completed", None, third, False))
     assert third in actors.killed and third not in pool.spares  # inline work still ran there
+
+
+@pytest.mark.parametrize("parts", ["dedicated"], indirect=True)
+def test_a_new_supervisor_stops_the_hosts_no_live_instance_uses(parts):
+    """A host whose instance ended while no supervisor ran told nobody: it is not left running,
+    and neither is an earlier supervisor's spare; the host of a live instance stays."""
+    pool, control, _, actors, store, _ = parts
+    start(control, "live")
+    start(control, "ended")
+    live, ended = store.load_instance("live").host, store.load_instance("ended").host
+    store.set_status("ended", "Completed")  # its host's report to the supervisor was lost
+    spare = pool.spares[0]
+    fresh = HostPool(pool.config, store, actors, object, lambda: (), pool.on_failed)
+    run(fresh.retire_unplaced({r.host for r in store.active_instances()}))
+    assert ended in actors.killed and spare in actors.killed
+    assert live not in actors.killed and live in actors.live
 
 
 def test_a_host_that_dies_is_revived_with_every_instance_the_store_places_there(parts):

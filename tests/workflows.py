@@ -71,6 +71,15 @@ def slow_chain(ctx, args):
 
 
 @orchestrator
+def slow_chain_then_go(ctx, args):
+    """``slow_chain``, then waits for the event "go": it outlives whatever a test does first."""
+    path, steps, seconds = args
+    for i in range(steps):
+        yield ctx.call_activity(slow_step, (path, i, seconds))
+    return (yield ctx.wait_for_external_event("go"))
+
+
+@orchestrator
 def slow_fan_out(ctx, args):
     path, n, seconds = args
     return sum(
@@ -105,6 +114,7 @@ ALL = [
     chain,
     fan_out_fan_in,
     slow_chain,
+    slow_chain_then_go,
     slow_fan_out,
     compensate,
     unhandled,

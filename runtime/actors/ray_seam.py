@@ -635,13 +635,21 @@ class Keeper:
 
     def host(self, name: str, options: dict[str, Any], args: tuple[Any, ...]) -> list[Any]:
         """The host of that name, created or found (in a list: Ray passes the handle on)."""
-        handle = self.host_class.options(name=name, **options).remote(*args)
-        self.hosts[name] = handle
+        handle = self.hosts.get(name)
+        if handle is None:
+            handle = self.host_class.options(name=name, **options).remote(*args)
+            self.hosts[name] = handle
+        # Else the handle it was created with: one found by name is a weak reference, and
+        # holding only that, Ray collected the host under its running instance.
         return [handle]
 
     def forget(self, name: str) -> None:
         """The host was stopped for good: drop its handle."""
         self.hosts.pop(name, None)
+
+    def names(self) -> list[str]:
+        """The hosts this keeper holds (a new supervisor retires those no instance uses)."""
+        return list(self.hosts)
 
     def pid(self) -> int:
         """The keeper's process id (failure tests kill it)."""
@@ -707,6 +715,19 @@ class ActorSystem:
             keeper = keeper_class.options(name=name, **options).remote(host_class)
             self._keepers[node] = keeper
         return keeper
+
+    async def kept_hosts(self) -> list[str]:
+        """The dedicated hosts the hub's keepers hold, on every live node."""
+        keepers = [find_actor(keeper_name(self.hub, node)) for node in alive_nodes()]
+        names: list[str] = []
+        for keeper in keepers:
+            if keeper is None:
+                continue
+            try:
+                names += await keeper.names.remote()
+            except RayActorError:
+                pass  # a keeper that died took its hosts with it
+        return names
 
     def stop_keepers(self) -> None:
         """Stop the hub's keepers on every live node (with them, the hosts they own)."""

@@ -38,7 +38,7 @@ from ... import logs, metrics
 from ...config import HubConfig
 from ...errors import FencedError, HubLeaseHeldError
 from ...registry import CodeCache
-from ...store import node_local, open_store
+from ...store import InstanceRecord, node_local, open_store
 from ..lease import LeaseKeeper
 from ..ray_seam import ActorSystem, stop_this_actor, this_node
 from ..routing import EntityRouter
@@ -144,7 +144,10 @@ class SupervisorCore:
         while True:
             try:
                 with metrics.timed("supervisor_round_seconds", {**self._tags, "phase": "recover"}):
-                    self._recover_once()
+                    started = time.monotonic()
+                    records = self.store.active_instances()
+                    await self.pool.retire_unplaced({r.host for r in records})
+                    self._recover_once(records, started)
                 return
             except Exception:
                 attempt += 1
@@ -158,11 +161,9 @@ class SupervisorCore:
                 )
                 await asyncio.sleep(RETRY_ROUND_SECONDS)
 
-    def _recover_once(self) -> None:
-        started = time.monotonic()
-        self.pool.retire_leftover_spares()
+    def _recover_once(self, records: list[InstanceRecord], started: float) -> None:
         by_host: dict[str, list[str]] = {}
-        for record in self.store.active_instances():
+        for record in records:
             host = record.host or self.pool.place(record.instance_id)
             if record.host is None:
                 self.store.set_host(record.instance_id, host)

@@ -110,14 +110,18 @@ class HostPool:
     def _save_spares(self) -> None:
         self.store.set_meta("spares", ",".join(self.spares))
 
-    def retire_leftover_spares(self) -> None:
-        """Spares an earlier supervisor started and no instance uses: stop them."""
-        leftover = self.store.get_meta("spares")
-        if not leftover:
-            return
-        in_use = {r.host for r in self.store.active_instances()}
-        for name in leftover.split(","):
-            if name and name not in in_use:
+    async def retire_unplaced(self, in_use: set[str | None]) -> None:
+        """Hosts an earlier supervisor started that no live instance uses: stop them.
+
+        Its spares, and every dedicated host a keeper holds: one whose instance ended while
+        no supervisor ran told nobody (its report was lost), and one made for a start the
+        crash cut short never got its instance.
+        """
+        leftover = set((self.store.get_meta("spares") or "").split(","))
+        if self.config.placement == "dedicated":
+            leftover.update(await self.actors.kept_hosts())
+        for name in sorted(leftover - in_use):
+            if name:
                 self.kill(name)
 
     # -- host lifecycle -------------------------------------------------------------------
