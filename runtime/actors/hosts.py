@@ -6,9 +6,10 @@ A host turns messages into engine calls and store writes, nothing more:
   re-dispatches the actions history records as open (their results died with the host
   that was waiting for them);
 - every arriving event (activity result, message from the supervisor) goes to one queue;
-  a single pump drains it, advances each instance's live executor, commits all the
-  resulting checkpoints in one transaction (group commit) and only then dispatches the
-  new actions (outbox).
+  a single pump drains it, advances each instance's live executor, sends the new
+  activities, commits all the resulting checkpoints in one transaction (group commit) and
+  only then dispatches the other new actions (outbox: timers, children, entity messages).
+  Activities are at-least-once either way, so their run overlaps the commit.
 
 With ``placement="dedicated"`` a host holds one instance; with ``"pooled"`` many.
 """
@@ -364,6 +365,10 @@ class HostCore(_Recovery):
             try:
                 work = self._advance(batch)
                 if work:
+                    # Activities leave before their schedule is durable: their run overlaps
+                    # the commit instead of following it. Still at-least-once: a crash
+                    # before the commit replays the step, which schedules them again.
+                    self._send_activities(work)
                     checkpoints = [cp for cp, _ in work]
                     with metrics.timed("checkpoint_write_seconds", self._commit_tags):
                         await loop.run_in_executor(None, self.store.commit, checkpoints)
@@ -372,7 +377,7 @@ class HostCore(_Recovery):
                     # The encoded events are stored: free them before a wide step dispatches.
                     del work, checkpoints
                     self._failed_commits = 0
-                    self._after_commit(items, outbox)
+                    self._after_commit(items, outbox, activities_sent=True)
             except FencedError:
                 return  # _fenced stops this host; re-activating would re-dispatch work
             except Exception as exc:
@@ -426,7 +431,15 @@ class HostCore(_Recovery):
             self.store.commit(checkpoints)
         self._after_commit(items, any(cp.outbox for cp in checkpoints))
 
-    def _after_commit(self, items: list[tuple[Live, Step]], outbox: bool = False) -> None:
+    def _send_activities(self, work: list[tuple[Checkpoint, tuple[Live, Step]]]) -> None:
+        for _, (live, step) in work:
+            for event in step.new_events:
+                if isinstance(event, h.TaskScheduled):
+                    self.dispatcher.dispatch(live, event)
+
+    def _after_commit(
+        self, items: list[tuple[Live, Step]], outbox: bool = False, activities_sent: bool = False
+    ) -> None:
         if outbox:
             self._outbox_committed()  # unlocks
         self.poison.acquit((live.instance_id, step) for live, step in items)
@@ -435,6 +448,8 @@ class HostCore(_Recovery):
         for live, step in items:
             for event in step.new_events:
                 if isinstance(event, _DISPATCHED):
+                    if activities_sent and isinstance(event, h.TaskScheduled):
+                        continue
                     if step.is_terminal and isinstance(event, h.EntitySignaled):
                         continue  # in the outbox (see hosting.steps.outbox_rows)
                     self.dispatcher.dispatch(live, event)
