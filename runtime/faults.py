@@ -8,7 +8,8 @@ so the restarted process goes past the point. Unarmed, a point costs one set loo
 
 The points:
 
-- ``host.after_commit``: a host committed a step and dispatched nothing of it yet;
+- ``host.after_commit``: a host committed a step; its activities are on their way, its
+  other actions (timers, children, entity messages) not yet;
 - ``host.before_result``: an activity's result reached its host and is not recorded yet;
 - ``store.mid_group_commit``: a group commit wrote one instance's checkpoint of several
   and has not committed;
