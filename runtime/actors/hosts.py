@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from .. import logs, metrics, tracing
@@ -365,10 +366,12 @@ class HostCore(_Recovery):
             try:
                 work = self._advance(batch)
                 if work:
-                    # Activities leave before their schedule is durable: their run overlaps
-                    # the commit instead of following it. Still at-least-once: a crash
-                    # before the commit replays the step, which schedules them again.
-                    self._send_activities(work)
+                    # Ray-task activities leave before their schedule is durable: their run
+                    # overlaps the commit instead of following it. Still at-least-once: a
+                    # crash before the commit replays the step, which schedules them again.
+                    # Inline ones wait: one that kills this process would take the commit
+                    # of the results before it along.
+                    sent = self._send_activities(work)
                     checkpoints = [cp for cp, _ in work]
                     with metrics.timed("checkpoint_write_seconds", self._commit_tags):
                         await loop.run_in_executor(None, self.store.commit, checkpoints)
@@ -377,7 +380,7 @@ class HostCore(_Recovery):
                     # The encoded events are stored: free them before a wide step dispatches.
                     del work, checkpoints
                     self._failed_commits = 0
-                    self._after_commit(items, outbox, activities_sent=True)
+                    self._after_commit(items, outbox, sent)
             except FencedError:
                 return  # _fenced stops this host; re-activating would re-dispatch work
             except Exception as exc:
@@ -431,15 +434,24 @@ class HostCore(_Recovery):
             self.store.commit(checkpoints)
         self._after_commit(items, any(cp.outbox for cp in checkpoints))
 
-    def _send_activities(self, work: list[tuple[Checkpoint, tuple[Live, Step]]]) -> None:
+    def _send_activities(self, work: list[tuple[Checkpoint, tuple[Live, Step]]]) -> set[int]:
+        sent = set()
         for _, (live, step) in work:
             for event in step.new_events:
-                if isinstance(event, h.TaskScheduled):
+                if isinstance(event, h.TaskScheduled) and self.dispatcher.runs_elsewhere(
+                    live, event
+                ):
                     self.dispatcher.dispatch(live, event)
+                    sent.add(id(event))
+        return sent
 
     def _after_commit(
-        self, items: list[tuple[Live, Step]], outbox: bool = False, activities_sent: bool = False
+        self,
+        items: list[tuple[Live, Step]],
+        outbox: bool = False,
+        sent: AbstractSet[int] = frozenset(),
     ) -> None:
+        """Dispatch what the commit made durable (``sent``: ids of events already sent)."""
         if outbox:
             self._outbox_committed()  # unlocks
         self.poison.acquit((live.instance_id, step) for live, step in items)
@@ -448,7 +460,7 @@ class HostCore(_Recovery):
         for live, step in items:
             for event in step.new_events:
                 if isinstance(event, _DISPATCHED):
-                    if activities_sent and isinstance(event, h.TaskScheduled):
+                    if id(event) in sent:
                         continue
                     if step.is_terminal and isinstance(event, h.EntitySignaled):
                         continue  # in the outbox (see hosting.steps.outbox_rows)

@@ -154,6 +154,14 @@ class Dispatcher:
 
         ran.add_done_callback(finished)
 
+    def runs_elsewhere(self, live: Live, action: h.TaskScheduled) -> bool:
+        """True if the activity runs as a Ray task, not on this host's threads."""
+        try:
+            activity = self._activity_for(live, action)
+        except DurableError:
+            return False  # reported as the step's failure once committed, as before
+        return not (activity.inline if action.inline is None else action.inline)
+
     def _activity_for(self, live: Live, action: h.TaskScheduled) -> Activity:
         activity = self._activities.get(action.name)
         if activity is None:
