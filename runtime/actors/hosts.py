@@ -165,6 +165,19 @@ class _Recovery(_Telling):
         self.dispatcher.tell_supervisor(lambda s: s.instance_done(*done, host, False))
 
 
+def _send_ray_activities(
+    dispatcher: Dispatcher, work: list[tuple[Checkpoint, tuple[Live, Step]]]
+) -> set[int]:
+    """Send the Ray-task activities of uncommitted steps; the ids of the events sent."""
+    sent = set()
+    for _, (live, step) in work:
+        for event in step.new_events:
+            if isinstance(event, h.TaskScheduled) and dispatcher.runs_elsewhere(live, event):
+                dispatcher.dispatch(live, event)
+                sent.add(id(event))
+    return sent
+
+
 class HostCore(_Recovery):
     """The host's logic; the Ray actor below only exposes it."""
 
@@ -371,7 +384,7 @@ class HostCore(_Recovery):
                     # crash before the commit replays the step, which schedules them again.
                     # Inline ones wait: one that kills this process would take the commit
                     # of the results before it along.
-                    sent = self._send_activities(work)
+                    sent = _send_ray_activities(self.dispatcher, work)
                     checkpoints = [cp for cp, _ in work]
                     with metrics.timed("checkpoint_write_seconds", self._commit_tags):
                         await loop.run_in_executor(None, self.store.commit, checkpoints)
@@ -433,17 +446,6 @@ class HostCore(_Recovery):
         with metrics.timed("checkpoint_write_seconds", self._commit_tags):
             self.store.commit(checkpoints)
         self._after_commit(items, any(cp.outbox for cp in checkpoints))
-
-    def _send_activities(self, work: list[tuple[Checkpoint, tuple[Live, Step]]]) -> set[int]:
-        sent = set()
-        for _, (live, step) in work:
-            for event in step.new_events:
-                if isinstance(event, h.TaskScheduled) and self.dispatcher.runs_elsewhere(
-                    live, event
-                ):
-                    self.dispatcher.dispatch(live, event)
-                    sent.add(id(event))
-        return sent
 
     def _after_commit(
         self,
