@@ -71,8 +71,9 @@ class Sink:
         return self.total
 
 
-def events(rt: Runtime, n: int) -> tuple[float, float]:
-    """(plain Ray calls/s, durable events/s) for n events to one waiting instance."""
+def events(rt: Runtime, n: int) -> tuple[float, float, float]:
+    """(plain Ray calls/s, durable events/s one by one, pipelined) for n events to one
+    waiting instance, start of sending to the instance's completion."""
     sink = Sink.remote()
     ray.get(sink.get.remote())
     start = time.perf_counter()
@@ -80,13 +81,16 @@ def events(rt: Runtime, n: int) -> tuple[float, float]:
         sink.add.remote(i)
     ray.get(sink.get.remote())
     plain = n / (time.perf_counter() - start)
-    iid = rt.client.start_new(collect, input=n)
-    start = time.perf_counter()
-    for i in range(n):
-        rt.client.raise_event(iid, "item", i)
-    state = rt.client.wait_for_completion(iid, timeout=600)
-    assert state.output == sum(range(n)), state
-    return plain, n / (time.perf_counter() - start)
+    rates = []
+    for wait in (True, False):
+        iid = rt.client.start_new(collect, input=n)
+        start = time.perf_counter()
+        sent = [rt.client.raise_event(iid, "item", i, wait=wait) for i in range(n)]
+        state = rt.client.wait_for_completion(iid, timeout=600)
+        assert state.output == sum(range(n)), state
+        assert all(f is None or f.result() is None for f in sent)
+        rates.append(n / (time.perf_counter() - start))
+    return plain, rates[0], rates[1]
 
 
 def timers(rt: Runtime, n: int) -> float:
@@ -133,8 +137,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             children(rt, 4)  # warm-up: worker processes and code caches
             ev = [events(rt, args.events) for _ in range(args.repeats)]
-            plain_ev = median_of([p for p, _ in ev])
-            durable_ev = median_of([d for _, d in ev])
+            plain_ev = median_of([p for p, _, _ in ev])
+            one_by_one = median_of([d for _, d, _ in ev])
+            pipelined = median_of([d for _, _, d in ev])
             late = median(lambda: timers(rt, args.timers), args.repeats)
             kids = median(lambda: children(rt, args.children), args.repeats)
         finally:
@@ -145,10 +150,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.durability}{quick}"
     )
     say(
-        f"{args.events} external events to one instance: {durable_ev:,.0f} events/s "
-        f"(plain Ray actor calls {plain_ev:,.0f}/s, ratio {durable_ev / plain_ev:.2f}); "
-        "goal >= 500/s"
+        f"{args.events} external events to one instance, raise_event(wait=False): "
+        f"{pipelined:,.0f} events/s (plain Ray actor calls {plain_ev:,.0f}/s, ratio "
+        f"{pipelined / plain_ev:.2f}); goal >= 1,000/s"
     )
+    say(f"  the same, each raise_event waited for: {one_by_one:,.0f} events/s")
     say(f"{args.timers} timers due at once: latest fired {late:.2f} s after due; goal <= 2 s")
     say(f"{args.children} sub-orchestrations: {kids:.2f} s; goal < 5 s")
 

@@ -75,6 +75,25 @@ def test_events_raised_before_waiting_are_consumed_in_order(runtime):
     assert client.wait_for_completion(iid, timeout=30).output == [0, 1, 2, 3, 4]
 
 
+def test_events_raised_without_waiting_arrive_in_order_and_refusals_reach_their_futures(
+    runtime, store_url
+):
+    client = runtime.client
+    iid = client.start_new(pt.collect_events, input=300)
+    futures = [client.raise_event(iid, "item", i, wait=False) for i in range(300)]
+    assert [f.result(timeout=60) for f in futures] == [None] * 300
+    assert client.wait_for_completion(iid, timeout=60).output == list(range(300))
+    stored = len(client.get_status(iid, show_history=True).history)
+    with pytest.raises(InvalidOperationError, match="Completed"):
+        client.raise_event(iid, "item", 1, wait=False).result(timeout=30)
+    with pytest.raises(InstanceNotFoundError):
+        client.raise_event("nobody", "item", 1, wait=False).result(timeout=30)
+    assert len(client.get_status(iid, show_history=True).history) == stored
+    assert query_store(store_url, "SELECT COUNT(*) FROM inbox WHERE instance_id=?", (iid,)) == [
+        (0,)
+    ]
+
+
 def test_event_raised_while_host_is_dead_is_not_lost(runtime):
     client = runtime.client
     iid = client.start_new(pt.collect_events, input=2)

@@ -7,6 +7,7 @@ import signal
 import time
 from collections import Counter
 
+import patterns as pt
 import pytest
 import ray
 import workflows as wf
@@ -106,6 +107,16 @@ def test_supervisor_killed_instances_complete_and_clients_reconnect(runtime, tmp
     # The restarted supervisor serves new work too.
     fresh = client.start_new(wf.chain, input=2)
     assert client.wait_for_completion(fresh, timeout=60).output == 6
+
+
+def test_events_sent_without_waiting_across_a_supervisor_crash_arrive_once_in_order(runtime):
+    client = runtime.client
+    iid = client.start_new(pt.collect_events, input=400)
+    futures = [client.raise_event(iid, "item", i, wait=False) for i in range(200)]
+    os.kill(client.supervisor_pid(), signal.SIGKILL)  # while batches are on their way
+    futures += [client.raise_event(iid, "item", i, wait=False) for i in range(200, 400)]
+    assert [f.result(timeout=120) for f in futures] == [None] * 400
+    assert client.wait_for_completion(iid, timeout=120).output == list(range(400))
 
 
 @pytest.mark.parametrize("placement", ["dedicated", "pooled"])

@@ -26,9 +26,11 @@ from runtime.store import (
     Checkpoint,
     DueTimer,
     EntityCheckpoint,
+    GuardedMessage,
     HubHealth,
     InstanceQuery,
     InstanceRecord,
+    NewInstance,
     Quarantined,
     Store,
     open_store,
@@ -116,6 +118,28 @@ def test_create_replaces_a_terminal_instance_with_its_history_inbox_and_timers(s
     assert store.load_instance("a").created_time == 5.0
     assert store.load_history("a") == [b"new"] and store.load_inbox("a") == []
     assert store.due_timers(now=100.0) == []
+
+
+def test_creating_many_in_one_transaction_gives_each_start_its_own_outcome(store):
+    store.create_instance(record("live"), [b"e0"], [b"m0"])
+    again = record("again", start_id="s1")
+    store.create_instance(again, [], [b"m0"])
+    outcomes = store.create_instances(
+        [
+            NewInstance(record("a"), [], [b"start-a"]),
+            NewInstance(record("live", created=5.0), [b"other"], [b"other"]),
+            NewInstance(record("again", created=5.0, start_id="s1"), [], [b"other"]),
+            NewInstance(record("b"), [b"e0"]),
+        ]
+    )
+    assert outcomes[0] is True and outcomes[2] is False and outcomes[3] is True
+    assert isinstance(outcomes[1], InstanceExistsError) and outcomes[1].instance_id == "live"
+    assert inbox_events(store, "a") == [b"start-a"] and store.load_history("b") == [b"e0"]
+    # the refused and the repeated start wrote nothing
+    assert store.load_instance("live").created_time == 0.0
+    assert store.load_history("live") == [b"e0"] and inbox_events(store, "live") == [b"m0"]
+    assert store.load_instance("again").created_time == 0.0
+    assert inbox_events(store, "again") == [b"m0"]
 
 
 def test_set_status_and_host_and_the_instances_that_are_active(store):
@@ -275,6 +299,31 @@ def test_append_inbox_if_writes_only_while_the_status_matches(store):
     store.append_inbox_if("b", b"m2", ("Terminating",))
     assert inbox_events(store, "b") == [b"m", b"m2"]
     assert store.load_instance("b").status == "Terminating"
+
+
+def test_many_messages_in_one_transaction_each_as_append_inbox_if_would(store):
+    store.create_instance(record("a"), [])
+    store.create_instance(record("done", status="Completed"), [])
+    found = store.append_inbox_many(
+        [
+            GuardedMessage("a", b"m1", ("Running",), message_id="x"),
+            GuardedMessage("nobody", b"m", ("Running",)),
+            GuardedMessage("done", b"m", ("Running",)),
+            GuardedMessage("a", b"m1", ("Running",), message_id="x"),  # the same, again
+            GuardedMessage("a", b"m2", ("Running",), new_status="Suspended"),
+            GuardedMessage("a", b"m3", ("Running",)),  # sees the status the one before set
+        ]
+    )
+    assert found[1] is None and found[2].status == "Completed"
+    assert [r.status for r in (found[0], found[3], found[4], found[5])] == [
+        "Running",
+        "Running",
+        "Running",
+        "Suspended",
+    ]
+    assert inbox_events(store, "a") == [b"m1", b"m2"]
+    assert store.load_instance("a").status == "Suspended"
+    assert store.load_inbox("done") == [] and store.load_inbox("nobody") == []
 
 
 def test_delete_instance_if_removes_only_while_the_status_matches(store):

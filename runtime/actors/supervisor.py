@@ -89,6 +89,10 @@ class Supervisor:
         """Route a message to an instance."""
         await (await self._ready()).control.deliver(instance_id, event_blob, message_id)
 
+    async def deliver_many(self, events: list[tuple[str, bytes, str]]) -> list[Any]:
+        """Route messages in order; each one's refusal (a DurableError) or None."""
+        return await (await self._ready()).control.deliver_many(events)
+
     async def terminate(self, instance_id: str, reason: str, recursive: bool = True) -> None:
         """Terminate an instance."""
         await (await self._ready()).control.terminate(instance_id, reason, recursive)

@@ -179,6 +179,56 @@ class _SignalBatcher:
                     signal.future.set_exception(typed(error))
 
 
+class _EventPipeline:
+    """Carries ``raise_event(..., wait=False)`` events to the supervisor, many per Ray call.
+
+    One batch is in flight at a time and the next leaves when it returns: events keep the
+    order they were raised in (an async actor may start two calls of one caller in either
+    order), and a burst costs a few calls and transactions instead of one of each per event.
+    Each event keeps its id across the client's retries, so a resent batch is stored once.
+    """
+
+    MAX_BATCH = 512
+
+    def __init__(self, client: DurableClient) -> None:
+        self._client = client
+        self._cond = threading.Condition()
+        self._pending: list[tuple[Future, tuple[str, bytes, str]]] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, event: tuple[str, bytes, str]) -> Future:
+        """Queue one event (instance id, encoded event, message id); resolves once stored."""
+        future: Future = Future()
+        with self._cond:
+            self._pending.append((future, event))
+            self._cond.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="durable-events", daemon=True
+                )
+                self._thread.start()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                batch = self._pending[: self.MAX_BATCH]
+                del self._pending[: self.MAX_BATCH]
+            try:
+                outcomes = self._client._call(
+                    SupervisorHandle.deliver_many, [event for _, event in batch]
+                )
+            except Exception as exc:
+                outcomes = [typed(exc)] * len(batch)
+            for (future, _), outcome in zip(batch, outcomes, strict=True):
+                if outcome is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(outcome)
+
+
 def _cause(exc: BaseException) -> str:
     """The first line of a Ray error, for the message of the typed error that replaces it."""
     lines = str(exc).strip().splitlines()
@@ -551,6 +601,7 @@ class DurableClient(_EntityOperations):
         #: operations per entity type, as the hub last said (None: a function entity)
         self._operations: dict[str, tuple[str, ...] | None] = {}
         self._batcher = _SignalBatcher(self)
+        self._events = _EventPipeline(self)
         #: the hub's tracing: Runtime.start and connect set it from the hub's config
         self.tracer: tracing.Tracer | None = None
 
@@ -758,17 +809,25 @@ class DurableClient(_EntityOperations):
             SupervisorHandle.terminate, _instance_id(instance_id), _reason(reason), bool(recursive)
         )
 
-    def raise_event(self, instance_id: str, event_name: str, data: Any = None) -> None:
+    def raise_event(
+        self, instance_id: str, event_name: str, data: Any = None, wait: bool = True
+    ) -> Future | None:
         """Send an external event to a live instance (kept until it waits for it).
 
         InvalidOperationError if the instance has ended: the event is refused, not dropped.
+        With ``wait=False`` it returns at once a ``concurrent.futures.Future`` that resolves
+        once the event is stored (or fails with that error), to send many without waiting
+        for each: they reach the instance in the order raised, many per call to the hub.
         """
         _instance_id(instance_id)
         _name(event_name, "event_name")
         event = encode_event(h.EventRaised(event_name, data), "event data")
         # One id per call, kept by its retries: the store recognises a retry whose first
         # try landed (its answer lost with a supervisor), even once the instance has ended.
+        if not wait:
+            return self._events.add((instance_id, event, uuid.uuid4().hex))
         self._call(SupervisorHandle.deliver, instance_id, event, uuid.uuid4().hex)
+        return None
 
     def suspend(self, instance_id: str, reason: str = "") -> None:
         """Pause a live instance: events and results wait until ``resume``.

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+from ..errors import DurableError
 
 
 @dataclass
@@ -38,6 +40,24 @@ class InstanceRecord:
     history_length: int = 0
     #: the message that created this execution: a re-delivered start is recognised by it
     start_id: str | None = None
+
+
+class NewInstance(NamedTuple):
+    """One instance to create: its row, its first history events and its first messages."""
+
+    record: InstanceRecord
+    events: list[bytes]
+    inbox: Sequence[bytes] = ()
+
+
+class GuardedMessage(NamedTuple):
+    """A message to accept only while its instance's status is in ``statuses``."""
+
+    instance_id: str
+    event: bytes
+    statuses: tuple[str, ...]
+    new_status: str | None = None
+    message_id: str | None = None
 
 
 @dataclass
@@ -227,6 +247,13 @@ class Store(Protocol):
     ) -> bool:
         """Insert a new instance (replacing a terminal one of the same id) with its history."""
 
+    def create_instances(self, starts: Sequence[NewInstance]) -> list[bool | DurableError]:
+        """Create many instances in one transaction; each start gets its own outcome.
+
+        True: created; False: created by this very start already; an error: refused,
+        nothing written for that start (the others are unaffected).
+        """
+
     def load_instance(self, instance_id: str) -> InstanceRecord | None:
         """The instance row, or None."""
 
@@ -252,6 +279,9 @@ class Store(Protocol):
         Check and write are one transaction. Returns the instance as found (None: unknown
         id); the message was written exactly when the returned status is in ``statuses``.
         """
+
+    def append_inbox_many(self, messages: Sequence[GuardedMessage]) -> list[InstanceRecord | None]:
+        """Accept many messages in one transaction, each as ``append_inbox_if`` would."""
 
     def delete_instance_if(
         self, instance_id: str, statuses: tuple[str, ...]

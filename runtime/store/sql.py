@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol, TypeVar
 
 from ..errors import (
+    DurableError,
     FencedError,
     HubLeaseHeldError,
     InstanceExistsError,
@@ -34,6 +35,7 @@ from .base import (
     Checkpoint,
     DueTimer,
     EntityCheckpoint,
+    GuardedMessage,
     HubHealth,
     HubOverview,
     InboxMessage,
@@ -41,6 +43,7 @@ from .base import (
     InstanceRecord,
     Lease,
     LeaseHolder,
+    NewInstance,
     OutboxMessage,
     Quarantined,
 )
@@ -437,25 +440,47 @@ class _InstanceTables(_Payloads):
         False, writing nothing, if the row was created by this very start (``start_id``):
         a start delivered twice never runs its instance twice, nor replaces its end.
         """
+        outcome = self.create_instances([NewInstance(record, events, inbox)])[0]
+        if isinstance(outcome, DurableError):
+            raise outcome
+        return outcome
+
+    def create_instances(self, starts: Sequence[NewInstance]) -> list[bool | DurableError]:
+        """Create many instances in one transaction, each as ``create_instance`` would.
+
+        Each start gets its own outcome: True, False (delivered again) or the error that
+        refused it, which wrote nothing for that start only.
+        """
+        outcomes: list[bool | DurableError] = []
         with self._write() as db:
-            row = db.execute(
-                f"SELECT status, start_id FROM instances WHERE hub=? AND instance_id=?"
-                f"{self.dialect.for_update}",
-                (self.hub, record.instance_id),
-            ).fetchone()
-            if row is not None:
-                if record.start_id is not None and row[1] == record.start_id:
-                    return False
-                if row[0] not in _TERMINAL:
-                    raise InstanceExistsError(record.instance_id, row[0])
-                self._delete(db, record.instance_id)
-            db.execute(
-                f"INSERT INTO instances ({_INSTANCE_COLUMNS}, hub) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (*_record_values(self._stored_record(db, record), len(events)), self.hub),
-            )
-            self._append(db, record.instance_id, 0, events)
-            self._queue(db, [(record.instance_id, blob) for blob in inbox])
+            for start in starts:
+                try:
+                    outcomes.append(self._create(db, *start))
+                except DurableError as exc:  # raised before that start wrote anything
+                    outcomes.append(exc)
+        return outcomes
+
+    def _create(
+        self, db: Connection, record: InstanceRecord, events: list[bytes], inbox: Sequence[bytes]
+    ) -> bool:
+        row = db.execute(
+            f"SELECT status, start_id FROM instances WHERE hub=? AND instance_id=?"
+            f"{self.dialect.for_update}",
+            (self.hub, record.instance_id),
+        ).fetchone()
+        if row is not None:
+            if record.start_id is not None and row[1] == record.start_id:
+                return False
+            if row[0] not in _TERMINAL:
+                raise InstanceExistsError(record.instance_id, row[0])
+            self._delete(db, record.instance_id)
+        db.execute(
+            f"INSERT INTO instances ({_INSTANCE_COLUMNS}, hub) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (*_record_values(self._stored_record(db, record), len(events)), self.hub),
+        )
+        self._append(db, record.instance_id, 0, events)
+        self._queue(db, [(record.instance_id, blob) for blob in inbox])
         return True
 
     def load_instance(self, instance_id: str) -> InstanceRecord | None:
@@ -649,31 +674,39 @@ class _InstanceTables(_Payloads):
         A ``message_id`` already accepted for the instance is this very message again (a
         retry): nothing is written, and the record comes back as if it took it.
         """
+        message = GuardedMessage(instance_id, event, statuses, new_status, message_id)
+        return self.append_inbox_many([message])[0]
+
+    def append_inbox_many(self, messages: Sequence[GuardedMessage]) -> list[InstanceRecord | None]:
+        """Accept many messages in one transaction, each as ``append_inbox_if`` would."""
         # One transaction: a completion committed by a host cannot slip between the check
         # and the write. The caller reads the answer from the record returned (as found).
         with self._write() as db:
-            record = self._locked_instance(db, instance_id)
-            if record is not None and message_id is not None:
-                key = (self.hub, instance_id, message_id)
-                seen = db.execute(
-                    "SELECT 1 FROM delivered WHERE hub=? AND instance_id=? AND message_id=?", key
-                ).fetchone()
-                if seen is not None:
-                    return dataclasses.replace(record, status=statuses[0])
-                if record.status in statuses:
-                    db.execute(
-                        "INSERT INTO delivered (hub, instance_id, message_id) VALUES (?,?,?)", key
-                    )
-            if record is None or record.status not in statuses:
-                return record
-            if new_status is not None:
+            return [self._append_if(db, message) for message in messages]
+
+    def _append_if(self, db: Connection, message: GuardedMessage) -> InstanceRecord | None:
+        instance_id, event, statuses, new_status, message_id = message
+        record = self._locked_instance(db, instance_id)
+        if record is not None and message_id is not None:
+            key = (self.hub, instance_id, message_id)
+            seen = db.execute(
+                "SELECT 1 FROM delivered WHERE hub=? AND instance_id=? AND message_id=?", key
+            ).fetchone()
+            if seen is not None:
+                return dataclasses.replace(record, status=statuses[0])
+            if record.status in statuses:
                 db.execute(
-                    "UPDATE instances SET status=?, last_updated_time=? "
-                    "WHERE hub=? AND instance_id=?",
-                    (new_status, time.time(), self.hub, instance_id),
+                    "INSERT INTO delivered (hub, instance_id, message_id) VALUES (?,?,?)", key
                 )
-            self._queue(db, [(instance_id, event)])
+        if record is None or record.status not in statuses:
             return record
+        if new_status is not None:
+            db.execute(
+                "UPDATE instances SET status=?, last_updated_time=? WHERE hub=? AND instance_id=?",
+                (new_status, time.time(), self.hub, instance_id),
+            )
+        self._queue(db, [(instance_id, event)])
+        return record
 
     def delete_instance_if(
         self, instance_id: str, statuses: tuple[str, ...]

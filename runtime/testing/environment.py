@@ -18,12 +18,14 @@ assert env.wait_for_completion(iid).output == "escalated trip"   # 72 h later, a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..entity_id import EntityId
 from ..errors import (
     ArgumentTypeError,
+    DurableError,
     InstanceExistsError,
     InstanceNotFoundError,
     InvalidArgumentError,
@@ -124,14 +126,28 @@ class DurableTestEnvironment:
         self._scheduler.run_until_idle()
         return iid
 
-    def raise_event(self, instance_id: str, event_name: str, data: Any = None) -> None:
-        """Send an external event to a live instance (kept until it waits for it)."""
+    def raise_event(
+        self, instance_id: str, event_name: str, data: Any = None, wait: bool = True
+    ) -> Future | None:
+        """Send an external event to a live instance (kept until it waits for it).
+
+        ``wait=False``: as the client's, a Future (resolved here at once) instead of None.
+        """
         if not isinstance(event_name, str) or not event_name:
             raise InvalidArgumentError.of("event_name", "a non-empty string", event_name)
-        self._live_record(instance_id, "it takes no more messages")
         event = encode_event(h.EventRaised(event_name, data), "event data")
+        future: Future = Future()
+        try:
+            self._live_record(instance_id, "it takes no more messages")
+        except DurableError as refused:  # the client's Future carries its refusal
+            if wait:
+                raise
+            future.set_exception(refused)
+            return future
         self._orchestrations.deliver(instance_id, decode_event(event))
         self._scheduler.run_until_idle()
+        future.set_result(None)
+        return None if wait else future
 
     def terminate(self, instance_id: str, reason: str = "", recursive: bool = True) -> None:
         """Stop a live instance (and its live sub-orchestrations); it ends Terminated."""

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ... import logs, metrics
@@ -25,8 +25,9 @@ from ...orchestration import history as h
 from ...orchestration.codec import decode_event, encode_event
 from ...orchestration.status import ENDED, LIVE, OrchestrationStatus
 from ...serialization import dumps, failure_of
-from ...store import InstanceQuery, InstanceRecord, Store
+from ...store import GuardedMessage, InstanceQuery, InstanceRecord, NewInstance, Store
 from .completions import Completions
+from .group_commit import GroupCommit
 from .pool import HostPool
 
 log = logging.getLogger("ray_durable.supervisor")
@@ -61,6 +62,9 @@ class InstanceControl:
         self.completions = completions
         self.clock = clock
         self._tags = {"hub": config.hub}
+        # Starts and messages that arrive together share a transaction (and its fsync).
+        self._create = GroupCommit(store.create_instances)
+        self._append = GroupCommit(store.append_inbox_many)
 
     # -- starting -----------------------------------------------------------------------
 
@@ -79,24 +83,26 @@ class InstanceControl:
         A start whose ``start_id`` created the stored row already (a retry, a re-delivered
         message) changes nothing: it neither runs the instance twice nor replaces its end.
         """
-        record = self._new_record(name, version, input_blob, instance_id, parent)
-        record.start_id = start_id
         retry = self.config.activity_retry_policy()
         if retry is not None:
             started: Any = decode_event(start_blob, "orchestration start")
             start_blob = encode_event(dataclasses.replace(started, activity_retry=retry))
+        record = self._new_record(name, version, input_blob, instance_id, parent)
+        record.start_id = start_id
+        host = record.host or ""
         try:
-            created = self.store.create_instance(record, [], [start_blob])
+            created = await self._create(NewInstance(record, [], [start_blob]))
         except DurableError:
-            self.pool.unplace(record.host or "")
+            self.pool.unplace(host)
             raise
+        finally:
+            self.pool.placed(host)
         if not created:
-            self.pool.unplace(record.host or "")
+            self.pool.unplace(host)
             log.info(
                 "hub %s: start %s of %s delivered again", self.config.hub, start_id, instance_id
             )
             return instance_id
-        host = record.host or ""
         # Awaited in the background and retried: a call lost with a dying host would
         # otherwise leave the stored instance Pending forever.
         asyncio.get_event_loop().create_task(self.pool.activate_on(host, [instance_id]))
@@ -207,7 +213,7 @@ class InstanceControl:
 
     # -- messages -----------------------------------------------------------------------
 
-    def accept(
+    async def accept(
         self,
         instance_id: str,
         event_blob: bytes,
@@ -220,9 +226,8 @@ class InstanceControl:
         Returns the instance as found: the message was written iff its status is in
         ``statuses``; otherwise nothing was (no row, no status, no last_updated_time).
         """
-        record = self.store.append_inbox_if(
-            instance_id, event_blob, statuses, new_status, message_id
-        )
+        message = GuardedMessage(instance_id, event_blob, statuses, new_status, message_id)
+        record = await self._append(message)
         if record is None:
             raise InstanceNotFoundError(instance_id)
         if record.status in statuses and record.host:
@@ -235,13 +240,26 @@ class InstanceControl:
         self, instance_id: str, event_blob: bytes, message_id: str | None = None
     ) -> None:
         """Durably accept a message (external event) for a live instance, then route it."""
-        record = self.accept(instance_id, event_blob, LIVE, None, message_id)
+        record = await self.accept(instance_id, event_blob, LIVE, None, message_id)
         if record.status not in LIVE:
             raise _ended(record, "it takes no more messages")
 
+    async def deliver_many(
+        self, events: Sequence[tuple[str, bytes, str | None]]
+    ) -> list[DurableError | None]:
+        """``deliver`` each message, in order and together; each one's refusal or None."""
+        # Each reaches the group commit before the next starts: stored in the order given.
+        outcomes = await asyncio.gather(
+            *(self.deliver(*event) for event in events), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, DurableError):
+                raise outcome  # not a refusal: the whole call fails, as a bug
+        return [outcome if isinstance(outcome, DurableError) else None for outcome in outcomes]
+
     async def terminate(self, instance_id: str, reason: str, recursive: bool = True) -> None:
         """Ask a live instance (and its live children) to stop; an ended one is refused."""
-        record = self.accept(instance_id, encode_event(h.ExecutionTerminated(reason)), LIVE)
+        record = await self.accept(instance_id, encode_event(h.ExecutionTerminated(reason)), LIVE)
         if record.status not in LIVE:
             raise _ended(record, "it cannot be terminated")
         if recursive:
@@ -254,7 +272,7 @@ class InstanceControl:
 
     async def suspend(self, instance_id: str, reason: str) -> None:
         """Hold a live instance's events until resumed; no-op if already Suspended."""
-        record = self.accept(
+        record = await self.accept(
             instance_id, encode_event(h.ExecutionSuspended(reason)), SUSPENDABLE, SUSPENDED
         )
         if record.status in SUSPENDABLE or record.status == SUSPENDED:
@@ -263,7 +281,7 @@ class InstanceControl:
 
     async def resume(self, instance_id: str, reason: str) -> None:
         """Let a Suspended instance go on; any other status is refused."""
-        record = self.accept(
+        record = await self.accept(
             instance_id, encode_event(h.ExecutionResumed(reason)), (SUSPENDED,), RUNNING
         )
         if record.status == SUSPENDED:

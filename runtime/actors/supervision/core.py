@@ -241,7 +241,7 @@ class SupervisorCore:
         )
         for task in self._loops[:2]:
             task.cancel()
-        self.pool.kill_all(save=False)
+        self.pool.kill_all()
         stop_this_actor(asyncio.get_event_loop())
 
     async def shutdown(self) -> None:

@@ -50,6 +50,8 @@ class HostPool:
         self.hosts: dict[str, HostHandle] = {}
         self.spares: list[str] = []
         self.retired: set[str] = set()
+        #: dedicated hosts given to a start whose instance is not committed yet
+        self.placing: set[str] = set()
         self._tags = {"hub": config.hub}
 
     # -- placement ----------------------------------------------------------------------
@@ -58,11 +60,13 @@ class HostPool:
         """The host a new instance goes to: its pool host, or a (warm) dedicated one."""
         if self.config.placement == "pooled":
             return pool_host(self.config.hub, pool_index(instance_id, self.config.pool_size))
-        if self.spares:
-            name = self.spares.pop(0)
-            self._save_spares()
-            return name
-        return self._dedicated_name()
+        name = self.spares.pop(0) if self.spares else self._dedicated_name()
+        self.placing.add(name)
+        return name
+
+    def placed(self, name: str) -> None:
+        """The start ``place`` chose ``name`` for has committed (or refused) its instance."""
+        self.placing.discard(name)
 
     def _dedicated_name(self) -> str:
         return f"{self.config.hub}/host-{uuid.uuid4().hex[:12]}"
@@ -74,8 +78,8 @@ class HostPool:
     def unplace(self, name: str) -> None:
         """A start refused after ``place``: its dedicated host goes back to the spares."""
         if self.config.placement == "dedicated":
+            self.placing.discard(name)
             self.spares.insert(0, name)
-            self._save_spares()
 
     def recycle(self, name: str, reusable: bool = True) -> None:
         """A dedicated host whose instance ended: back to the spares, or stopped.
@@ -86,7 +90,7 @@ class HostPool:
         makes no new process at all. Still one instance per host at a time: it is a spare
         only once no live instance is placed on it.
         """
-        if name in self.spares or name in self.retired:
+        if name in self.spares or name in self.retired or name in self.placing:
             return
         if self.store.active_instances(host=name):
             return  # placed again meanwhile: it hosts that instance now
@@ -94,7 +98,6 @@ class HostPool:
             self.kill(name)
             return
         self.spares.insert(0, name)  # ready now, unlike a spare still starting
-        self._save_spares()
 
     def refill_spares(self) -> None:
         """Keep ``warm_hosts`` dedicated hosts started ahead of need."""
@@ -105,24 +108,16 @@ class HostPool:
             name = self._dedicated_name()
             self.host(name)
             self.spares.append(name)
-        self._save_spares()
-
-    def _save_spares(self) -> None:
-        self.store.set_meta("spares", ",".join(self.spares))
 
     async def retire_unplaced(self, in_use: set[str | None]) -> None:
         """Hosts an earlier supervisor started that no live instance uses: stop them.
 
-        Its spares, and every dedicated host a keeper holds: one whose instance ended while
-        no supervisor ran told nobody (its report was lost), and one made for a start the
-        crash cut short never got its instance.
+        Every dedicated host a keeper holds: its spares, one whose instance ended while no
+        supervisor ran (its report was lost), and one made for a start the crash cut short.
+        The keepers know them all, so the spares need no record in the store.
         """
-        leftover = set((self.store.get_meta("spares") or "").split(","))
-        if self.config.placement == "dedicated":
-            leftover.update(await self.actors.kept_hosts())
-        for name in sorted(leftover - in_use):
-            if name:
-                self.kill(name)
+        for name in sorted(set(await self.actors.kept_hosts()) - in_use):
+            self.kill(name)
 
     # -- host lifecycle -------------------------------------------------------------------
 
@@ -211,14 +206,9 @@ class HostPool:
         self.retired.add(name)
         self.actors.kill(name, self.hosts.pop(name, None))
 
-    def kill_all(self, save: bool = True) -> None:
-        """Stop every host, spares included, and the keepers (the store keeps everything).
-
-        ``save=False``: write nothing to the store (a fenced supervisor may not).
-        """
+    def kill_all(self) -> None:
+        """Stop every host, spares included, and the keepers (the store keeps everything)."""
         for name in list(self.hosts) + self.spares:
             self.kill(name)
         self.spares.clear()
-        if save:
-            self._save_spares()
         self.actors.stop_keepers()
