@@ -575,20 +575,21 @@ def _start_span_of(args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
     return f"start_new {args[0]}", {"durable.instance_id": args[4], "durable.orchestrator": args[0]}
 
 
+def _check_sender(sender_id: str) -> None:
+    """A ``sender_id`` of the user's own: a name no client or system sender uses."""
+    if _name(sender_id, "sender_id") and ":" in sender_id:
+        raise InvalidArgumentError.of("sender_id", "a non-empty name without ':'", sender_id)
+    if sender_id.startswith("client-") or sender_id == "quarantine":
+        raise InvalidArgumentError.of("sender_id", "a name not starting 'client-'", sender_id)
+
+
 class DurableClient(_EntityOperations):
     """A handle on one task hub; cheap to create, safe to share across threads."""
 
     def __init__(self, hub: str, supervisor: Any, sender_id: str | None = None) -> None:
         self.hub = hub
         if sender_id is not None:
-            if _name(sender_id, "sender_id") and ":" in sender_id:
-                raise InvalidArgumentError.of(
-                    "sender_id", "a non-empty name without ':'", sender_id
-                )
-            if sender_id.startswith("client-") or sender_id == "quarantine":
-                raise InvalidArgumentError.of(
-                    "sender_id", "a name not starting 'client-'", sender_id
-                )
+            _check_sender(sender_id)
         if not isinstance(supervisor, SupervisorHandle):
             supervisor = SupervisorHandle(supervisor)  # a raw actor handle
         self._supervisor: SupervisorHandle = supervisor
@@ -814,20 +815,18 @@ class DurableClient(_EntityOperations):
     ) -> Future | None:
         """Send an external event to a live instance (kept until it waits for it).
 
-        InvalidOperationError if the instance has ended: the event is refused, not dropped.
-        With ``wait=False`` it returns at once a ``concurrent.futures.Future`` that resolves
-        once the event is stored (or fails with that error), to send many without waiting
-        for each: they reach the instance in the order raised, many per call to the hub.
+        InvalidOperationError if the instance has ended: refused, not dropped. ``wait=False``
+        returns a ``concurrent.futures.Future`` at once (resolved when stored, or failed
+        with the refusal): events so sent keep their order, many per call to the hub.
         """
         _instance_id(instance_id)
         _name(event_name, "event_name")
-        event = encode_event(h.EventRaised(event_name, data), "event data")
-        # One id per call, kept by its retries: the store recognises a retry whose first
+        # One id per event, kept by its retries: the store recognises a retry whose first
         # try landed (its answer lost with a supervisor), even once the instance has ended.
+        event = (instance_id, encode_event(h.EventRaised(event_name, data), "event data"))
         if not wait:
-            return self._events.add((instance_id, event, uuid.uuid4().hex))
-        self._call(SupervisorHandle.deliver, instance_id, event, uuid.uuid4().hex)
-        return None
+            return self._events.add((*event, uuid.uuid4().hex))
+        return self._call(SupervisorHandle.deliver, *event, uuid.uuid4().hex)
 
     def suspend(self, instance_id: str, reason: str = "") -> None:
         """Pause a live instance: events and results wait until ``resume``.
