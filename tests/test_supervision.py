@@ -312,6 +312,76 @@ def test_start_stores_the_instance_pending_with_its_start_then_activates_it(part
     assert actors.live[record.host].activated == [["i1"]]
 
 
+def test_a_burst_of_starts_costs_each_host_a_few_activation_calls_not_one_each(parts):
+    """Starts that arrive while a host's activation call is on its way go in the next one."""
+    pool, control, _, actors, store, _ = parts
+    blob = encode_event(h.ExecutionStarted("wf", None, "v1"))
+
+    async def burst() -> None:
+        await asyncio.gather(
+            *(control.start_new("wf", None, b"N.", blob, f"i{n}") for n in range(60))
+        )
+        await settle()
+
+    run(burst())
+    calls = {name: host.activated for name, host in actors.live.items()}
+    activated = sorted(iid for batches in calls.values() for ids in batches for iid in ids)
+    assert activated == sorted(f"i{n}" for n in range(60))  # each once, none lost
+    assert all(
+        store.load_instance(iid).host == name
+        for name, b in calls.items()
+        for ids in b
+        for iid in ids
+    )
+    assert sum(map(len, calls.values())) <= 3 * len(calls) < 60
+
+
+def test_an_activation_that_fails_is_retried_with_the_ids_queued_meanwhile(parts):
+    pool, _, _, actors, _, _ = parts
+    host = actors.host(object, "h1", None)
+    pool.hosts["h1"] = host
+    host.fail.append(RuntimeError("restarting"))
+
+    async def activations() -> None:
+        pool.activate_soon("h1", ["a"])
+        await settle()  # the call failed; activate_on waits to try again
+        pool.activate_soon("h1", ["b", "c"])
+        await asyncio.sleep(0.3)  # HOST_ACTIVATION's pause before the retry
+
+    run(activations())
+    assert host.activated == [["a"], ["b", "c"]]  # "a" again after the failure, then the rest
+    assert pool._to_activate == {}
+
+
+@pytest.mark.parametrize("parts", ["dedicated"], indirect=True)
+def test_a_host_that_recovery_places_an_instance_on_is_recycled_when_it_ends(parts):
+    """Only a start holds its host back from recycling until its commit: recovery, which
+    places an instance that lost its host, does not (its host would never be recycled)."""
+    pool, control, completions, actors, store, _ = parts
+    start(control, "i1")
+    first = store.load_instance("i1").host
+    store.set_host("i1", None)  # its dedicated host was stopped
+    core = SupervisorCore.__new__(SupervisorCore)
+    core.config, core.store, core.pool = pool.config, store, pool
+    core._tags = {"hub": pool.config.hub}
+    core.outbox = OutboxDelivery.__new__(OutboxDelivery)
+    flushed: list[bool] = []
+
+    async def flush() -> None:
+        flushed.append(True)
+
+    core.outbox.flush = flush  # type: ignore[method-assign]
+    run(asyncio.sleep(0))
+    core._recover_once([store.load_instance("i1")], 0.0)
+    run(settle())
+    second = store.load_instance("i1").host
+    assert second and not pool.placing and flushed
+    assert actors.live[second].activated == [["i1"]]
+    store.set_status("i1", "Completed")
+    run(completions.instance_done("i1", "Completed", None, second, False))
+    assert second in actors.killed and first != second
+
+
 @pytest.mark.parametrize("parts", ["dedicated"], indirect=True)
 def test_a_refused_dedicated_start_returns_its_host_to_the_spares(parts):
     pool, control, _, actors, *_ = parts

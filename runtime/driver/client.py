@@ -583,6 +583,44 @@ def _check_sender(sender_id: str) -> None:
         raise InvalidArgumentError.of("sender_id", "a name not starting 'client-'", sender_id)
 
 
+_CodeKey = tuple[str, str, str]
+
+
+class _ShippedCode:
+    """The code a client has shipped to its hub, and the objects it pickled it from."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[_CodeKey, bytes] = {}
+        self._sources: dict[_CodeKey, Any] = {}
+
+    def unshipped(
+        self, objects: Iterable[Any]
+    ) -> tuple[list[tuple[str, str, str, bytes]], list[tuple[_CodeKey, Any]]]:
+        """(kind, name, version, blob) of the objects whose code the hub lacks, and what
+        to remember once they are shipped."""
+        items, sources = [], []
+        for obj in objects:
+            code = as_registrable(obj)
+            key = (code.kind, code.name, getattr(code, "version", ""))
+            # Pickling the code costs more than the start itself: an object shipped already is
+            # not pickled again (one defined anew is a new object, and is compared by its blob).
+            if self._sources.get(key) is code:
+                continue
+            kind, name, version, blob = encode_code(code)
+            if self._blobs.get(key) != blob:
+                items.append((kind, name, version, blob))
+            sources.append((key, code))
+        return items, sources
+
+    def shipped(
+        self, items: list[tuple[str, str, str, bytes]], sources: list[tuple[_CodeKey, Any]]
+    ) -> None:
+        """The hub has recorded ``items``."""
+        for kind, name, version, blob in items:
+            self._blobs[(kind, name, version)] = blob
+        self._sources.update(sources)
+
+
 class DurableClient(_EntityOperations):
     """A handle on one task hub; cheap to create, safe to share across threads."""
 
@@ -593,7 +631,7 @@ class DurableClient(_EntityOperations):
         if not isinstance(supervisor, SupervisorHandle):
             supervisor = SupervisorHandle(supervisor)  # a raw actor handle
         self._supervisor: SupervisorHandle = supervisor
-        self._registered: dict[tuple[str, str, str], bytes] = {}
+        self._code = _ShippedCode()
         self._router = EntityRouter(lambda: self._supervisor)
         self._stable = sender_id is not None
         self._sender = sender_id or f"client-{uuid.uuid4().hex}"
@@ -633,15 +671,10 @@ class DurableClient(_EntityOperations):
 
     def register(self, *objects: Any) -> None:
         """Ship orchestrators, activities and entities to the hub, recorded durably."""
-        items = []
-        for obj in objects:
-            kind, name, version, blob = encode_code(obj)
-            if self._registered.get((kind, name, version)) != blob:
-                items.append((kind, name, version, blob))
+        items, sources = self._code.unshipped(objects)
         if items:
             self._call(SupervisorHandle.register, items)
-            for kind, name, version, blob in items:
-                self._registered[(kind, name, version)] = blob
+        self._code.shipped(items, sources)
 
     # -- orchestrations -----------------------------------------------------------------
 

@@ -848,6 +848,14 @@ _NEVER_HELD = (
 
 def _takes_input(fn: Callable[..., Any]) -> bool:
     try:
+        return _takes_input_of(fn)
+    except TypeError:  # an unhashable callable object: not cached
+        return _takes_input_of.__wrapped__(fn)
+
+
+@functools.lru_cache(maxsize=1024)  # once per orchestrator function, not per instance
+def _takes_input_of(fn: Callable[..., Any]) -> bool:
+    try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return True

@@ -90,6 +90,7 @@ class InstanceControl:
         record = self._new_record(name, version, input_blob, instance_id, parent)
         record.start_id = start_id
         host = record.host or ""
+        self.pool.placing.add(host)  # until committed: a late end report must not recycle it
         try:
             created = await self._create(NewInstance(record, [], [start_blob]))
         except DurableError:
@@ -103,9 +104,9 @@ class InstanceControl:
                 "hub %s: start %s of %s delivered again", self.config.hub, start_id, instance_id
             )
             return instance_id
-        # Awaited in the background and retried: a call lost with a dying host would
-        # otherwise leave the stored instance Pending forever.
-        asyncio.get_event_loop().create_task(self.pool.activate_on(host, [instance_id]))
+        # In the background and retried: a call lost with a dying host would otherwise
+        # leave the stored instance Pending forever.
+        self.pool.activate_soon(host, [instance_id])
         self.pool.refill_spares()
         metrics.inc("instances_started", {**self._tags, "name": name})
         logs.event(

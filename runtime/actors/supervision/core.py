@@ -170,7 +170,7 @@ class SupervisorCore:
             by_host.setdefault(host, []).append(record.instance_id)
         loop = asyncio.get_event_loop()
         for name, ids in by_host.items():
-            loop.create_task(self.pool.activate_on(name, ids))  # retried until taken
+            self.pool.activate_soon(name, ids)  # retried until taken
         self.pool.refill_spares()
         loop.create_task(self.outbox.flush())
         if by_host:

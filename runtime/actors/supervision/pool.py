@@ -52,6 +52,8 @@ class HostPool:
         self.retired: set[str] = set()
         #: dedicated hosts given to a start whose instance is not committed yet
         self.placing: set[str] = set()
+        #: instances to activate on each host once the call on its way there has returned
+        self._to_activate: dict[str, list[str]] = {}
         self._tags = {"hub": config.hub}
 
     # -- placement ----------------------------------------------------------------------
@@ -60,9 +62,7 @@ class HostPool:
         """The host a new instance goes to: its pool host, or a (warm) dedicated one."""
         if self.config.placement == "pooled":
             return pool_host(self.config.hub, pool_index(instance_id, self.config.pool_size))
-        name = self.spares.pop(0) if self.spares else self._dedicated_name()
-        self.placing.add(name)
-        return name
+        return self.spares.pop(0) if self.spares else self._dedicated_name()
 
     def placed(self, name: str) -> None:
         """The start ``place`` chose ``name`` for has committed (or refused) its instance."""
@@ -163,6 +163,27 @@ class HostPool:
                 await self.activate_on(name, None)
                 if self.hosts.get(name) is not handle:
                     return  # replaced by a new actor, which has a watcher of its own
+
+    def activate_soon(self, name: str, ids: list[str]) -> None:
+        """Activate ``ids`` on a host in the background, retried until taken (activate_on).
+
+        One call at a time per host: the instances asked for while one is on its way go
+        together in the next, so a burst of starts costs each host a few calls, not one each.
+        """
+        queued = self._to_activate.get(name)
+        if queued is not None:
+            queued.extend(ids)
+            return
+        self._to_activate[name] = list(ids)
+        asyncio.get_event_loop().create_task(self._activate_queued(name))
+
+    async def _activate_queued(self, name: str) -> None:
+        try:
+            while self._to_activate[name]:
+                ids, self._to_activate[name] = self._to_activate[name], []
+                await self.activate_on(name, ids)
+        finally:  # cancelled (the supervisor stops): the host activates from the store itself
+            self._to_activate.pop(name, None)
 
     async def activate_on(self, name: str, ids: list[str] | None) -> None:
         """Activate instances on a host until one of its incarnations has taken them.

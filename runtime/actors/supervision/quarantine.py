@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from ... import metrics
@@ -58,7 +57,7 @@ class QuarantineDesk:
                 if host is None or host in self.pool.retired or host in self.pool.spares:
                     host = self.pool.place(item.target)
                     self.store.set_host(item.target, host)
-                asyncio.get_event_loop().create_task(self.pool.activate_on(host, [item.target]))
+                self.pool.activate_soon(host, [item.target])
         elif retry:
             await self.outbox.flush()
         return item
