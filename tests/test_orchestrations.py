@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import ray
@@ -13,6 +15,7 @@ import workflows as wf
 from helpers import query_store
 
 from runtime import (
+    DurableError,
     InstanceExistsError,
     OrchestrationStatus,
     OrchestratorNotFoundError,
@@ -111,6 +114,49 @@ def test_bad_input_is_refused_and_leaves_the_store_unchanged(runtime, store_url)
     assert after["instances"] == before["instances"]
     assert runtime.client.get_status("keep").output == 4
     runtime.client.terminate(slow)
+
+
+def test_starts_from_many_threads_share_calls_and_each_keeps_its_own_refusal(
+    runtime, store_url, monkeypatch, tmp_path
+):
+    """start_new from many threads at once: a few Ray calls carry them all, every instance
+    runs, and a start refused for its id is refused alone, writing nothing."""
+    client = runtime.client
+    runtime.register(wf.double)
+    client.start_new(wf.chain, input=0, instance_id="taken")
+    client.wait_for_completion("taken", timeout=60)
+    client.start_new(
+        wf.slow_chain_then_go, input=(str(tmp_path / "log"), 1, 0.1), instance_id="running"
+    )
+    before = query_store(store_url, "SELECT input FROM instances WHERE instance_id='running'")
+    calls: list[int] = []
+    pipeline = client._starts
+    method = pipeline._method
+
+    def counted(handle: Any, starts: list[Any]) -> Any:
+        calls.append(len(starts))
+        return method(handle, starts)
+
+    monkeypatch.setattr(pipeline, "_method", counted)
+    ids = [f"burst-{n}" for n in range(60)] + ["running", "taken"]
+
+    def start(iid: str) -> Any:
+        try:
+            return client.start_new(wf.chain, input=1, instance_id=iid)
+        except DurableError as exc:
+            return exc
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(start, ids))
+    assert outcomes[:60] == ids[:60] and outcomes[61] == "taken"  # an ended id is reused
+    assert isinstance(outcomes[60], InstanceExistsError)
+    assert sum(calls) == len(ids) and len(calls) < len(ids)
+    assert query_store(store_url, "SELECT input FROM instances WHERE instance_id='running'") == (
+        before
+    )
+    for iid in ids[:60] + ["taken"]:
+        assert client.wait_for_completion(iid, timeout=120).output == 4
+    client.terminate("running")
 
 
 def test_completed_id_can_be_reused(runtime):

@@ -326,6 +326,10 @@ class SupervisorHandle:
         """Durably accept an external event for a live instance (once per ``message_id``)."""
         return self.actor.deliver.remote(instance_id, event_blob, message_id)
 
+    def start_many(self, starts: list[tuple[str, str | None, bytes, bytes, str, str]]) -> Any:
+        """``start_new`` each start tuple: a list of instance ids and refusals (DurableError)."""
+        return self.actor.start_many.remote(starts)
+
     def deliver_many(self, events: list[tuple[str, bytes, str]]) -> Any:
         """Deliver events in order: a list of each one's refusal (a DurableError) or None."""
         return self.actor.deliver_many.remote(events)

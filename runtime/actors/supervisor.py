@@ -89,6 +89,10 @@ class Supervisor:
         """Route a message to an instance."""
         await (await self._ready()).control.deliver(instance_id, event_blob, message_id)
 
+    async def start_many(self, starts: list[tuple[Any, ...]]) -> list[Any]:
+        """Create and activate instances together; each one's id or refusal (a DurableError)."""
+        return await (await self._ready()).control.start_many(starts)
+
     async def deliver_many(self, events: list[tuple[str, bytes, str]]) -> list[Any]:
         """Route messages in order; each one's refusal (a DurableError) or None."""
         return await (await self._ready()).control.deliver_many(events)

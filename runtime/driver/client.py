@@ -179,33 +179,43 @@ class _SignalBatcher:
                     signal.future.set_exception(typed(error))
 
 
-class _EventPipeline:
-    """Carries ``raise_event(..., wait=False)`` events to the supervisor, many per Ray call.
+class _Pipeline:
+    """Carries one kind of call to the supervisor, many per Ray call: ``method`` takes a list
+    and answers each item with its outcome, a value or the DurableError that refuses it.
 
-    One batch is in flight at a time and the next leaves when it returns: events keep the
-    order they were raised in (an async actor may start two calls of one caller in either
-    order), and a burst costs a few calls and transactions instead of one of each per event.
-    Each event keeps its id across the client's retries, so a resent batch is stored once.
+    One batch is in flight at a time and the next, whatever was queued meanwhile, leaves
+    when it returns (no timer: a lone call goes at once). Events keep the order they were
+    raised in that way (an async actor may start two calls of one caller in either order),
+    and a burst costs a few calls and transactions instead of one of each per item. Each
+    item keeps its id (message id, start id) across the client's retries, so a resent
+    batch is stored once; ``resent`` may reinterpret an outcome of a batch sent again.
     """
 
     MAX_BATCH = 512
 
-    def __init__(self, client: DurableClient) -> None:
+    def __init__(
+        self,
+        client: DurableClient,
+        method: Callable[[SupervisorHandle, list[Any]], Any],
+        name: str,
+        resent: Callable[[Any, Any], Any] | None = None,
+    ) -> None:
         self._client = client
+        self._method = method
+        self._name = name
+        self._resent = resent
         self._cond = threading.Condition()
-        self._pending: list[tuple[Future, tuple[str, bytes, str]]] = []
+        self._pending: list[tuple[Future, Any]] = []
         self._thread: threading.Thread | None = None
 
-    def add(self, event: tuple[str, bytes, str]) -> Future:
-        """Queue one event (instance id, encoded event, message id); resolves once stored."""
+    def add(self, item: Any) -> Future:
+        """Queue one item; the future resolves with its outcome."""
         future: Future = Future()
         with self._cond:
-            self._pending.append((future, event))
+            self._pending.append((future, item))
             self._cond.notify()
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="durable-events", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
         return future
 
@@ -216,17 +226,31 @@ class _EventPipeline:
                     self._cond.wait()
                 batch = self._pending[: self.MAX_BATCH]
                 del self._pending[: self.MAX_BATCH]
+            sends = 0
+
+            def send(handle: SupervisorHandle, items: list[Any]) -> Any:
+                nonlocal sends
+                sends += 1
+                return self._method(handle, items)
+
+            send.__name__ = self._method.__name__  # named in an InternalError
             try:
-                outcomes = self._client._call(
-                    SupervisorHandle.deliver_many, [event for _, event in batch]
-                )
+                outcomes = self._client._call(send, [item for _, item in batch])
             except Exception as exc:
                 outcomes = [typed(exc)] * len(batch)
-            for (future, _), outcome in zip(batch, outcomes, strict=True):
-                if outcome is None:
-                    future.set_result(None)
-                else:
+            for (future, item), outcome in zip(batch, outcomes, strict=True):
+                if sends > 1 and self._resent is not None:
+                    outcome = self._resent(item, outcome)
+                if isinstance(outcome, BaseException):
                     future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+
+def _resent_start(start: tuple[Any, ...], outcome: Any) -> Any:
+    """A start sent again that finds its instance: our own earlier attempt landed before the
+    supervisor restarted (it never runs twice)."""
+    return start[4] if isinstance(outcome, InstanceExistsError) else outcome
 
 
 def _cause(exc: BaseException) -> str:
@@ -640,7 +664,9 @@ class DurableClient(_EntityOperations):
         #: operations per entity type, as the hub last said (None: a function entity)
         self._operations: dict[str, tuple[str, ...] | None] = {}
         self._batcher = _SignalBatcher(self)
-        self._events = _EventPipeline(self)
+        self._events = _Pipeline(self, SupervisorHandle.deliver_many, "durable-events")
+        # Starts from many threads travel together: one Ray call and one transaction each.
+        self._starts = _Pipeline(self, SupervisorHandle.start_many, "durable-starts", _resent_start)
         #: the hub's tracing: Runtime.start and connect set it from the hub's config
         self.tracer: tracing.Tracer | None = None
 
@@ -689,7 +715,7 @@ class DurableClient(_EntityOperations):
         span = tracing.begin(self.tracer, "start_new")
         args = self._start_args(orchestrator, input, instance_id, version, tracing.under(span))
         try:
-            return self._start(args, True)
+            return str(self._starts.add(args).result())
         finally:  # a start that failed may still have been stored: its span is sent too
             tracing.end(self.tracer, span, *_start_span_of(args))
 

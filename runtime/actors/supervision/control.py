@@ -10,8 +10,8 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from ... import logs, metrics
 from ...config import HubConfig
@@ -31,6 +31,7 @@ from .group_commit import GroupCommit
 from .pool import HostPool
 
 log = logging.getLogger("ray_durable.supervisor")
+T = TypeVar("T")
 
 SUSPENDED = str(OrchestrationStatus.SUSPENDED)
 RUNNING = str(OrchestrationStatus.RUNNING)
@@ -250,13 +251,17 @@ class InstanceControl:
     ) -> list[DurableError | None]:
         """``deliver`` each message, in order and together; each one's refusal or None."""
         # Each reaches the group commit before the next starts: stored in the order given.
-        outcomes = await asyncio.gather(
-            *(self.deliver(*event) for event in events), return_exceptions=True
+        return await _each(self.deliver(*event) for event in events)
+
+    async def start_many(
+        self, starts: Sequence[tuple[str, str | None, bytes, bytes, str, str | None]]
+    ) -> list[str | DurableError]:
+        """``start_new`` each (name, version, input, start, instance id, start id), together
+        (one transaction); each one's instance id or refusal."""
+        return await _each(
+            self.start_new(name, version, input_blob, start_blob, iid, start_id=start_id)
+            for name, version, input_blob, start_blob, iid, start_id in starts
         )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, DurableError):
-                raise outcome  # not a refusal: the whole call fails, as a bug
-        return [outcome if isinstance(outcome, DurableError) else None for outcome in outcomes]
 
     async def terminate(self, instance_id: str, reason: str, recursive: bool = True) -> None:
         """Ask a live instance (and its live children) to stop; an ended one is refused."""
@@ -331,3 +336,12 @@ class InstanceControl:
             except (InvalidOperationError, InstanceNotFoundError):
                 pass  # purged as a child above, or restarted since the query
         return count
+
+
+async def _each(calls: Iterable[Awaitable[T]]) -> list[T | DurableError]:
+    """Await the calls together: each one's result, or its refusal (a DurableError)."""
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, DurableError):
+            raise outcome  # not a refusal: the whole call fails, as a bug
+    return outcomes  # type: ignore[return-value]
