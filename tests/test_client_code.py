@@ -1,12 +1,17 @@
-"""What a client ships of the code it starts: each object once, a changed one again."""
+"""A client's own logic, without a hub: the code it ships (each object once, a changed one
+again) and the pipelines that carry many calls per Ray call."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+import pytest
 
 import runtime.driver.client
 from runtime import orchestrator
-from runtime.driver.client import DurableClient
+from runtime.driver.client import DurableClient, _Pipeline
+from runtime.errors import InternalError
 from runtime.orchestration.engine import _takes_input
 
 PURE = True
@@ -53,3 +58,29 @@ def test_whether_an_orchestrator_takes_input_is_known_for_unhashable_callables_t
 
     assert _takes_input(Callable()) and _takes_input(lambda ctx, x: x)
     assert not _takes_input(lambda ctx: 1)
+
+
+def test_a_pipeline_sends_no_cancelled_call_and_outlives_a_wrong_answer(monkeypatch):
+    client = DurableClient("h", object())
+    gate, entered = threading.Event(), threading.Event()
+    sent: list[list[str]] = []
+    answers = iter([lambda items: [f"ok-{i}" for i in items], lambda items: []] * 2)
+
+    def call(_method: Any, items: list[str]) -> list[str]:
+        entered.set()
+        gate.wait(10)
+        sent.append(items)
+        return next(answers)(items)
+
+    monkeypatch.setattr(client, "_call", call)
+    pipeline = _Pipeline(client, lambda handle, items: None, "test-pipeline")
+    first = pipeline.add("a")
+    assert entered.wait(10)  # "a" is on its way: the next ones queue behind it
+    cancelled, third = pipeline.add("b"), pipeline.add("c")
+    assert cancelled.cancel()
+    gate.set()
+    assert first.result(10) == "ok-a"
+    with pytest.raises(InternalError, match="1 items"):
+        third.result(10)  # the answer was one short: this batch fails, not the thread
+    assert pipeline.add("d").result(10) == "ok-d"
+    assert sent == [["a"], ["c"], ["d"]]

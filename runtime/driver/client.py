@@ -226,6 +226,12 @@ class _Pipeline:
                     self._cond.wait()
                 batch = self._pending[: self.MAX_BATCH]
                 del self._pending[: self.MAX_BATCH]
+            # A future its caller cancelled is not sent (and setting it would kill this thread).
+            batch = [
+                (future, item) for future, item in batch if future.set_running_or_notify_cancel()
+            ]
+            if not batch:
+                continue
             sends = 0
 
             def send(handle: SupervisorHandle, items: list[Any]) -> Any:
@@ -236,6 +242,12 @@ class _Pipeline:
             send.__name__ = self._method.__name__  # named in an InternalError
             try:
                 outcomes = self._client._call(send, [item for _, item in batch])
+                if len(outcomes) != len(batch):  # a bug: fail these, keep the thread for the next
+                    raise InternalError(
+                        f"the supervisor of task hub {self._client.hub!r} ({send.__name__})",
+                        "ValueError",
+                        f"{len(outcomes)} outcomes for {len(batch)} items",
+                    )
             except Exception as exc:
                 outcomes = [typed(exc)] * len(batch)
             for (future, item), outcome in zip(batch, outcomes, strict=True):
