@@ -742,9 +742,7 @@ class DurableClient(_EntityOperations):
         span = tracing.begin(self.tracer, "start_new")
         args = self._start_args(orchestrator, input, instance_id, version, tracing.under(span))
         try:
-            started = await self._await(
-                SupervisorHandle.start_new, args, lambda: self._start(args, False)
-            )
+            started = await self._await(SupervisorHandle.start_new, args, lambda: self._start(args))
         finally:
             tracing.end(self.tracer, span, *_start_span_of(args))
         return str(started)
@@ -809,18 +807,14 @@ class DurableClient(_EntityOperations):
         # this start even once the instance has ended (it never runs twice).
         return name, version, input_blob, start_blob, iid, uuid.uuid4().hex
 
-    def _start(self, args: tuple[str, str | None, bytes, bytes, str, str], first: bool) -> str:
-        attempts = 0
+    def _start(self, args: tuple[str, str | None, bytes, bytes, str, str]) -> str:
+        """A start sent again (its first try was lost), retried while the hub restarts."""
 
         def once() -> str:
-            nonlocal attempts
-            attempts += 1
             try:
                 return str(self._call_once(SupervisorHandle.start_new, *args))
-            except InstanceExistsError:
-                if first and attempts == 1:
-                    raise
-                return args[4]  # our own earlier attempt landed before the supervisor restarted
+            except InstanceExistsError as exc:
+                return str(_resent_start(args, exc))
 
         return retry(once, *self._hub_patience())
 
