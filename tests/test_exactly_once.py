@@ -72,11 +72,12 @@ def test_a_redelivered_entity_start_does_not_run_its_ended_instance_again(hub, s
 def test_a_client_start_retried_after_its_instance_ended_changes_nothing(hub, store_url):
     client, name = hub.client, hub.config.hub
     args = client._start_args(wf.chain, 1, "retried", None)
-    assert client._start(args, True) == "retried"
+    assert client._starts.add(args).result() == "retried"
     assert client.wait_for_completion("retried", timeout=60).output == 4
     before = _execution(store_url, name, "retried")
-    # The same call again, as the client's retry after an answer lost with the supervisor.
-    assert client._start(args, False) == "retried"
+    # The same call again, as the client's retry after an answer lost with the supervisor:
+    # sent as a first try, so only the supervisor's start-id check can make it a no-op.
+    assert client._starts.add(args).result() == "retried"
     assert _execution(store_url, name, "retried") == before
     # A new call under the same id is the user's own restart: it replaces the ended run.
     client.start_new(wf.chain, input=2, instance_id="retried")
