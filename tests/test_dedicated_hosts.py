@@ -11,7 +11,7 @@ import workflows as wf
 from helpers import completed_seqs, host_pid, start_runtime, stop_runtime, wait_until
 
 from runtime import OrchestrationStatus
-from runtime.actors.ray_seam import find_actor, keeper_name, supervisor_name
+from runtime.actors.ray_seam import alive_nodes, find_actor, keeper_name, supervisor_name
 from runtime.store import open_store
 
 
@@ -89,8 +89,11 @@ def test_a_host_whose_instance_ended_while_no_supervisor_ran_is_stopped(hub_name
         ray.kill(find_actor(supervisor_name(rt.config.hub)), no_restart=True)
         wait_until(lambda: _status(store, rt.config.hub, iid) == OrchestrationStatus.COMPLETED)
         assert not _gone(host)  # it finished the instance with no supervisor, and told nobody
+        name = _record(store, rt.config.hub, iid).host
         rt = start_runtime(hub_name, store, "dedicated")  # a new supervisor: recovery
         wait_until(lambda: _gone(host), timeout=60)
+        # Its keeper forgot it too (it listed the host to every later supervisor).
+        wait_until(lambda: name not in _kept(rt.config.hub))
     finally:
         stop_runtime(rt)
 
@@ -104,12 +107,22 @@ def _answers(client) -> int | None:
 
 
 def _status(store: str, hub: str, iid: str) -> OrchestrationStatus | None:
+    record = _record(store, hub, iid)
+    return None if record is None else OrchestrationStatus(record.status)
+
+
+def _record(store: str, hub: str, iid: str):
     db = open_store(store, hub)
     try:
-        record = db.load_instance(iid)
-        return None if record is None else OrchestrationStatus(record.status)
+        return db.load_instance(iid)
     finally:
         db.close()
+
+
+def _kept(hub: str) -> list[str]:
+    """The hosts the hub's keepers hold."""
+    keepers = [find_actor(keeper_name(hub, node)) for node in alive_nodes()]
+    return [n for k in keepers if k is not None for n in ray.get(k.names.remote())]
 
 
 def _gone(handle) -> bool:

@@ -726,16 +726,18 @@ class ActorSystem:
 
     async def kept_hosts(self) -> list[str]:
         """The dedicated hosts the hub's keepers hold, on every live node."""
-        keepers = [find_actor(keeper_name(self.hub, node)) for node in alive_nodes()]
         names: list[str] = []
-        for keeper in keepers:
-            if keeper is None:
-                continue
+        for keeper in self._live_keepers():
             try:
                 names += await keeper.names.remote()
             except RayActorError:
                 pass  # a keeper that died took its hosts with it
         return names
+
+    def _live_keepers(self) -> list[Any]:
+        """The hub's keepers on every live node, found by name (a new supervisor knows none)."""
+        keepers = [find_actor(keeper_name(self.hub, node)) for node in alive_nodes()]
+        return [k for k in keepers if k is not None]
 
     def stop_keepers(self) -> None:
         """Stop the hub's keepers on every live node (with them, the hosts they own)."""
@@ -747,12 +749,17 @@ class ActorSystem:
         """Stop a host for good (a no-op if it is gone)."""
         if handle is None:
             kill_named(name)
-            return
-        if handle.keeper is not None:
+            # Perhaps a kept host an earlier supervisor made: its keeper would list it forever.
+            keepers = self._live_keepers()
+        else:
+            keepers = [] if handle.keeper is None else [handle.keeper]
+        for keeper in keepers:
             try:
-                handle.keeper.forget.remote(name)
+                keeper.forget.remote(name)
             except Exception:
                 pass  # the keeper is gone, and its hosts with it
+        if handle is None:
+            return
         if handle.actor is None:  # its keeper has not answered yet: kill what it creates
             asyncio.ensure_future(self._kill_once_created(handle)).add_done_callback(_retrieved)
             return
