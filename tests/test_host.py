@@ -11,6 +11,7 @@ from helpers import event_loop
 
 from runtime import activity, orchestrator
 from runtime.actors.hosts import HostCore
+from runtime.errors import SerializationError
 from runtime.orchestration import history as h
 from runtime.orchestration.codec import decode_event, encode_event
 from runtime.registry import encode_code
@@ -153,6 +154,17 @@ def test_an_activity_failure_reaches_the_orchestrator_with_its_type(host):
     failed = [decode_event(b) for b in store.load_history(iid)]
     (failure,) = [e for e in failed if isinstance(e, h.TaskFailed)]
     assert failure.failure.error_type == "ValueError" and "no 5" in failure.failure.message
+
+
+def test_an_instance_whose_code_cannot_load_holds_back_no_other_of_its_batch(host):
+    core, store, actors, loop = host
+    store.register_code("orchestrator", "broken", "", b"not a pickle")
+    bad, good = start(store, "broken", 1), start(store, "chain", 1)
+    with pytest.raises(SerializationError):  # raised, so that the supervisor retries it
+        loop.run_until_complete(core.activate([bad, good]))
+    assert good in core.live  # activated by that very call
+    assert run_until_ended(core, store, loop, good).status == "Completed"
+    assert store.load_instance(bad).status == "Pending" and bad not in core.live
 
 
 def test_a_new_incarnation_dispatches_only_what_history_leaves_open(host, tmp_path):

@@ -285,11 +285,18 @@ class HostCore(_Recovery):
     # -- messages from the supervisor --------------------------------------------------
 
     async def activate(self, instance_ids: list[str]) -> None:
-        """Make sure each instance is live here (idempotent)."""
+        """Make sure each instance is live here (idempotent); a failure is raised last."""
+        failure: Exception | None = None
         for iid in instance_ids:
-            if iid not in self.live:
-                self._activate(iid)
+            try:
+                if iid not in self.live:
+                    self._activate(iid)
+            except Exception as exc:  # its code cannot load here? The rest of the batch runs
+                self.poison.clear()
+                failure = failure or exc
         self._wake.set()
+        if failure is not None:
+            raise failure
 
     async def poke(self, instance_id: str) -> None:
         """Read the instance's new inbox messages, in the order the store accepted them."""

@@ -17,6 +17,7 @@ from ..ray_seam import (
     ActorSystem,
     HostHandle,
     must_replace,
+    root_cause,
 )
 from ..routing import pool_host, pool_index
 
@@ -205,10 +206,16 @@ class HostPool:
                 if must_replace(exc):
                     self._replace(name)
                 # else restarting: the next try reaches its new incarnation
+                error = str(root_cause(exc)).strip().split("\n")[0][:300]
             attempt += 1
-            if attempt % 60 == 0:
+            if attempt % 60 == 0:  # unreachable, or an instance's code cannot load there
                 logs.event(
-                    log, logging.WARNING, "host still unreachable", hub=self.config.hub, host=name
+                    log,
+                    logging.WARNING,
+                    "host still does not activate its instances",
+                    hub=self.config.hub,
+                    host=name,
+                    error=error,
                 )
             await asyncio.sleep(HOST_ACTIVATION.wait(attempt, Exception()))
 
