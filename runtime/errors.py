@@ -29,13 +29,15 @@ class DurableError(Exception):
 class SerializationError(DurableError):
     """A value (input, output, state) could not be pickled or unpickled."""
 
-    def __init__(self, what: str, cause: str) -> None:
-        super().__init__(what, cause)
+    def __init__(self, what: str, cause: str, action: str = "serialize") -> None:
+        super().__init__(what, cause, action)
         self.what = what
         self.cause_text = cause
+        #: "serialize" or "deserialize": which way it failed
+        self.action = action
 
     def __str__(self) -> str:
-        return f"cannot serialize {self.what}: {self.cause_text}"
+        return f"cannot {self.action} {self.what}: {self.cause_text}"
 
 
 class NotRegisteredError(DurableError):

@@ -44,7 +44,8 @@ class MessageFormatError(SerializationError):
     """A stored outcome or outbox message is not in a form this ray-durable reads."""
 
     def __init__(self, what: str, cause: str) -> None:
-        super().__init__(what, cause)
+        super().__init__(what, cause, "deserialize")
+        self.args = (what, cause)  # what pickle calls __init__ with
 
 
 # -- identities --------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def loads(blob: bytes | None, what: str = "value") -> Any:
     try:
         return cloudpickle.loads(blob)
     except Exception as exc:
-        raise SerializationError(what, f"{type(exc).__name__}: {exc}") from None
+        raise SerializationError(what, f"{type(exc).__name__}: {exc}", "deserialize") from None
 
 
 def failure_of(exc: BaseException) -> FailureDetails:

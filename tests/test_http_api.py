@@ -120,7 +120,7 @@ def test_status_payload_shows_unreadable_values_instead_of_failing():
         "i", "flow", "", "Completed", "e", 0.0, 1.5, input=b"not a pickle", output=dumps([1])
     )
     body = status_payload(record)
-    assert "cannot serialize input" in body["input"]["$unreadable"]
+    assert "cannot deserialize input" in body["input"]["$unreadable"]
     assert body["output"] == [1]
     assert body["createdTime"] == "1970-01-01T00:00:00Z"
 
