@@ -10,7 +10,9 @@ is timed is recovery, not queues of activities:
 - supervisor (pooled and dedicated): SIGKILL it, then time until a client's status read
   answers again;
 - dedicated re-activation: stop Ray, start it again on the same store, and time from
-  ``Runtime.start`` until every instance has committed a new step.
+  ``Runtime.start`` until every instance has committed a new step;
+- keeper (dedicated): SIGKILL the node's keeper, which takes every dedicated host with
+  it, then time until the first and the last instance commit a new step.
 
     python benchmarks/bench_recovery.py --repeats 3 --instances 60
 
@@ -42,6 +44,7 @@ from common import RAY_ARGS  # noqa: E402
 from helpers import history_lengths, wait_until  # noqa: E402
 
 from runtime import Runtime  # noqa: E402
+from runtime.actors.ray_seam import find_actor, keeper_name  # noqa: E402
 from runtime.actors.routing import pool_index  # noqa: E402
 
 POOL = 4
@@ -113,6 +116,20 @@ def dedicated_restart(store: str) -> tuple[float, float]:
         rt.shutdown()
 
 
+def keeper(store: str) -> tuple[float, float]:
+    """Kill a dedicated hub's keeper (its hosts die with it); (first, last) progress."""
+    rt, iids = _hub(store, "dedicated")
+    try:
+        wait_until(lambda: all(n >= 4 for n in history_lengths(store, iids).values()), 240)
+        node = ray.get_runtime_context().get_node_id()
+        pid = ray.get(find_actor(keeper_name(rt.config.hub, node)).pid.remote())
+        killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        return _progress(store, iids, killed_at)
+    finally:
+        rt.shutdown()
+
+
 def _line(name: str, samples: list[float]) -> str:
     return f"{name:<44} median {statistics.median(samples):6.2f} s   max {max(samples):6.2f} s"
 
@@ -123,11 +140,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--instances", type=int, default=60)
     parser.add_argument(
-        "--only", choices=("pooled", "supervisor", "dedicated"), action="append", default=[]
+        "--only",
+        choices=("pooled", "supervisor", "dedicated", "keeper"),
+        action="append",
+        default=[],
     )
     global ARGS
     ARGS = parser.parse_args()
-    only = set(ARGS.only) or {"pooled", "supervisor", "dedicated"}
+    only = set(ARGS.only) or {"pooled", "supervisor", "dedicated", "keeper"}
     results: dict[str, list[float]] = {}
     ray.init(**RAY_ARGS, log_to_driver=False)
     try:
@@ -151,6 +171,10 @@ def main() -> None:
                     first, last = dedicated_restart(store())
                     results.setdefault("dedicated hub restarted: first instance", []).append(first)
                     results.setdefault("dedicated hub restarted: every instance", []).append(last)
+                if "keeper" in only:
+                    first, last = keeper(store())
+                    results.setdefault("keeper killed: first instance", []).append(first)
+                    results.setdefault("keeper killed: every instance", []).append(last)
                 print(f"repeat {repeat + 1} done", flush=True)
     finally:
         ray.shutdown()
