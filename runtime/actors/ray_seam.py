@@ -104,6 +104,12 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's type and the first line of its message (Ray's run to many lines)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 def durable_cause(exc: BaseException) -> DurableError | None:
     """The DurableError a Ray error carries, if it carries one."""
     cause = root_cause(exc)
@@ -750,16 +756,9 @@ class ActorSystem:
         if handle is None:
             kill_named(name)
             # Perhaps a kept host an earlier supervisor made: its keeper would list it forever.
-            keepers = self._live_keepers()
-        else:
-            keepers = [] if handle.keeper is None else [handle.keeper]
-        for keeper in keepers:
-            try:
-                keeper.forget.remote(name)
-            except Exception:
-                pass  # the keeper is gone, and its hosts with it
-        if handle is None:
+            self._forget(name, self._live_keepers())
             return
+        self._forget(name, [] if handle.keeper is None else [handle.keeper])
         if handle.actor is None:  # its keeper has not answered yet: kill what it creates
             asyncio.ensure_future(self._kill_once_created(handle)).add_done_callback(_retrieved)
             return
@@ -767,6 +766,15 @@ class ActorSystem:
             kill(handle.actor)
         except Exception:
             pass  # already gone
+
+    @staticmethod
+    def _forget(name: str, keepers: list[Any]) -> None:
+        """Tell ``keepers`` to drop their handle of a stopped host."""
+        for keeper in keepers:
+            try:
+                keeper.forget.remote(name)
+            except Exception:
+                pass  # the keeper is gone, and its hosts with it
 
     async def _kill_once_created(self, handle: HostHandle) -> None:
         try:

@@ -23,6 +23,7 @@ from ..actors.ray_seam import (
     TaskError,
     actor_lost,
     find_supervisor,
+    first_line,
     get,
     retry,
     root_cause,
@@ -170,7 +171,7 @@ class _SignalBatcher:
             self._client._router.forget(signal.eid)
             signal.deadline = signal.deadline or now + RECONNECT_SECONDS
             if now > signal.deadline:
-                error = EntityUnavailableError(str(signal.eid), RECONNECT_SECONDS, _cause(exc))
+                error = EntityUnavailableError(str(signal.eid), RECONNECT_SECONDS, first_line(exc))
                 signal.future.set_exception(error)
             else:
                 try:
@@ -263,12 +264,6 @@ def _resent_start(start: tuple[Any, ...], outcome: Any) -> Any:
     """A start sent again that finds its instance: our own earlier attempt landed before the
     supervisor restarted (it never runs twice)."""
     return start[4] if isinstance(outcome, InstanceExistsError) else outcome
-
-
-def _cause(exc: BaseException) -> str:
-    """The first line of a Ray error, for the message of the typed error that replaces it."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def _timestamp(argument: str, value: datetime | None) -> float | None:
@@ -385,7 +380,7 @@ class _HubCalls:
         """How the client waits for a restarting supervisor: its patience, then its error."""
         return (
             SUPERVISOR_RESTART.within(RECONNECT_SECONDS),
-            lambda exc: HubUnavailableError(self.hub, RECONNECT_SECONDS, _cause(exc)),
+            lambda exc: HubUnavailableError(self.hub, RECONNECT_SECONDS, first_line(exc)),
             lambda exc: self._reconnect(),
         )
 
@@ -585,7 +580,7 @@ class _EntityOperations(_HubCalls):
         return retry(
             once,
             ENTITY_HOST_RESTART.within(RECONNECT_SECONDS),
-            lambda exc: EntityUnavailableError(str(eid), RECONNECT_SECONDS, _cause(exc)),
+            lambda exc: EntityUnavailableError(str(eid), RECONNECT_SECONDS, first_line(exc)),
             lambda exc: self._router.forget(eid),
         )
 

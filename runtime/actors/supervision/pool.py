@@ -16,6 +16,7 @@ from ..ray_seam import (
     HOST_ACTIVATION,
     ActorSystem,
     HostHandle,
+    first_line,
     must_replace,
     root_cause,
 )
@@ -206,7 +207,7 @@ class HostPool:
                 if must_replace(exc):
                     self._replace(name)
                 # else restarting: the next try reaches its new incarnation
-                error = str(root_cause(exc)).strip().split("\n")[0][:300]
+                last = exc
             attempt += 1
             if attempt % 60 == 0:  # unreachable, or an instance's code cannot load there
                 logs.event(
@@ -215,7 +216,7 @@ class HostPool:
                     "host still does not activate its instances",
                     hub=self.config.hub,
                     host=name,
-                    error=error,
+                    error=first_line(root_cause(last))[:300],
                 )
             await asyncio.sleep(HOST_ACTIVATION.wait(attempt, Exception()))
 
